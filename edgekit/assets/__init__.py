@@ -1,0 +1,15 @@
+"""Files shipped inside the package: the embedded demo model and a sample image."""
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def default_model() -> Path:
+    """The embedded demo detector (see README: what it is and how it was made)."""
+    return HERE / "shapes.onnx"
+
+
+def sample_image() -> Path:
+    """A sample image the demo model can detect objects in."""
+    return HERE / "shapes.jpg"

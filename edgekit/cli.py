@@ -1,0 +1,373 @@
+"""The `edgekit` command: predict and inspect (more verbs arrive as they work)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from edgekit import __version__
+from edgekit.errors import EdgekitError
+
+MODEL_SUFFIXES = (".onnx", ".xml", ".tflite", ".mlpackage")
+
+
+def _floats(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a value in 0..1, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _imgsz(text: str) -> list[int]:
+    parts = text.replace("x", ",").split(",")
+    try:
+        values = [int(p) for p in parts if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHT,WIDTH, got {text!r}") from None
+    if len(values) not in (1, 2) or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHT,WIDTH, got {text!r}")
+    return values
+
+
+def _names(text: str) -> list[str]:
+    path = Path(text)
+    if path.is_file():
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        return [line for line in lines if line]
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _resolve_model_and_source(model: str | None, source: str | None) -> tuple[Path, str]:
+    from edgekit import assets
+
+    if model is not None and source is None and not model.lower().endswith(MODEL_SUFFIXES):
+        model, source = None, model
+    return (
+        Path(model) if model else assets.default_model(),
+        source if source is not None else str(assets.sample_image()),
+    )
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Run a model on an image, folder, video or camera; print, save or stream the detections."""
+    import cv2
+
+    from edgekit.detections import class_ids
+    from edgekit.devices.sources import Source
+    from edgekit.fileio import atomic_write_bytes
+    from edgekit.runtimes.detector import load
+
+    model, source_spec = _resolve_model_and_source(args.model, args.source)
+    detector = load(model, backend=args.backend, threads=args.threads, imgsz=args.imgsz, names=args.names)
+    if args.conf is not None:
+        detector.conf = args.conf
+    if args.iou is not None:
+        detector.iou = args.iou
+    if args.max_det is not None:
+        detector.max_det = args.max_det
+    if args.agnostic:
+        detector.agnostic = True
+    if args.classes:
+        detector.classes = class_ids([c.strip() for c in args.classes.split(",") if c.strip()], detector.names)
+    source = Source(source_spec)
+    save = Path(args.save) if args.save else None
+    if save and source.kind == "folder" and save.resolve() == Path(source_spec).resolve():
+        raise EdgekitError(f"--save {save} is the source folder; choose another folder so no image is overwritten")
+    log = sys.stderr if args.json else sys.stdout
+    print(f"{model.name}: {detector!r}", file=log)
+
+    frames = 0
+    totals = [0.0, 0.0, 0.0]
+    with _video_target(save, source) as video_tmp:
+        writer = None
+        try:
+            for frame in source:
+                found = detector(frame.image)
+                t = detector.timings
+                frames += 1
+                totals = [totals[0] + t.pre, totals[1] + t.infer, totals[2] + t.post]
+                if args.json:
+                    print(found.to_json(source=frame.name, frame=frame.index, timings_ms=t.as_dict()), flush=True)
+                elif source.kind in ("image", "folder") or frames % 30 == 1:
+                    counts = ", ".join(f"{n} {name}" for name, n in found.counts().items()) or "no detections"
+                    print(
+                        f"{frame.name} {frame.image.shape[1]}x{frame.image.shape[0]}: {counts} "
+                        f"(pre {t.pre:.1f} ms, infer {t.infer:.1f} ms, post {t.post:.1f} ms)",
+                        file=log,
+                    )
+                if save is None:
+                    continue
+                drawn = found.draw(frame.image)
+                if video_tmp is None:
+                    target = save / frame.name
+                    ok, data = cv2.imencode(target.suffix or ".jpg", drawn)
+                    if not ok:
+                        raise EdgekitError(f"cannot encode {target.name}")
+                    atomic_write_bytes(target, data.tobytes())
+                    continue
+                if writer is None:
+                    h, w = drawn.shape[:2]
+                    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                    writer = cv2.VideoWriter(str(video_tmp), fourcc, source.fps or 30.0, (w, h))
+                    if not writer.isOpened():
+                        raise EdgekitError(f"cannot write a video to {save}")
+                writer.write(drawn)
+        finally:
+            if writer is not None:
+                writer.release()
+    if frames:
+        pre, infer, post = (v / frames for v in totals)
+        where = f", saved to {save}" if save else ""
+        print(f"{frames} frame(s): mean pre {pre:.1f} ms, infer {infer:.1f} ms, post {post:.1f} ms{where}", file=log)
+    if source.skipped:
+        print(f"edgekit: error: {len(source.skipped)} unreadable image(s) skipped", file=sys.stderr)
+        return 1
+    return 0
+
+
+@contextlib.contextmanager
+def _video_target(save: Path | None, source) -> Iterator[Path | None]:
+    """A temporary video path (renamed into `save` on success) for video and camera sources, else None."""
+    if save is None or source.kind not in ("video", "camera"):
+        yield None
+        return
+    from edgekit.fileio import atomic_path
+
+    stem = Path(str(source.spec)).stem if source.kind == "video" else f"camera{source.index}"
+    with atomic_path(save / f"{stem}.mp4") as tmp:
+        yield tmp
+
+
+def _converter_side() -> None:
+    """Fail with the extra to install when the converter dependencies are missing."""
+    from edgekit.errors import require
+
+    require("torch", "convert")
+    require("onnx", "convert")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert a checkpoint (or a built-in architecture) to a verified artifact."""
+    _converter_side()
+    from edgekit.converters.convert import convert
+
+    imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
+    convert(
+        args.checkpoint,
+        to=args.to,
+        imgsz=imgsz,
+        half=args.half,
+        out_dir=args.out,
+        dynamic=args.dynamic,
+        opset=args.opset,
+    )
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Describe a model file (metadata, tensors, size, ONNX operators) or a checkpoint/architecture
+    (parameters and GFLOPs of its training and deploy forms)."""
+    path = Path(args.model)
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        return _inspect_source(args)
+    from edgekit.errors import MetadataError
+    from edgekit.fileio import sha256_file
+    from edgekit.runtimes.detector import read_meta
+    from edgekit.runtimes.engine import open_engine
+
+    engine = open_engine(path)
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    report: dict = {
+        "file": str(path),
+        "format": path.suffix.lstrip("."),
+        "size_mb": round(size / 1e6, 3),
+        "sha256": sha256_file(path),
+        "backend": engine.backend,
+    }
+    try:
+        meta = read_meta(engine)
+        report["metadata_origin"] = meta.origin
+        report["metadata"] = meta.to_dict()
+    except MetadataError as exc:
+        report["metadata_origin"] = None
+        report["metadata_error"] = str(exc)
+    report["inputs"] = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in engine.inputs]
+    report["outputs"] = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in engine.outputs]
+    if path.suffix.lower() == ".onnx":
+        from edgekit.runtimes.onnx_graph import summarize_onnx
+
+        summary = summarize_onnx(path)
+        report["onnx"] = {
+            "ir_version": summary.ir_version,
+            "producer": summary.producer,
+            "opsets": summary.opsets,
+            "nodes": sum(summary.ops.values()),
+            "initializers": summary.initializers,
+            "ops": dict(summary.ops.most_common()),
+        }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_format_inspect(report))
+    return 0
+
+
+def _inspect_source(args: argparse.Namespace) -> int:
+    _converter_side()
+    import torch
+
+    from edgekit.converters.convert import open_source
+    from edgekit.models.facts import count_gflops, count_params
+
+    source = open_source(args.model)
+    imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
+    with torch.no_grad():
+        deploy = source.make_deploy()
+    forms = {}
+    for form, model in (("training", source.training), ("deploy", deploy)):
+        forms[form] = {"params": count_params(model), "gflops": round(count_gflops(model, imgsz), 3)}
+    report = {
+        "source": str(args.model),
+        "family": source.family,
+        "variant": source.variant,
+        "classes": len(source.classes),
+        "imgsz": list(args.imgsz) * (2 if len(args.imgsz) == 1 else 1),
+        **forms,
+        "deploy_transforms": source.notes,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['source']}: {source.family} {source.variant}, {len(source.classes)} classes")
+    for form in ("training", "deploy"):
+        f = report[form]
+        print(f"{form:<9} {f['params'] / 1e6:8.3f} M params  {f['gflops']:8.2f} GFLOPs at {imgsz}")
+    for note in source.notes:
+        print(f"deploy    {note}")
+    return 0
+
+
+def _format_inspect(report: dict) -> str:
+    lines = [f"{report['file']}  ({report['format']}, {report['size_mb']:.2f} MB, backend {report['backend']})"]
+    meta = report.get("metadata")
+    if meta:
+        lines.append(
+            f"model      {meta['family']} {meta['variant']}  task {meta['task']}  precision {meta['precision']}"
+            f"  (metadata: {report['metadata_origin']})"
+        )
+        classes = meta["classes"]
+        lines.append(f"classes    {len(classes)}: {', '.join(classes[:10])}{' ...' if len(classes) > 10 else ''}")
+        inp = meta["input"]
+        lines.append(
+            f"input      {inp['name']} {meta['imgsz'][0]}x{meta['imgsz'][1]} {inp['layout']} {inp['dtype']}"
+            f" {inp['color']} range {inp['range']}"
+            f" letterbox {inp['letterbox']['align']} pad {inp['letterbox']['pad_value']}"
+        )
+        out, dec = meta["outputs"], meta["decode"]
+        lines.append(f"outputs    {out['kind']} {out['names']} ({'normalized' if out['normalized'] else 'pixels'})")
+        lines.append(f"decode     {dec['method']} conf {dec['conf']} iou {dec['iou']} max_det {dec['max_det']}")
+        if meta.get("source"):
+            src = meta["source"]
+            lines.append(f"source     {src['file']} sha256 {src['sha256'][:12]} edgekit {src['edgekit']}")
+        if meta.get("verification"):
+            lines.append(f"verified   {json.dumps(meta['verification'])}")
+    else:
+        lines.append(f"metadata   none ({report.get('metadata_error', '')})")
+    for kind in ("inputs", "outputs"):
+        for t in report[kind]:
+            lines.append(f"{kind[:-1]:<10} {t['name']} {t['shape']} {t['dtype']}")
+    if "onnx" in report:
+        o = report["onnx"]
+        opsets = ", ".join(f"{k} {v}" for k, v in o["opsets"].items())
+        lines.append(
+            f"onnx       ir {o['ir_version']}, opsets {opsets}, producer {o['producer'] or '?'}, "
+            f"{o['nodes']} nodes, {o['initializers']} initializers"
+        )
+        lines.append("ops        " + ", ".join(f"{k} {v}" for k, v in o["ops"].items()))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgekit", description="Deploy real-time object detectors to CPUs, phones and the Raspberry Pi."
+    )
+    parser.add_argument("--version", action="version", version=f"edgekit {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    p = verbs.add_parser(
+        "predict", help="detect objects in images, folders, videos or a camera", description=cmd_predict.__doc__
+    )
+    p.add_argument("model", nargs="?", help="model file (default: the embedded demo model)")
+    p.add_argument("source", nargs="?", help="image, folder, video file or camera index (default: a sample image)")
+    p.add_argument("--conf", type=_floats, help="confidence threshold (default: the model's, usually 0.25)")
+    p.add_argument("--iou", type=_floats, help="NMS IoU threshold (default: the model's)")
+    p.add_argument("--max-det", type=_positive, help="maximum detections per image")
+    p.add_argument("--classes", help="comma-separated class ids or names to keep")
+    p.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
+    p.add_argument("--save", metavar="DIR", help="write annotated images / video to DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object per frame to stdout")
+    p.add_argument("--threads", type=_positive, help="inference threads (default: the backend's)")
+    p.add_argument("--backend", help="force a backend (default: by file type)")
+    p.add_argument("--imgsz", type=_imgsz, help="input size for models without metadata, or dynamic ones")
+    p.add_argument("--names", type=_names, help="class names (comma-separated or a file, one per line)")
+    p.set_defaults(func=cmd_predict)
+
+    p = verbs.add_parser("convert", help="convert a checkpoint to a verified artifact", description=cmd_convert.__doc__)
+    p.add_argument("checkpoint", help="checkpoint file (.pt) or built-in architecture name (e.g. yolov9-c)")
+    p.add_argument("--to", default="onnx", help="output format (onnx)")
+    p.add_argument("--imgsz", type=_imgsz, default=[640], help="input size: SIZE or HEIGHT,WIDTH (default 640)")
+    p.add_argument("--half", action="store_true", help="FP16 weights (float32 inputs and outputs)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size (default: fixed batch 1)")
+    p.add_argument("--opset", type=_positive, default=17, help="ONNX opset (17 or newer)")
+    p.add_argument("--out", default=".", help="output folder (default: the current one)")
+    p.set_defaults(func=cmd_convert)
+
+    p = verbs.add_parser(
+        "inspect",
+        help="show a model file's metadata, tensors and operators, or a checkpoint's size and cost",
+        description=cmd_inspect.__doc__,
+    )
+    p.add_argument("model", help="model file, checkpoint, or built-in architecture name")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--imgsz", type=_imgsz, default=[640], help="input size for GFLOPs (default 640)")
+    p.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except EdgekitError as exc:
+        print(f"edgekit: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("edgekit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

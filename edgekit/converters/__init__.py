@@ -1,0 +1,1 @@
+"""How a model becomes an artifact: deploy transforms, exporters, quantization, verification (imports torch)."""

@@ -1,0 +1,179 @@
+"""The Detections result type: boxes in original image pixels, scores, class ids, and their names."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+
+
+@dataclass
+class Detections:
+    """Detections of one image: ``xyxy`` [N,4] float32 pixels, ``confidence`` [N], ``class_id`` [N] int."""
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    names: Sequence[str] = field(default_factory=list)
+    image_size: tuple[int, int] | None = None  # (height, width) of the source image
+
+    def __post_init__(self) -> None:
+        self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        self.confidence = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
+        self.class_id = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
+        if not len(self.xyxy) == len(self.confidence) == len(self.class_id):
+            raise ValueError(
+                f"Detections fields differ in length: xyxy {len(self.xyxy)}, confidence {len(self.confidence)}, "
+                f"class_id {len(self.class_id)}"
+            )
+
+    @classmethod
+    def empty(cls, names: Sequence[str] = (), image_size: tuple[int, int] | None = None) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), names, image_size)
+
+    def __len__(self) -> int:
+        return len(self.confidence)
+
+    def __getitem__(self, index: int | slice | np.ndarray | Sequence[int]) -> Detections:
+        """Select detections by index, slice, or boolean mask; always returns Detections."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return Detections(self.xyxy[index], self.confidence[index], self.class_id[index], self.names, self.image_size)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self.xyxy[i], float(self.confidence[i]), int(self.class_id[i])
+
+    @property
+    def labels(self) -> list[str]:
+        """The class name of each detection (``class<id>`` where no name is known)."""
+        return [self.names[c] if 0 <= c < len(self.names) else f"class{c}" for c in self.class_id.tolist()]
+
+    @property
+    def area(self) -> np.ndarray:
+        return (self.xyxy[:, 2] - self.xyxy[:, 0]) * (self.xyxy[:, 3] - self.xyxy[:, 1])
+
+    def filter(
+        self,
+        conf: float | None = None,
+        classes: Iterable[int | str] | None = None,
+        min_area: float | None = None,
+    ) -> Detections:
+        """Keep detections at or above `conf`, in `classes` (ids or names), at least `min_area` px²."""
+        keep = np.ones(len(self), bool)
+        if conf is not None:
+            keep &= self.confidence >= conf
+        if classes is not None:
+            keep &= np.isin(self.class_id, class_ids(classes, self.names))
+        if min_area is not None:
+            keep &= self.area >= min_area
+        return self[keep]
+
+    def counts(self) -> dict[str, int]:
+        """Detections per class name, most frequent first."""
+        names, counts = np.unique(np.asarray(self.labels, dtype=object), return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        return {str(names[i]): int(counts[i]) for i in order}
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per detection."""
+        return [
+            {
+                "class_id": int(c),
+                "label": label,
+                "confidence": round(float(s), 5),
+                "xyxy": [round(float(v), 2) for v in box],
+            }
+            for box, s, c, label in zip(self.xyxy, self.confidence, self.class_id, self.labels)
+        ]
+
+    def to_json(self, **extra: Any) -> str:
+        """JSON object with the image size, the detections, and any `extra` fields."""
+        doc: dict[str, Any] = dict(extra)
+        if self.image_size is not None:
+            doc["image_size"] = {"height": self.image_size[0], "width": self.image_size[1]}
+        doc["detections"] = self.to_list()
+        return json.dumps(doc)
+
+    def draw(self, image: np.ndarray, *, thickness: int | None = None, labels: bool = True) -> np.ndarray:
+        """A copy of the BGR `image` with boxes and labels drawn."""
+        import cv2
+
+        canvas = image.copy()
+        h, w = canvas.shape[:2]
+        thickness = thickness or max(1, round((h + w) / 600))
+        scale = max(0.4, thickness / 3)
+        for box, score, cls, label in zip(self.xyxy, self.confidence, self.class_id, self.labels):
+            color = class_color(int(cls))
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+            if not labels:
+                continue
+            text = f"{label} {score:.2f}"
+            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thickness - 1))
+            top = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1
+            cv2.rectangle(canvas, (x1, top), (x1 + tw + 2, top + th + base + 2), color, -1)
+            ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
+            cv2.putText(
+                canvas,
+                text,
+                (x1 + 1, top + th + 1),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                scale,
+                ink,
+                max(1, thickness - 1),
+                cv2.LINE_AA,
+            )
+        return canvas
+
+
+_PALETTE = [
+    (56, 56, 255),
+    (151, 157, 255),
+    (31, 112, 255),
+    (29, 178, 255),
+    (49, 210, 207),
+    (10, 249, 72),
+    (23, 204, 146),
+    (134, 219, 61),
+    (52, 147, 26),
+    (187, 212, 0),
+    (168, 153, 44),
+    (255, 194, 0),
+    (147, 69, 52),
+    (255, 115, 100),
+    (236, 24, 0),
+    (255, 56, 132),
+    (133, 0, 82),
+    (255, 56, 203),
+    (200, 149, 255),
+    (199, 55, 255),
+]
+
+
+def class_color(class_id: int) -> tuple[int, int, int]:
+    """A fixed BGR colour per class id."""
+    return _PALETTE[class_id % len(_PALETTE)]
+
+
+def class_ids(classes: Iterable[int | str], names: Sequence[str]) -> list[int]:
+    """Turn class ids or names into ids; an unknown name raises EdgekitError naming it."""
+    lookup = {n: i for i, n in enumerate(names)}
+    ids = []
+    for c in classes:
+        if isinstance(c, (int, np.integer)):
+            ids.append(int(c))
+        elif isinstance(c, str) and c.strip().isdigit():
+            ids.append(int(c))
+        elif c in lookup:
+            ids.append(lookup[c])
+        else:
+            raise EdgekitError(
+                f"unknown class {c!r}; this model knows: {', '.join(names[:20])}" + (" ..." if len(names) > 20 else "")
+            )
+    return ids

@@ -1,0 +1,28 @@
+"""User-facing errors and lazy imports of optional backends."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+
+class EdgekitError(Exception):
+    """A problem the user can fix; the CLI prints it on one line and exits non-zero."""
+
+
+class MetadataError(EdgekitError):
+    """An artifact's metadata is missing, malformed or inconsistent with the model."""
+
+
+class MissingExtraError(EdgekitError):
+    """An optional backend is not installed."""
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import an optional dependency, or explain which edgekit extra provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{module} is not installed ({exc}); install it with: pip install 'edgekit[{extra}]'"
+        ) from None

@@ -1,0 +1,420 @@
+"""The artifact metadata schema: what a runtime needs to run a model file, stored inside the file.
+
+Every artifact carries one JSON document under the key ``edgekit`` (ONNX ``metadata_props``, OpenVINO
+``rt_info``, TFLite metadata, CoreML user metadata). Files exported by Ultralytics carry their own keys;
+:func:`from_ultralytics` reads those so such files run too.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edgekit.errors import MetadataError
+
+SCHEMA = 1
+KEY = "edgekit"
+
+LAYOUTS = ("NCHW", "NHWC")
+DTYPES = ("float32", "float16", "uint8", "int8")
+COLORS = ("RGB", "BGR")
+ALIGNS = ("center", "topleft")
+OUTPUT_KINDS = ("boxes_scores", "detections", "packed")
+DECODE_METHODS = ("nms", "topk", "none")
+PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "mixed")
+TASKS = ("detect",)
+
+DEFAULT_OUTPUT_NAMES = {"boxes_scores": ["boxes", "scores"], "detections": ["detections"], "packed": ["output0"]}
+
+
+@dataclass
+class Letterbox:
+    """How the image is fitted into the network input: scaled to fit, then padded."""
+
+    align: str = "center"
+    pad_value: int = 114
+
+
+@dataclass
+class InputSpec:
+    """The network input tensor and the preprocessing that produces it from a BGR uint8 image."""
+
+    name: str = "images"
+    layout: str = "NCHW"
+    dtype: str = "float32"
+    color: str = "RGB"
+    range: tuple[float, float] = (0.0, 1.0)
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    letterbox: Letterbox = field(default_factory=Letterbox)
+    quant: tuple[float, int] | None = None  # (scale, zero_point) of an integer input tensor
+
+
+@dataclass
+class OutputSpec:
+    """What the outputs hold: ``boxes_scores`` ([B,A,4] xyxy + [B,A,C]), ``detections`` ([B,K,6]),
+    or ``packed`` (Ultralytics-style [B,4+C,A] with cx,cy,w,h)."""
+
+    kind: str = "boxes_scores"
+    names: list[str] = field(default_factory=lambda: ["boxes", "scores"])
+    normalized: bool = True  # boxes in 0..1 of the network input (the contract); False: input pixels
+
+
+@dataclass
+class DecodeSpec:
+    """Decoding defaults: NMS for the NMS families, top-k for NMS-free heads, none for `detections`."""
+
+    method: str = "nms"
+    conf: float = 0.25
+    iou: float = 0.45
+    max_det: int = 300
+    agnostic: bool = False
+    multi_label: bool = False
+
+
+@dataclass
+class SourceInfo:
+    """Where the artifact came from."""
+
+    file: str
+    sha256: str
+    edgekit: str
+
+
+@dataclass
+class ModelMeta:
+    """Everything a runtime needs to turn an image into detections with one model file."""
+
+    family: str
+    variant: str
+    classes: list[str]
+    imgsz: tuple[int, int]
+    task: str = "detect"
+    input: InputSpec = field(default_factory=InputSpec)
+    outputs: OutputSpec = field(default_factory=OutputSpec)
+    decode: DecodeSpec = field(default_factory=DecodeSpec)
+    precision: str = "fp32"
+    stride: int = 32
+    source: SourceInfo | None = None
+    verification: dict[str, Any] | None = None
+    schema: int = SCHEMA
+    origin: str = field(default="edgekit", compare=False)  # where this metadata was read from; not stored
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready document stored under the ``edgekit`` key."""
+        data = asdict(self)
+        data.pop("origin")
+        data["imgsz"] = list(self.imgsz)
+        data["input"]["range"] = list(self.input.range)
+        for key in ("mean", "std", "quant"):
+            if data["input"][key] is not None:
+                data["input"][key] = list(data["input"][key])
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    def validate(self) -> ModelMeta:
+        """Check every field; raise MetadataError naming the first bad one."""
+        from_dict(self.to_dict())
+        return self
+
+
+# ----------------------------------------------------------------------------------------------------
+# reading and validation
+
+
+def _fail(path: str, message: str) -> MetadataError:
+    return MetadataError(f"metadata field '{path}' {message}")
+
+
+def _get(data: Mapping[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    if key not in data:
+        if default is ...:
+            raise _fail(f"{path}{key}", "is missing")
+        return default
+    value = data[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise _fail(f"{path}{key}", f"must be {names}, got {value!r}")
+    return value
+
+
+def _choice(data: Mapping[str, Any], key: str, path: str, choices: Sequence[str], default: Any = ...) -> str:
+    value = _get(data, key, path, str, default)
+    if value not in choices:
+        raise _fail(f"{path}{key}", f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _numbers(data: Mapping[str, Any], key: str, path: str, length: int, default: Any = ..., integer=False):
+    value = _get(data, key, path, (list, tuple, type(None)), default)
+    if value is None:
+        return None
+    if len(value) != length or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise _fail(f"{path}{key}", f"must be a list of {length} numbers, got {value!r}")
+    if integer:
+        if not all(float(v).is_integer() for v in value):
+            raise _fail(f"{path}{key}", f"must hold integers, got {value!r}")
+        return tuple(int(v) for v in value)
+    return tuple(float(v) for v in value)
+
+
+def from_dict(data: Mapping[str, Any]) -> ModelMeta:
+    """Build and validate ModelMeta from the stored JSON document."""
+    if not isinstance(data, Mapping):
+        raise MetadataError("edgekit metadata must be a JSON object")
+    schema = _get(data, "schema", "", int)
+    if schema > SCHEMA:
+        raise MetadataError(
+            f"this artifact uses metadata schema {schema}; this edgekit reads up to {SCHEMA}: upgrade edgekit"
+        )
+    if schema < 1:
+        raise _fail("schema", f"must be >= 1, got {schema}")
+
+    classes = _get(data, "classes", "", list)
+    if not classes or not all(isinstance(c, str) for c in classes):
+        raise _fail("classes", "must be a non-empty list of class names")
+    imgsz = _numbers(data, "imgsz", "", 2, integer=True)
+    if min(imgsz) <= 0:
+        raise _fail("imgsz", f"must be positive, got {list(imgsz)}")
+
+    inp = _get(data, "input", "", dict, {})
+    lb = _get(inp, "letterbox", "input.", dict, {})
+    letterbox = Letterbox(
+        align=_choice(lb, "align", "input.letterbox.", ALIGNS, "center"),
+        pad_value=_get(lb, "pad_value", "input.letterbox.", int, 114),
+    )
+    if not 0 <= letterbox.pad_value <= 255:
+        raise _fail("input.letterbox.pad_value", f"must be in 0..255, got {letterbox.pad_value}")
+    rng = _numbers(inp, "range", "input.", 2, [0.0, 1.0])
+    if rng not in ((0.0, 1.0), (0.0, 255.0)):
+        raise _fail("input.range", f"must be [0, 1] or [0, 255], got {list(rng)}")
+    std = _numbers(inp, "std", "input.", 3, None)
+    if std is not None and min(std) <= 0:
+        raise _fail("input.std", f"must be positive, got {list(std)}")
+    quant = _get(inp, "quant", "input.", (list, tuple, type(None)), None)
+    if quant is not None:
+        if len(quant) != 2 or not isinstance(quant[0], (int, float)) or not isinstance(quant[1], int) or quant[0] <= 0:
+            raise _fail("input.quant", f"must be [scale > 0, zero_point], got {quant!r}")
+        quant = (float(quant[0]), int(quant[1]))
+    input_spec = InputSpec(
+        name=_get(inp, "name", "input.", str, "images"),
+        layout=_choice(inp, "layout", "input.", LAYOUTS, "NCHW"),
+        dtype=_choice(inp, "dtype", "input.", DTYPES, "float32"),
+        color=_choice(inp, "color", "input.", COLORS, "RGB"),
+        range=rng,
+        mean=_numbers(inp, "mean", "input.", 3, None),
+        std=std,
+        letterbox=letterbox,
+        quant=quant,
+    )
+    if input_spec.dtype == "int8" and quant is None:
+        raise _fail("input.quant", "is required for an int8 input")
+    if input_spec.dtype == "uint8" and quant is None and (rng != (0.0, 255.0) or input_spec.mean or input_spec.std):
+        raise _fail("input.range", "must be [0, 255] without mean/std for a raw uint8 input (or give input.quant)")
+
+    out = _get(data, "outputs", "", dict, {})
+    kind = _choice(out, "kind", "outputs.", OUTPUT_KINDS, "boxes_scores")
+    names = _get(out, "names", "outputs.", list, DEFAULT_OUTPUT_NAMES[kind])
+    if not names or not all(isinstance(n, str) for n in names):
+        raise _fail("outputs.names", "must be a non-empty list of output names")
+    expected = {"boxes_scores": (2, 2), "detections": (1, 2), "packed": (1, 1)}[kind]
+    if not expected[0] <= len(names) <= expected[1]:
+        raise _fail("outputs.names", f"must name {expected[0]}..{expected[1]} tensors for kind {kind}, got {names}")
+    outputs = OutputSpec(kind=kind, names=list(names), normalized=_get(out, "normalized", "outputs.", bool, True))
+
+    dec = _get(data, "decode", "", dict, {})
+    decode = DecodeSpec(
+        method=_choice(dec, "method", "decode.", DECODE_METHODS, "none" if kind == "detections" else "nms"),
+        conf=_get(dec, "conf", "decode.", float, 0.25),
+        iou=_get(dec, "iou", "decode.", float, 0.45),
+        max_det=_get(dec, "max_det", "decode.", int, 300),
+        agnostic=_get(dec, "agnostic", "decode.", bool, False),
+        multi_label=_get(dec, "multi_label", "decode.", bool, False),
+    )
+    if not (0 <= decode.conf <= 1 and 0 <= decode.iou <= 1 and decode.max_det > 0):
+        raise _fail(
+            "decode", f"has out-of-range values: conf {decode.conf}, iou {decode.iou}, max_det {decode.max_det}"
+        )
+    if kind == "detections" and decode.method != "none":
+        raise _fail("decode.method", f"must be 'none' for kind detections, got {decode.method!r}")
+
+    src = _get(data, "source", "", (dict, type(None)), None)
+    source = None
+    if src is not None:
+        source = SourceInfo(
+            file=_get(src, "file", "source.", str),
+            sha256=_get(src, "sha256", "source.", str),
+            edgekit=_get(src, "edgekit", "source.", str),
+        )
+    stride = _get(data, "stride", "", int, 32)
+    if stride <= 0:
+        raise _fail("stride", f"must be positive, got {stride}")
+    return ModelMeta(
+        family=_get(data, "family", "", str),
+        variant=_get(data, "variant", "", str, ""),
+        classes=list(classes),
+        imgsz=imgsz,
+        task=_choice(data, "task", "", TASKS, "detect"),
+        input=input_spec,
+        outputs=outputs,
+        decode=decode,
+        precision=_choice(data, "precision", "", PRECISIONS, "fp32"),
+        stride=stride,
+        source=source,
+        verification=_get(data, "verification", "", (dict, type(None)), None),
+        schema=schema,
+    )
+
+
+def from_json(text: str) -> ModelMeta:
+    """Parse the stored JSON document."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MetadataError(f"edgekit metadata is not valid JSON ({exc})") from None
+    return from_dict(data)
+
+
+# ----------------------------------------------------------------------------------------------------
+# files without edgekit metadata
+
+ULTRALYTICS_KEYS = ("names", "stride", "imgsz", "task")
+
+
+def is_ultralytics(props: Mapping[str, str]) -> bool:
+    """True when the key/value metadata looks like an Ultralytics export."""
+    return all(k in props for k in ULTRALYTICS_KEYS) or "ultralytics" in props.get("author", "").lower()
+
+
+def _literal(props: Mapping[str, str], key: str, default: Any = ...) -> Any:
+    if key not in props:
+        if default is ...:
+            raise MetadataError(f"Ultralytics metadata lacks '{key}'")
+        return default
+    value = props[key]
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        if value in ("true", "false"):
+            return value == "true"
+        return value
+
+
+def _size(value: Any, what: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return (int(value[0]), int(value[1]))
+    raise MetadataError(f"{what} must be one size or [height, width], got {value!r}")
+
+
+def from_ultralytics(
+    props: Mapping[str, str],
+    input_name: str,
+    input_dtype: str,
+    output_names: Sequence[str],
+    output_shapes: Sequence[Sequence[Any]],
+) -> ModelMeta:
+    """Read the metadata Ultralytics writes into exported models (names, stride, imgsz, task, end2end)."""
+    task = str(_literal(props, "task", "detect"))
+    if task != "detect":
+        raise MetadataError(f"Ultralytics '{task}' models are not supported yet (edgekit runs detect models)")
+    names = _literal(props, "names")
+    if isinstance(names, dict):
+        classes = [str(names[k]) for k in sorted(names)]
+    elif isinstance(names, (list, tuple)):
+        classes = [str(n) for n in names]
+    else:
+        raise MetadataError(f"Ultralytics metadata 'names' is not a list or dict: {names!r}")
+    imgsz = _size(_literal(props, "imgsz"), "Ultralytics metadata 'imgsz'")
+    args = _literal(props, "args", {})
+    args = args if isinstance(args, dict) else {}
+    end2end = bool(_literal(props, "end2end", False)) or bool(args.get("nms", False))
+    if len(output_names) != 1:
+        raise MetadataError(f"expected one output in an Ultralytics detect model, found {len(output_names)}")
+    shape = list(output_shapes[0])
+    packed = len(shape) == 3 and shape[1] == 4 + len(classes)
+    if not end2end and not packed and len(shape) == 3 and shape[2] == 6:
+        end2end = True
+    if not end2end and not packed:
+        raise MetadataError(f"Ultralytics output shape {shape} is neither [B, 4+{len(classes)}, A] nor [B, K, 6]")
+    kind = "detections" if end2end else "packed"
+    description = props.get("description", "")
+    variant = description.split()[1] if description.startswith("Ultralytics ") and len(description.split()) > 1 else ""
+    return ModelMeta(
+        family="ultralytics",
+        variant=variant,
+        classes=classes,
+        imgsz=imgsz,
+        input=InputSpec(name=input_name, dtype=input_dtype if input_dtype in DTYPES else "float32"),
+        outputs=OutputSpec(kind=kind, names=list(output_names), normalized=False),
+        decode=DecodeSpec(method="none" if end2end else "nms", conf=0.25, iou=0.7, max_det=300),
+        precision="fp16" if args.get("half") else ("int8" if args.get("int8") else "fp32"),
+        stride=int(_literal(props, "stride", 32)),
+        origin="ultralytics",
+    )
+
+
+def guess(
+    input_name: str,
+    input_shape: Sequence[Any],
+    input_dtype: str,
+    output_names: Sequence[str],
+    output_shapes: Sequence[Sequence[Any]],
+    imgsz: tuple[int, int],
+    classes: Sequence[str] | None = None,
+) -> ModelMeta:
+    """Metadata for a model file that has none, from its tensors and what the user told us.
+
+    `boxes`+`scores` and [B,K,6] outputs follow the edgekit contract (normalized xyxy); a single
+    [B,4+C,A] output follows Ultralytics' raw layout (cx,cy,w,h in input pixels).
+    """
+    layout = "NHWC" if len(input_shape) == 4 and input_shape[-1] == 3 and input_shape[1] != 3 else "NCHW"
+    names = list(output_names)
+    shapes = [list(s) for s in output_shapes]
+    if set(names) >= {"boxes", "scores"}:
+        kind, names = "boxes_scores", ["boxes", "scores"]
+        nc = shapes[output_names.index("scores")][-1]
+    elif len(names) in (1, 2) and len(shapes[0]) == 3 and shapes[0][-1] == 6:
+        kind, nc = "detections", None
+    elif len(names) == 1 and len(shapes[0]) == 3 and isinstance(shapes[0][1], int) and shapes[0][1] > 4:
+        kind, nc = "packed", shapes[0][1] - 4
+    else:
+        raise MetadataError(
+            f"cannot tell what outputs {dict(zip(output_names, shapes))} hold; expected boxes+scores, "
+            "[B,K,6] detections, or [B,4+C,A]"
+        )
+    if classes is None:
+        if not isinstance(nc, int):
+            raise MetadataError("the model's class count is not fixed in its outputs: pass the class names")
+        classes = [f"class{i}" for i in range(nc)]
+    return ModelMeta(
+        family="unknown",
+        variant="",
+        classes=list(classes),
+        imgsz=imgsz,
+        input=InputSpec(name=input_name, layout=layout, dtype=input_dtype if input_dtype in DTYPES else "float32"),
+        outputs=OutputSpec(kind=kind, names=names, normalized=kind != "packed"),
+        decode=DecodeSpec(method="none" if kind == "detections" else "nms"),
+        origin="guessed",
+    )
+
+
+def from_props(props: Mapping[str, str]) -> ModelMeta | None:
+    """The edgekit metadata stored in a model's key/value properties, or None if there is none."""
+    if KEY not in props:
+        return None
+    return from_json(props[KEY])

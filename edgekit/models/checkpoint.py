@@ -1,0 +1,207 @@
+"""Reading torch checkpoints without executing anything from them.
+
+Whole-module checkpoints (YOLOv9, Ultralytics) are pickles of model objects. They are read with torch's
+weights-only unpickler, which only rebuilds tensors and plain containers. Every class the pickle names
+in a model namespace (``models.``, ``ultralytics.``, ``torch.nn.modules.``...) is replaced for that load
+by an inert :class:`Record` that just keeps the attributes the pickle gives it: nothing from the file is
+imported or called. A pickle that names anything else (``os.system``, ``builtins.eval``...) is refused
+before unpickling starts.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgekit.errors import EdgekitError
+
+# Namespaces whose classes and functions become inert records (module classes, training-time helpers).
+RECORD_NAMESPACES = (
+    "models.",
+    "utils.",
+    "ultralytics.",
+    "damo.",
+    "torch.nn.modules.",
+    "torch.nn.utils.",
+    "torch.optim.",
+    "numpy.core.multiarray.",
+    "numpy._core.multiarray.",
+    "numpy.dtypes.",
+    "__main__.",
+)
+# Single data types that also become records (their payload is plain data).
+RECORD_NAMES = {
+    "numpy.dtype",
+    "numpy.ndarray",
+    "pathlib.Path",
+    "pathlib.PosixPath",
+    "pathlib.WindowsPath",
+    "argparse.Namespace",
+    "types.SimpleNamespace",
+    "datetime.datetime",
+    "collections.defaultdict",
+}
+
+
+class Record:
+    """An inert stand-in for a class or function named in a checkpoint.
+
+    Calling it (the pickle's REDUCE) stores the arguments; rebuilding it (BUILD) stores the state.
+    """
+
+    _full_name = "Record"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.__dict__["_args"] = args
+        if kwargs:
+            self.__dict__["_kwargs"] = kwargs
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2 and (state[0] is None or isinstance(state[0], dict)):
+            state, slots = state
+            if isinstance(slots, dict):
+                self.__dict__.update(slots)
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+        else:
+            self.__dict__["_state"] = state
+
+    @property
+    def type_name(self) -> str:
+        """The short class name, e.g. ``Conv``."""
+        return self._full_name.rsplit(".", 1)[-1]
+
+    @property
+    def children(self) -> OrderedDict:
+        """Child module records, as ``_modules`` held them."""
+        return self.__dict__.get("_modules") or OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"<record {self._full_name}>"
+
+
+def _record_class(full_name: str) -> type[Record]:
+    module, _, name = full_name.rpartition(".")
+    return type(name, (Record,), {"__module__": module, "__qualname__": name, "_full_name": full_name})
+
+
+def _is_record_name(name: str) -> bool:
+    return name in RECORD_NAMES or name.startswith(RECORD_NAMESPACES)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the top-level object, and the globals its pickle named."""
+
+    path: Path
+    data: Any
+    globals: list[str] = field(default_factory=list)
+
+    def model_record(self) -> Record:
+        """The pickled model: ``ema`` if present (as the reference loaders prefer), else ``model``."""
+        data = self.data
+        if isinstance(data, Record):
+            return data
+        if isinstance(data, dict):
+            for key in ("ema", "model"):
+                if isinstance(data.get(key), Record):
+                    return data[key]
+            keys = ", ".join(map(str, list(data)[:10]))
+            raise EdgekitError(f"{self.path.name}: no pickled model under 'ema' or 'model' (keys: {keys})")
+        raise EdgekitError(f"{self.path.name}: holds a {type(data).__name__}, not a model checkpoint")
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a torch checkpoint safely; module classes come back as inert records."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgekitError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise EdgekitError(
+            f"{path.name}: not a torch checkpoint (expected the zip format torch.save has written since torch 1.6;"
+            " the file may be truncated)"
+        )
+    try:
+        names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception as exc:  # a damaged zip or pickle surfaces as various exception types
+        raise EdgekitError(f"{path.name}: unreadable checkpoint ({_first_line(exc)})") from None
+    refused = [n for n in names if not _is_record_name(n)]
+    if refused:
+        raise EdgekitError(
+            f"{path.name}: refused to load: its pickle calls {', '.join(refused[:5])}, which is not model data"
+            " (edgekit never runs code from a checkpoint)"
+        )
+    stand_ins = [(_record_class(n), n) for n in names]
+    try:
+        with torch.serialization.safe_globals(stand_ins):
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise EdgekitError(f"{path.name}: unreadable checkpoint ({_first_line(exc)})") from None
+    return Checkpoint(path, data, names)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def state_dict(record: Record, prefix: str = "") -> OrderedDict[str, torch.Tensor]:
+    """The state_dict the pickled module would have had (parameters and persistent buffers)."""
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    attrs = record.__dict__
+    for name, value in (attrs.get("_parameters") or {}).items():
+        if value is not None:
+            out[prefix + name] = value.detach() if isinstance(value, torch.Tensor) else value
+    skip = attrs.get("_non_persistent_buffers_set") or set()
+    for name, value in (attrs.get("_buffers") or {}).items():
+        if value is not None and name not in skip:
+            out[prefix + name] = value
+    for name, child in record.children.items():
+        if isinstance(child, Record):
+            out.update(state_dict(child, f"{prefix}{name}."))
+    return out
+
+
+def find_types(record: Record) -> list[str]:
+    """Full class names of a record and all its descendants, depth first."""
+    names = [record._full_name]
+    for child in record.children.values():
+        if isinstance(child, Record):
+            names.extend(find_types(child))
+    return names
+
+
+def class_names(value: Any, nc: int) -> list[str]:
+    """Class names from a checkpoint's ``names`` (a list, or a dict keyed by class id)."""
+    if isinstance(value, dict):
+        return [str(value[k]) for k in sorted(value)]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(i) for i in range(nc)]
+
+
+def load_strict(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Load every tensor, or fail naming the missing, unexpected or mis-shaped keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [
+        f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in weights and weights[k].shape != own[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} key(s): {', '.join(missing[:4])}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected[:4])}")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es): {'; '.join(shapes[:3])}")
+    if problems:
+        raise EdgekitError(f"{source}: weights do not fit the architecture: {'; '.join(problems)}")
+    model.load_state_dict(weights, strict=True)

@@ -1,0 +1,231 @@
+"""Raw network outputs to final boxes, in numpy: class-aware NMS, NMS-free top-k, threshold-only.
+
+All functions work on one image. Boxes stay in the network's coordinates (normalized or input pixels);
+:func:`to_source` maps them back through the letterbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekit.runtimes.preprocess import LetterboxInfo
+
+
+@dataclass
+class Decoded:
+    """Boxes (x1,y1,x2,y2 in network coordinates), scores and class ids of one image."""
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    class_id: np.ndarray
+
+    def take(self, index: np.ndarray) -> Decoded:
+        return Decoded(self.xyxy[index], self.scores[index], self.class_id[index])
+
+
+def _empty() -> Decoded:
+    return Decoded(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, class_id: np.ndarray | None = None) -> np.ndarray:
+    """Exact greedy NMS; with `class_id`, boxes only suppress boxes of their own class.
+
+    Returns kept indices, highest score first (ties keep input order, as OpenCV does). Every class is
+    processed at once: each round keeps the best surviving box of every class and drops what it
+    overlaps, so the rounds number the kept boxes of the busiest class, not the candidates.
+    """
+    n = len(scores)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    groups = np.zeros(n, np.int64) if class_id is None else np.asarray(class_id)
+    order = np.lexsort((-scores, groups))  # by class, then score descending; stable
+    new_group = np.empty(n, bool)
+    new_group[0] = True
+    np.not_equal(groups[order][1:], groups[order][:-1], out=new_group[1:])
+    group_of = np.cumsum(new_group)
+    x1, y1, x2, y2 = np.ascontiguousarray(np.asarray(boxes, np.float64)[order].T)
+    area = (x2 - x1) * (y2 - y1)
+    keep = np.zeros(n, bool)
+    alive = np.arange(n)  # sorted positions still undecided, grouped and best-first within a group
+    while alive.size:
+        g = group_of[alive]
+        first = np.empty(alive.size, bool)
+        first[0] = True
+        np.not_equal(g[1:], g[:-1], out=first[1:])
+        tops = alive[first]
+        keep[tops] = True
+        rest = ~first
+        r, t = alive[rest], tops[np.cumsum(first)[rest] - 1]
+        w = np.minimum(x2[r], x2[t]) - np.maximum(x1[r], x1[t])
+        h = np.minimum(y2[r], y2[t]) - np.maximum(y1[r], y1[t])
+        np.maximum(w, 0, out=w)
+        np.maximum(h, 0, out=h)
+        inter = w * h
+        alive = r[inter <= iou * (area[r] + area[t] - inter)]  # survives unless IoU > threshold
+    kept = order[keep]
+    return kept[np.lexsort((kept, -scores[kept]))]
+
+
+def candidates(
+    scores: np.ndarray,
+    conf: float,
+    classes: Sequence[int] | None = None,
+    multi_label: bool = False,
+    class_major: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(anchor, class, score) of every prediction above `conf`.
+
+    `scores` is [A, C], or [C, A] when `class_major` (Ultralytics' packed layout, read without a copy).
+    Single-label keeps the best class per anchor (among `classes`, if given); multi-label keeps every pair.
+    """
+    if classes is not None:
+        cls_index = np.asarray(sorted(set(int(c) for c in classes)), np.int64)
+        n_cls = scores.shape[0 if class_major else 1]
+        cls_index = cls_index[(cls_index >= 0) & (cls_index < n_cls)]
+        scores = scores[cls_index] if class_major else scores[:, cls_index]
+    else:
+        cls_index = None
+    n_cls = scores.shape[0] if class_major else scores.shape[1]
+    n_anchor = scores.shape[1] if class_major else scores.shape[0]
+    flat = np.flatnonzero(scores.reshape(-1) > conf)
+    if multi_label:
+        if class_major:
+            cls, anchor = np.divmod(flat, n_anchor)
+        else:
+            anchor, cls = np.divmod(flat, n_cls)
+        score = scores.reshape(-1)[flat]
+    else:
+        anchor = flat % n_anchor if class_major else flat // n_cls
+        if class_major:
+            anchor = np.unique(anchor)
+        elif anchor.size:
+            anchor = anchor[np.concatenate(([True], anchor[1:] != anchor[:-1]))]  # sorted already
+        rows = scores[:, anchor].T if class_major else scores[anchor]
+        cls = rows.argmax(1)
+        score = rows[np.arange(len(anchor)), cls]
+    if cls_index is not None:
+        cls = cls_index[cls]
+    return anchor, cls.astype(np.int64), score.astype(np.float32)
+
+
+def decode_nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    max_det: int = 300,
+    classes: Sequence[int] | None = None,
+    agnostic: bool = False,
+    multi_label: bool = False,
+    max_candidates: int = 30000,
+) -> Decoded:
+    """Confidence filter, then class-aware (or agnostic) NMS: `boxes` [A,4] xyxy, `scores` [A,C]."""
+    anchor, cls, score = candidates(scores, conf, classes, multi_label)
+    return _nms_on(boxes[anchor], score, cls, iou, max_det, agnostic, max_candidates)
+
+
+def decode_packed(
+    packed: np.ndarray,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    max_det: int = 300,
+    classes: Sequence[int] | None = None,
+    agnostic: bool = False,
+    multi_label: bool = False,
+    max_candidates: int = 30000,
+) -> Decoded:
+    """Decode Ultralytics' raw [4+C, A] output (cx, cy, w, h, class scores) with NMS."""
+    anchor, cls, score = candidates(packed[4:], conf, classes, multi_label, class_major=True)
+    cxcywh = packed[:4, anchor].T
+    return _nms_on(cxcywh_to_xyxy(cxcywh), score, cls, iou, max_det, agnostic, max_candidates)
+
+
+def _nms_on(boxes, score, cls, iou, max_det, agnostic, max_candidates) -> Decoded:
+    if len(score) > max_candidates:
+        top = np.argpartition(-score, max_candidates)[:max_candidates]
+        boxes, score, cls = boxes[top], score[top], cls[top]
+    found = Decoded(np.asarray(boxes, np.float32), score, cls)
+    if not len(score):
+        return _empty()
+    keep = nms(found.xyxy, score, iou, None if agnostic else cls)
+    return found.take(keep[:max_det])
+
+
+def decode_topk(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    conf: float = 0.25,
+    max_det: int = 300,
+    classes: Sequence[int] | None = None,
+) -> Decoded:
+    """NMS-free decoding as the end-to-end heads define it, then thresholded at `conf`.
+
+    The reference takes the top-k anchors by their best class score, then the top-k (anchor, class)
+    pairs among those. Pairs at or below `conf` are dropped afterwards, so only anchors that have a
+    pair above `conf` can matter: the work is confined to those.
+    """
+    if classes is not None:
+        keep = np.asarray(sorted(set(int(c) for c in classes if 0 <= int(c) < scores.shape[1])), np.int64)
+        found = decode_topk(boxes, scores[:, keep], conf, max_det)
+        found.class_id = keep[found.class_id]
+        return found
+    n_cls = scores.shape[1]
+    k = min(max_det, scores.shape[0])
+    flat = np.flatnonzero(scores.reshape(-1) > conf)
+    if not flat.size:
+        return _empty()
+    anchors = np.unique(flat // n_cls)
+    if anchors.size > k:
+        best = scores[anchors].max(1)
+        anchors = np.sort(anchors[np.argsort(-best, kind="stable")[:k]])
+    pairs = scores[anchors]
+    pair_flat = np.flatnonzero(pairs.reshape(-1) > conf)
+    pair_scores = pairs.reshape(-1)[pair_flat]
+    order = np.argsort(-pair_scores, kind="stable")[:k]
+    row, cls = np.divmod(pair_flat[order], n_cls)
+    anchor = anchors[row]
+    return Decoded(np.asarray(boxes[anchor], np.float32), pair_scores[order].astype(np.float32), cls.astype(np.int64))
+
+
+def decode_detections(
+    detections: np.ndarray,
+    conf: float = 0.25,
+    max_det: int = 300,
+    classes: Sequence[int] | None = None,
+    count: int | None = None,
+) -> Decoded:
+    """Threshold an end-to-end [K, 6] output (x1, y1, x2, y2, score, class); `count` limits valid rows."""
+    if count is not None:
+        detections = detections[: max(0, int(count))]
+    keep = detections[:, 4] > conf
+    if classes is not None:
+        keep &= np.isin(detections[:, 5].astype(np.int64), np.asarray(list(classes), np.int64))
+    rows = detections[keep]
+    rows = rows[np.argsort(-rows[:, 4], kind="stable")][:max_det]
+    return Decoded(rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64))
+
+
+def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """Center/size boxes to corner boxes."""
+    boxes = np.asarray(boxes, np.float32)
+    half = boxes[:, 2:4] / 2
+    return np.concatenate([boxes[:, :2] - half, boxes[:, :2] + half], axis=1)
+
+
+def to_source(xyxy: np.ndarray, info: LetterboxInfo, normalized: bool) -> np.ndarray:
+    """Map network boxes back through the letterbox to source-image pixels, clipped to the image."""
+    out = np.array(xyxy, dtype=np.float32, copy=True).reshape(-1, 4)
+    in_h, in_w = info.input_size
+    if normalized:
+        out[:, [0, 2]] *= in_w
+        out[:, [1, 3]] *= in_h
+    left, top = info.pad
+    out[:, [0, 2]] = (out[:, [0, 2]] - left) / info.scale
+    out[:, [1, 3]] = (out[:, [1, 3]] - top) / info.scale
+    h, w = info.source_size
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+    return out

@@ -1,0 +1,267 @@
+"""The Detector: preprocessing + engine + decoding, all driven by the artifact's metadata."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit import meta as meta_mod
+from edgekit.detections import Detections, class_ids
+from edgekit.devices.sources import as_image, read_image
+from edgekit.errors import EdgekitError, MetadataError
+from edgekit.meta import ModelMeta
+from edgekit.runtimes import decode
+from edgekit.runtimes.engine import Engine, TensorSpec, open_engine
+from edgekit.runtimes.preprocess import LetterboxInfo, dequantize, preprocess
+
+ImageLike = str | Path | np.ndarray
+
+
+@dataclass
+class Timings:
+    """Stage times of the last call, in milliseconds."""
+
+    pre: float = 0.0
+    infer: float = 0.0
+    post: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.pre + self.infer + self.post
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in asdict(self).items()}
+
+
+class Detector:
+    """Runs one model file on images: ``detector(image)`` returns Detections in source pixels."""
+
+    def __init__(self, engine: Engine, meta: ModelMeta):
+        self.engine = engine
+        self.meta = meta
+        self.input = _check_io(engine, meta)
+        self.conf = meta.decode.conf
+        self.iou = meta.decode.iou
+        self.max_det = meta.decode.max_det
+        self.agnostic = meta.decode.agnostic
+        self.multi_label = meta.decode.multi_label
+        self.classes: list[int] | None = None
+        self.timings = Timings()
+
+    @property
+    def names(self) -> list[str]:
+        return self.meta.classes
+
+    def __repr__(self) -> str:
+        m = self.meta
+        return f"Detector({m.family} {m.variant}, {self.engine.backend}, {m.imgsz[0]}x{m.imgsz[1]}, {m.precision})"
+
+    def __call__(
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        *,
+        rgb: bool = False,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        classes: Sequence[int | str] | None = None,
+        agnostic: bool | None = None,
+    ) -> Detections | list[Detections]:
+        """Detect objects in a path or HxWx3 uint8 array (BGR unless `rgb`), or a list of them."""
+        single = isinstance(images, (str, Path, np.ndarray))
+        batch = [images] if single else list(images)
+        options = dict(
+            conf=self.conf if conf is None else conf,
+            iou=self.iou if iou is None else iou,
+            max_det=self.max_det if max_det is None else max_det,
+            classes=self.classes if classes is None else class_ids(classes, self.names),
+            agnostic=self.agnostic if agnostic is None else agnostic,
+        )
+        timings = Timings()
+        results = []
+        step = len(batch) if self._dynamic_batch else 1
+        for start in range(0, len(batch), step):
+            chunk = batch[start : start + step]
+            t0 = time.perf_counter()
+            tensors, infos = [], []
+            for item in chunk:
+                is_path = isinstance(item, (str, Path))
+                image = read_image(item) if is_path else as_image(item)
+                tensor, info = preprocess(image, self.meta.input, self.meta.imgsz, rgb=rgb and not is_path)
+                tensors.append(tensor)
+                infos.append(info)
+            feed = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
+            t1 = time.perf_counter()
+            outputs = self.engine.run({self.input.name: feed})
+            t2 = time.perf_counter()
+            results.extend(self.decode(outputs, infos, **options))
+            t3 = time.perf_counter()
+            timings.pre += (t1 - t0) * 1e3
+            timings.infer += (t2 - t1) * 1e3
+            timings.post += (t3 - t2) * 1e3
+        self.timings = timings
+        return results[0] if single else results
+
+    @property
+    def _dynamic_batch(self) -> bool:
+        first = self.input.shape[0] if self.input.shape else 1
+        return not isinstance(first, int) or first < 0
+
+    def decode(
+        self, outputs: dict[str, np.ndarray], infos: Sequence[LetterboxInfo], **options: Any
+    ) -> list[Detections]:
+        """Turn raw outputs of a batch into Detections, one per letterboxed image."""
+        out = self.meta.outputs
+        method = self.meta.decode.method
+        tensors = [np.asarray(outputs[name]) for name in out.names]
+        tensors = [dequantize(t, spec.quant) if spec.quant else t for t, spec in zip(tensors, self._output_specs)]
+        results = []
+        for b, info in enumerate(infos):
+            if out.kind == "detections":
+                count = int(np.asarray(tensors[1]).reshape(-1)[b]) if len(tensors) > 1 else None
+                found = decode.decode_detections(
+                    tensors[0][b], options["conf"], options["max_det"], options["classes"], count
+                )
+            elif out.kind == "packed":
+                found = decode.decode_packed(
+                    tensors[0][b],
+                    options["conf"],
+                    options["iou"],
+                    options["max_det"],
+                    options["classes"],
+                    options["agnostic"],
+                    self.multi_label,
+                )
+            elif method == "topk":
+                found = decode.decode_topk(
+                    tensors[0][b], tensors[1][b], options["conf"], options["max_det"], options["classes"]
+                )
+            else:
+                found = decode.decode_nms(
+                    tensors[0][b],
+                    tensors[1][b],
+                    options["conf"],
+                    options["iou"],
+                    options["max_det"],
+                    options["classes"],
+                    options["agnostic"],
+                    self.multi_label,
+                )
+            xyxy = decode.to_source(found.xyxy, info, out.normalized)
+            results.append(Detections(xyxy, found.scores, found.class_id, self.names, info.source_size))
+        return results
+
+    @property
+    def _output_specs(self) -> list[TensorSpec]:
+        by_name = {o.name: o for o in self.engine.outputs}
+        return [by_name[n] for n in self.meta.outputs.names]
+
+
+def _fixed(value: Any) -> int | None:
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _check_io(engine: Engine, meta: ModelMeta) -> TensorSpec:
+    """Check that the metadata describes this model's tensors; return the image input."""
+    inputs = {i.name: i for i in engine.inputs}
+    if meta.input.name not in inputs:
+        raise MetadataError(f"metadata names input '{meta.input.name}', the model has {sorted(inputs)}")
+    spec = inputs[meta.input.name]
+    if len(spec.shape) != 4:
+        raise MetadataError(f"input '{spec.name}' has shape {list(spec.shape)}; expected a 4-d image tensor")
+    if spec.dtype != meta.input.dtype:
+        raise MetadataError(f"metadata says input dtype {meta.input.dtype}, the model takes {spec.dtype}")
+    hw = spec.shape[2:4] if meta.input.layout == "NCHW" else spec.shape[1:3]
+    channels = spec.shape[1] if meta.input.layout == "NCHW" else spec.shape[3]
+    if _fixed(channels) not in (None, 3):
+        raise MetadataError(f"input '{spec.name}' has {channels} channels in {meta.input.layout} layout; expected 3")
+    fixed_hw = tuple(_fixed(d) for d in hw)
+    if all(fixed_hw) and fixed_hw != tuple(meta.imgsz):
+        raise MetadataError(f"metadata says image size {list(meta.imgsz)}, the model takes {list(fixed_hw)}")
+    outputs = {o.name: o for o in engine.outputs}
+    missing = [n for n in meta.outputs.names if n not in outputs]
+    if missing:
+        raise MetadataError(f"metadata names outputs {missing} that the model lacks (it has {sorted(outputs)})")
+    nc = meta.num_classes
+    first = outputs[meta.outputs.names[0]].shape
+    if meta.outputs.kind == "boxes_scores":
+        scores = outputs[meta.outputs.names[1]].shape
+        if _fixed(scores[-1]) not in (None, nc):
+            raise MetadataError(f"the model scores {scores[-1]} classes but the metadata names {nc}")
+        if len(first) != 3 or _fixed(first[-1]) not in (None, 4):
+            raise MetadataError(f"output '{meta.outputs.names[0]}' has shape {list(first)}; expected [B, A, 4]")
+    elif meta.outputs.kind == "packed":
+        if len(first) != 3 or _fixed(first[1]) not in (None, 4 + nc):
+            raise MetadataError(f"output '{meta.outputs.names[0]}' has shape {list(first)}; expected [B, 4+{nc}, A]")
+    elif len(first) != 3 or _fixed(first[-1]) not in (None, 6):
+        raise MetadataError(f"output '{meta.outputs.names[0]}' has shape {list(first)}; expected [B, K, 6]")
+    return spec
+
+
+def read_meta(
+    engine: Engine, imgsz: int | Sequence[int] | None = None, names: Sequence[str] | None = None
+) -> ModelMeta:
+    """The model's metadata: edgekit's own, else Ultralytics', else guessed from `imgsz` and `names`."""
+    props = engine.metadata()
+    found = meta_mod.from_props(props)
+    image = engine.inputs[0]
+    if found is None and meta_mod.is_ultralytics(props):
+        found = meta_mod.from_ultralytics(
+            props, image.name, image.dtype, [o.name for o in engine.outputs], [o.shape for o in engine.outputs]
+        )
+    if found is None:
+        if imgsz is None:
+            raise MetadataError(
+                f"{engine.path.name} has neither edgekit nor Ultralytics metadata; give the input size "
+                "(--imgsz, and --names for class names) to run it with the edgekit output contract"
+            )
+        found = meta_mod.guess(
+            image.name,
+            image.shape,
+            image.dtype,
+            [o.name for o in engine.outputs],
+            [o.shape for o in engine.outputs],
+            _size(imgsz),
+            names,
+        )
+    elif imgsz is not None and tuple(_size(imgsz)) != tuple(found.imgsz):
+        dims = image.shape[2:4] if found.input.layout == "NCHW" else image.shape[1:3]
+        if all(_fixed(d) for d in dims):
+            raise EdgekitError(
+                f"this model has a fixed input size {list(found.imgsz)}; it cannot run at {list(_size(imgsz))}"
+            )
+        found = replace(found, imgsz=_size(imgsz))
+    if names is not None:
+        if len(names) != found.num_classes:
+            raise MetadataError(f"{len(names)} class names given, the model has {found.num_classes} classes")
+        found = replace(found, classes=list(names))
+    return found
+
+
+def _size(imgsz: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(imgsz, int):
+        return (imgsz, imgsz)
+    values = list(imgsz)
+    if len(values) == 1:
+        return (int(values[0]), int(values[0]))
+    if len(values) != 2:
+        raise EdgekitError(f"image size must be one number or height,width; got {values}")
+    return (int(values[0]), int(values[1]))
+
+
+def load(
+    path: str | Path,
+    *,
+    backend: str | None = None,
+    threads: int | None = None,
+    imgsz: int | Sequence[int] | None = None,
+    names: Sequence[str] | None = None,
+) -> Detector:
+    """Open a model file (engine chosen by its type) and return a ready Detector."""
+    engine = open_engine(path, backend=backend, threads=threads)
+    return Detector(engine, read_meta(engine, imgsz, names))

@@ -1,0 +1,86 @@
+"""The engine interface every backend implements, and choosing a backend from a model file."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: name, shape (ints, or names/None for dynamic axes) and numpy dtype."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: str
+    quant: tuple[float, int] | None = None  # (scale, zero_point) of an integer tensor
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(not isinstance(d, int) or d < 0 for d in self.shape)
+
+
+class Engine(ABC):
+    """A loaded model file that runs named numpy inputs on one backend."""
+
+    backend: str = ""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        self.path = Path(path)
+        self.threads = threads
+
+    @property
+    @abstractmethod
+    def inputs(self) -> list[TensorSpec]:
+        """The model's inputs."""
+
+    @property
+    @abstractmethod
+    def outputs(self) -> list[TensorSpec]:
+        """The model's outputs."""
+
+    @abstractmethod
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model; returns every output by name."""
+
+    @abstractmethod
+    def metadata(self) -> dict[str, str]:
+        """The key/value metadata stored in the file (the `edgekit` key holds edgekit's)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+# backend name -> (module, class, file suffixes it opens)
+BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "onnxruntime": ("edgekit.runtimes.ort", "OnnxRuntimeEngine", (".onnx",)),
+}
+
+
+def backend_for(path: str | Path) -> str:
+    """The backend that opens this file, by its type."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    for name, (_, _, suffixes) in BACKENDS.items():
+        if suffix in suffixes:
+            return name
+    known = ", ".join(s for _, _, sx in BACKENDS.values() for s in sx)
+    raise EdgekitError(f"{path}: unknown model type '{suffix or path.name}' (edgekit runs {known} files)")
+
+
+def open_engine(path: str | Path, backend: str | None = None, threads: int | None = None) -> Engine:
+    """Open a model file with the backend its type (or `backend`) names."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgekitError(f"model not found: {path}")
+    name = backend or backend_for(path)
+    if name not in BACKENDS:
+        raise EdgekitError(f"unknown backend '{name}' (available: {', '.join(BACKENDS)})")
+    module, cls, _ = BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)(path, threads=threads)

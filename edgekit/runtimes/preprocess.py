@@ -1,0 +1,94 @@
+"""Image to input tensor, driven only by the artifact's metadata (letterbox, color, range, layout, dtype)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edgekit.meta import InputSpec
+
+
+@dataclass(frozen=True)
+class LetterboxInfo:
+    """How a source image sits in the network input, to map boxes back to source pixels."""
+
+    scale: float  # network pixels per source pixel
+    pad: tuple[int, int]  # (left, top) padding in network pixels
+    source_size: tuple[int, int]  # (height, width)
+    input_size: tuple[int, int]  # (height, width)
+
+
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], align: str = "center", pad_value: int = 114
+) -> tuple[np.ndarray, LetterboxInfo]:
+    """Resize `image` to fit `size` (h, w) keeping its aspect ratio, then pad to exactly `size`."""
+    h, w = image.shape[:2]
+    out_h, out_w = size
+    scale = min(out_h / h, out_w / w)
+    new_w, new_h = min(out_w, max(1, int(round(w * scale)))), min(out_h, max(1, int(round(h * scale))))
+    resized = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    if align == "center":
+        left, top = (out_w - new_w) // 2, (out_h - new_h) // 2
+    else:
+        left, top = 0, 0
+    right, bottom = out_w - new_w - left, out_h - new_h - top
+    if left or top or right or bottom:
+        resized = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    return resized, LetterboxInfo(scale, (left, top), (h, w), (out_h, out_w))
+
+
+def to_tensor(image: np.ndarray, spec: InputSpec, rgb: bool = False) -> np.ndarray:
+    """Turn one letterboxed HxWx3 uint8 image into a batch-of-one tensor as `spec` describes."""
+    swap = (spec.color == "RGB") != rgb
+    raw = spec.dtype == "uint8" and spec.quant is None
+    scale = np.float32(1.0 / 255.0 if spec.range[1] == 1.0 else 1.0)
+    if spec.layout == "NCHW":
+        channels = cv2.split(image)  # per-channel planes: contiguous reads and writes, fastest on small CPUs
+        if swap:
+            channels = channels[::-1]
+        if raw:
+            return np.stack(channels)[None]
+        x = np.empty((1, 3, *image.shape[:2]), np.float32)
+        for plane, channel in zip(x[0], channels):
+            np.multiply(channel, scale, out=plane, dtype=np.float32)
+    else:
+        if swap:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if raw:
+            return np.ascontiguousarray(image)[None]
+        x = np.multiply(image, scale, dtype=np.float32)[None]
+    if spec.mean is not None or spec.std is not None:
+        shape = (1, 3, 1, 1) if spec.layout == "NCHW" else (1, 1, 1, 3)
+        if spec.mean is not None:
+            x -= np.asarray(spec.mean, np.float32).reshape(shape)
+        if spec.std is not None:
+            x /= np.asarray(spec.std, np.float32).reshape(shape)
+    if spec.quant is not None:
+        return quantize(x, spec.quant, spec.dtype)
+    if spec.dtype == "float16":
+        return x.astype(np.float16)
+    return x
+
+
+def quantize(x: np.ndarray, quant: tuple[float, int], dtype: str) -> np.ndarray:
+    """Affine-quantize float values to int8/uint8 with (scale, zero_point)."""
+    scale, zero_point = quant
+    info = np.iinfo(dtype)
+    q = np.round(x / np.float32(scale)) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, quant: tuple[float, int]) -> np.ndarray:
+    """Inverse of :func:`quantize`."""
+    scale, zero_point = quant
+    return (q.astype(np.float32) - zero_point) * np.float32(scale)
+
+
+def preprocess(
+    image: np.ndarray, spec: InputSpec, imgsz: tuple[int, int], rgb: bool = False
+) -> tuple[np.ndarray, LetterboxInfo]:
+    """Letterbox and convert one HxWx3 uint8 image (BGR unless `rgb`) for the network."""
+    boxed, info = letterbox(image, imgsz, spec.letterbox.align, spec.letterbox.pad_value)
+    return to_tensor(boxed, spec, rgb), info

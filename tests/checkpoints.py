@@ -1,0 +1,134 @@
+"""Write checkpoints the way the reference repositories pickle them, for the converter tests.
+
+The models are edgekit's own definitions; while saving, each module's class is swapped for a stand-in
+registered under the reference's module path (``models.common.Conv``, ``models.yolo.DetectionModel``...),
+so the pickle names exactly the classes a real checkpoint names. Nothing of the reference is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+import types
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BatchNorm statistics and class logits that spread scores from ~0.05 to ~0.95."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.8 + 0.4)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) * 0.8 + 0.6)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return model
+
+
+def spread_logits(convs: list[nn.Conv2d], seed: int = 0) -> None:
+    """Rescale class-logit convs so their outputs vary across anchors by a few units around -1."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight.mul_(8.0)
+            conv.bias.copy_(torch.randn(conv.out_channels, generator=g) * 0.5 - 1.0)
+
+
+@contextlib.contextmanager
+def stand_in_modules(models: list[nn.Module], names: dict[type, str]):
+    """Temporarily give modules of the mapped types classes registered under reference module paths."""
+    created: dict[str, types.ModuleType] = {}
+    swapped: list[tuple[nn.Module, type]] = []
+    classes: dict[type, type] = {}
+    for module in (m for model in models for m in model.modules()):
+        cls = type(module)
+        if cls not in names:
+            continue
+        if cls not in classes:
+            module_path, _, qualname = names[cls].rpartition(".")
+            for depth in range(1, module_path.count(".") + 2):
+                part = ".".join(module_path.split(".")[:depth])
+                if part not in sys.modules and part not in created:
+                    created[part] = types.ModuleType(part)
+                    sys.modules[part] = created[part]
+            stand_in = type(qualname, (cls,), {"__module__": module_path, "__qualname__": qualname})
+            setattr(sys.modules[module_path], qualname, stand_in)
+            classes[cls] = stand_in
+        swapped.append((module, cls))
+        module.__class__ = classes[cls]
+    try:
+        yield
+    finally:
+        for module, cls in swapped:
+            module.__class__ = cls
+        for part in created:
+            sys.modules.pop(part, None)
+
+
+def yolov9_names() -> dict[type, str]:
+    from edgekit.models import yolov9
+    from edgekit.models import yolov9_blocks as B
+
+    names = {
+        yolov9.YOLOv9: "models.yolo.DetectionModel",
+        B.DDetect: "models.yolo.DDetect",
+        B.DualDDetect: "models.yolo.DualDDetect",
+    }
+    for cls in (
+        B.Conv,
+        B.RepConvN,
+        B.RepNBottleneck,
+        B.RepNCSP,
+        B.RepNCSPELAN4,
+        B.ELAN1,
+        B.AConv,
+        B.ADown,
+        B.SP,
+        B.SPPELAN,
+        B.CBLinear,
+        B.CBFuse,
+        B.Silence,
+        B.Concat,
+        B.DFL,
+    ):
+        names[cls] = f"models.common.{cls.__name__}"
+    return names
+
+
+def random_yolov9(arch: str, nc: int = 80, seed: int = 0):
+    """A seeded random official-layout YOLOv9 model with meaningful BatchNorm and score spread."""
+    from edgekit.models import yolov9
+
+    torch.manual_seed(seed)
+    model = yolov9.build(arch, nc)
+    randomize(model, seed)
+    head = model.head
+    branches = [head.cv3] + ([head.cv5] if hasattr(head, "cv5") else [])
+    spread_logits([seq[-1] for branch in branches for seq in branch], seed)
+    model.names = [f"cls{i}" for i in range(model.nc)]
+    return model.eval()
+
+
+def write_yolov9_checkpoint(model: nn.Module, path: Path, ema: bool = True, extra: dict | None = None) -> Path:
+    """Pickle as the official trainer does: fp16 modules under 'model' (and 'ema'), plus training state."""
+    half = copy.deepcopy(model).half()
+    ckpt = {
+        "epoch": -1,
+        "best_fitness": None,
+        "model": half,
+        "ema": copy.deepcopy(half) if ema else None,
+        "updates": None,
+        "optimizer": None,
+        "opt": {"weights": "", "cfg": "yolov9.yaml", "imgsz": 640, "save_dir": "runs/train/exp"},
+        "git": None,
+        "date": "2024-02-21T00:00:00",
+        **(extra or {}),
+    }
+    with stand_in_modules([m for m in (ckpt["model"], ckpt["ema"]) if m is not None], yolov9_names()):
+        torch.save(ckpt, path)
+    return path

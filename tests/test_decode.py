@@ -1,0 +1,172 @@
+"""Decoding in numpy: NMS against OpenCV, top-k against the reference definition, box mapping."""
+
+import cv2
+import numpy as np
+import pytest
+
+from edgekit.runtimes import decode
+from edgekit.runtimes.preprocess import LetterboxInfo
+
+
+def synthetic_outputs(seed=0, anchors=2000, classes=20, objects=12):
+    """Realistic raw outputs: low background scores and clusters of overlapping boxes around objects."""
+    rng = np.random.default_rng(seed)
+    boxes = rng.uniform(0, 1, (anchors, 2)).astype(np.float32)
+    boxes = np.concatenate([boxes, boxes + rng.uniform(0.02, 0.2, (anchors, 2))], 1).astype(np.float32)
+    scores = (1 / (1 + np.exp(-rng.normal(-6, 1.5, (anchors, classes))))).astype(np.float32)
+    for _ in range(objects):
+        center, size, cls = rng.uniform(0.1, 0.8, 2), rng.uniform(0.05, 0.3, 2), rng.integers(classes)
+        members = rng.choice(anchors, 25, replace=False)
+        jitter = rng.normal(0, 0.01, (25, 4))
+        boxes[members] = np.concatenate([center - size / 2, center + size / 2]) + jitter
+        scores[members, cls] = rng.uniform(0.3, 0.95, 25)
+    return boxes, scores
+
+
+def opencv_nms(boxes, scores, cls, conf, iou):
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1)
+    keep = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), cls.tolist(), conf, iou)
+    return np.asarray(keep, np.int64).reshape(-1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_class_aware_nms_keeps_what_opencv_keeps(seed):
+    boxes, scores = synthetic_outputs(seed)
+    anchor, cls, score = decode.candidates(scores, 0.25)
+    ours = decode.decode_nms(boxes, scores, conf=0.25, iou=0.45, max_det=1000)
+    theirs = opencv_nms(boxes[anchor], score, cls, 0.25, 0.45)
+    assert sorted(map(tuple, ours.xyxy.round(6).tolist())) == sorted(
+        map(tuple, boxes[anchor][theirs].round(6).tolist())
+    )
+    assert len(ours.scores) > 5  # the clusters collapse to a few boxes each, not to nothing
+
+
+def test_agnostic_nms_suppresses_across_classes():
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 9.5], [20, 20, 30, 30]], np.float32)
+    scores = np.array([[0.9, 0], [0, 0.8], [0.7, 0]], np.float32)
+    aware = decode.decode_nms(boxes, scores, conf=0.25, iou=0.5)
+    agnostic = decode.decode_nms(boxes, scores, conf=0.25, iou=0.5, agnostic=True)
+    assert aware.class_id.tolist() == [0, 1, 0]
+    assert agnostic.class_id.tolist() == [0, 0] and agnostic.scores.tolist() == pytest.approx([0.9, 0.7])
+
+
+def test_conf_classes_max_det_and_multi_label():
+    boxes = np.array([[0, 0, 1, 1], [2, 2, 3, 3], [4, 4, 5, 5]], np.float32)
+    scores = np.array([[0.9, 0.5], [0.2, 0.3], [0.6, 0.1]], np.float32)
+    assert decode.decode_nms(boxes, scores, conf=0.25).scores.tolist() == pytest.approx([0.9, 0.6, 0.3])
+    only1 = decode.decode_nms(boxes, scores, conf=0.25, classes=[1])
+    assert only1.class_id.tolist() == [1, 1] and only1.scores.tolist() == pytest.approx([0.5, 0.3])
+    assert len(decode.decode_nms(boxes, scores, conf=0.25, max_det=1).scores) == 1
+    multi = decode.decode_nms(boxes, scores, conf=0.25, multi_label=True)
+    pairs = sorted(zip(multi.class_id.tolist(), [round(float(s), 3) for s in multi.scores]))
+    assert pairs == [(0, 0.6), (0, 0.9), (1, 0.3), (1, 0.5)]
+
+
+def test_candidate_cap_keeps_the_best():
+    rng = np.random.default_rng(1)
+    boxes = np.tile(np.arange(500, dtype=np.float32)[:, None] * 2, (1, 4)) + [0, 0, 1, 1]
+    scores = rng.uniform(0.3, 1, (500, 1)).astype(np.float32)
+    capped = decode.decode_nms(boxes, scores, conf=0.25, max_candidates=10)
+    assert np.sort(capped.scores).tolist() == pytest.approx(np.sort(scores[:, 0])[-10:].tolist())
+
+
+def test_packed_equals_boxes_scores():
+    boxes, scores = synthetic_outputs(3)
+    cxcywh = np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], 1)
+    packed = np.concatenate([cxcywh, scores], 1).T.copy()
+    a = decode.decode_packed(packed, conf=0.25, iou=0.5, classes=[0, 3, 5])
+    b = decode.decode_nms(boxes, scores, conf=0.25, iou=0.5, classes=[0, 3, 5])
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-6)
+    assert a.class_id.tolist() == b.class_id.tolist()
+
+
+def reference_topk(boxes, scores, k):
+    """The end-to-end heads' definition, written plainly: top-k anchors, then top-k pairs among them."""
+    anchors = np.argsort(-scores.max(1), kind="stable")[:k]
+    pairs = scores[anchors].reshape(-1)
+    order = np.argsort(-pairs, kind="stable")[:k]
+    rows, cls = np.divmod(order, scores.shape[1])
+    return boxes[anchors[rows]], pairs[order], cls
+
+
+@pytest.mark.parametrize("k, conf", [(300, 0.25), (5, 0.25), (300, 0.0), (20, 0.01)])
+def test_topk_matches_the_reference_definition(k, conf):
+    boxes, scores = synthetic_outputs(4, anchors=1500, classes=30, objects=20)
+    found = decode.decode_topk(boxes, scores, conf=conf, max_det=k)
+    ref_boxes, ref_scores, ref_cls = reference_topk(boxes, scores, k)
+    keep = ref_scores > conf
+    assert set(zip(found.class_id.tolist(), found.scores.tolist())) == set(
+        zip(ref_cls[keep].tolist(), ref_scores[keep].tolist())
+    )
+    np.testing.assert_array_equal(np.sort(found.xyxy, 0), np.sort(ref_boxes[keep], 0))
+
+
+def test_topk_class_filter():
+    boxes, scores = synthetic_outputs(5)
+    found = decode.decode_topk(boxes, scores, conf=0.25, classes=[2, 7])
+    assert set(found.class_id.tolist()) <= {2, 7}
+    manual = scores.copy()
+    manual[:, [c for c in range(scores.shape[1]) if c not in (2, 7)]] = 0
+    expected = decode.decode_topk(boxes, manual, conf=0.25)
+    assert sorted(found.scores.tolist()) == sorted(expected.scores.tolist())
+
+
+def test_detections_threshold_and_count():
+    rows = np.array(
+        [[0, 0, 1, 1, 0.9, 2], [0, 0, 1, 1, 0.1, 1], [0, 0, 1, 1, 0.8, 0], [0, 0, 1, 1, 0.95, 1]], np.float32
+    )
+    assert decode.decode_detections(rows, conf=0.25).class_id.tolist() == [1, 2, 0]
+    assert decode.decode_detections(rows, conf=0.25, count=3).class_id.tolist() == [2, 0]
+    assert decode.decode_detections(rows, conf=0.25, classes=[0]).class_id.tolist() == [0]
+    assert len(decode.decode_detections(rows, conf=0.25, count=0).scores) == 0
+
+
+def test_to_source_inverts_the_letterbox_and_clips():
+    info = LetterboxInfo(scale=0.5, pad=(0, 40), source_size=(200, 400), input_size=(180, 200))
+    pixels = decode.to_source(np.array([[10, 50, 110, 90], [-5, 0, 500, 500]], np.float32), info, normalized=False)
+    np.testing.assert_allclose(pixels, [[20, 20, 220, 100], [0, 0, 400, 200]])
+    normalized = decode.to_source(np.array([[0.05, 50 / 180, 0.55, 0.5]], np.float32), info, normalized=True)
+    np.testing.assert_allclose(normalized, [[20, 20, 220, 100]], atol=1e-4)
+
+
+def test_empty_inputs():
+    boxes = np.zeros((10, 4), np.float32)
+    scores = np.zeros((10, 3), np.float32)
+    assert len(decode.decode_nms(boxes, scores).scores) == 0
+    assert len(decode.decode_topk(boxes, scores).scores) == 0
+    assert decode.nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).size == 0
+
+
+def one_at_a_time_nms(boxes, scores, iou, class_id=None):
+    """The textbook greedy NMS, one kept box per iteration, as an independent reference."""
+    order = list(np.argsort(-scores, kind="stable"))
+    keep = []
+    while order:
+        i = order.pop(0)
+        keep.append(i)
+        survivors = []
+        for j in order:
+            w = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
+            h = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
+            inter = max(w, 0) * max(h, 0)
+            union = (
+                (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
+                + (boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1])
+                - inter
+            )
+            same = class_id is None or class_id[i] == class_id[j]
+            if not (same and union > 0 and inter / union > iou):
+                survivors.append(j)
+        order = survivors
+    return np.asarray(keep)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("agnostic", [False, True])
+def test_vectorized_nms_equals_textbook_greedy(seed, agnostic):
+    boxes, scores = synthetic_outputs(seed, anchors=1500, classes=5, objects=20)
+    anchor, cls, score = decode.candidates(scores, 0.2)
+    score = np.round(score, 2)  # many ties
+    classes = None if agnostic else cls
+    b = boxes[anchor].astype(np.float64)
+    np.testing.assert_array_equal(decode.nms(b, score, 0.5, classes), one_at_a_time_nms(b, score, 0.5, classes))

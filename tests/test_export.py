@@ -1,0 +1,100 @@
+"""The shared export machinery: BatchNorm folding, ONNX export with metadata, always-on verification."""
+
+import numpy as np
+import pytest
+import torch
+
+import edgekit
+from edgekit.converters.fuse import fold_all_bn, fold_bn
+from edgekit.converters.onnx_export import write_onnx_artifact
+from edgekit.converters.shapes import convert_shapes, shapes_meta, verification_inputs
+from edgekit.errors import EdgekitError
+from edgekit.models.shapes import ShapesNet
+
+
+def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial BatchNorm statistics, so folding errors cannot hide behind identity BNs."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.2)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+
+
+def test_fold_bn_is_exact():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1, groups=2, bias=False)
+    bn = torch.nn.BatchNorm2d(16, eps=1e-3)
+    randomize_bn(torch.nn.Sequential(bn))
+    bn.eval()
+    x = torch.randn(2, 8, 12, 12)
+    torch.testing.assert_close(fold_bn(conv, bn)(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
+
+
+def test_fold_all_bn_keeps_the_forward():
+    torch.manual_seed(0)
+    model = ShapesNet().eval()
+    randomize_bn(model)
+    x = torch.rand(1, 3, 64, 64)
+    before = model(x)
+    assert fold_all_bn(model) == sum(1 for m in ShapesNet().modules() if isinstance(m, torch.nn.BatchNorm2d))
+    after = model(x)
+    for a, b in zip(before, after):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = ShapesNet()
+    randomize_bn(model)
+    path = tmp_path_factory.mktemp("w") / "shapes.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_conversion_embeds_verified_metadata_and_runs(random_weights, tmp_path):
+    out = tmp_path / "shapes.onnx"
+    result = convert_shapes(random_weights, out, imgsz=128)
+    assert result.passed and result.max_abs["boxes"] <= 1e-3 and result.max_abs["scores"] <= 1e-4
+    detector = edgekit.load(out)
+    meta = detector.meta
+    assert meta.verification["passed"] and meta.verification["inputs"] == 6
+    assert meta.source.file == "shapes.pt" and len(meta.source.sha256) == 64
+    assert meta.imgsz == (128, 128) and meta.classes == ["circle", "square", "triangle"]
+    found = detector(np.full((90, 160, 3), 127, np.uint8), conf=0.0)
+    assert found.xyxy.shape[1] == 4 and (found.xyxy[:, [0, 2]] <= 160).all()
+
+
+def test_failed_verification_leaves_nothing(random_weights, tmp_path):
+    model = ShapesNet().eval()
+    model.load_state_dict(torch.load(random_weights, weights_only=True))
+    model.export = True
+
+    def wrong_reference(x):
+        with torch.no_grad():
+            boxes, scores = model(torch.from_numpy(x))
+        return {"boxes": boxes.numpy(), "scores": scores.numpy() + 1e-3}
+
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(EdgekitError, match=r"verification failed.*scores"):
+        write_onnx_artifact(
+            model, shapes_meta(64), out, wrong_reference, verification_inputs(64, 1, 1), log=lambda s: None
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+
+    from edgekit.fileio import atomic_write_bytes
+
+    umask = os.umask(0o022)
+    try:
+        path = atomic_write_bytes(tmp_path / "a.bin", b"x")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644 and path.read_bytes() == b"x"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
