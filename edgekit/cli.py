@@ -170,13 +170,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
     convert(
-        args.checkpoint,
-        to=args.to,
-        imgsz=imgsz,
-        half=args.half,
-        out_dir=args.out,
-        dynamic=args.dynamic,
-        opset=args.opset,
+        args.checkpoint, to=args.to, imgsz=imgsz, half=args.half, out_dir=args.out, dynamic=args.dynamic,
+        opset=args.opset, topk=args.topk, nms=args.nms,
     )
     return 0
 
@@ -337,6 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size (default: fixed batch 1)")
     p.add_argument("--opset", type=_positive, default=17, help="ONNX opset (17 or newer)")
     p.add_argument("--out", default=".", help="output folder (default: the current one)")
+    p.add_argument(
+        "--topk",
+        choices=["graph", "runtime"],
+        default="graph",
+        help="end-to-end models (YOLO26): top-k inside the graph, emitting detections [1,300,6] (default), or in "
+        "the runtime, emitting the one-to-one boxes + scores (no selection in the graph: INT8-safe)",
+    )
+    p.add_argument(
+        "--nms", action="store_true", help="end-to-end models: export the one-to-many branch for NMS decoding instead"
+    )
     p.set_defaults(func=cmd_convert)
 
     p = verbs.add_parser(

@@ -30,13 +30,32 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def spread_logits(convs: list[nn.Conv2d], seed: int = 0) -> None:
-    """Rescale class-logit convs so their outputs vary across anchors by a few units around -1."""
+def spread_logits(model: nn.Module, convs: list[nn.Conv2d], seed: int = 0, size: int = 128) -> None:
+    """Rescale class-logit convs so, on a random image, logits have a spread of ~2 around -1.5.
+
+    Scores then range from ~0.01 to ~0.95 without saturating at 1.0, so top-k and NMS see distinct,
+    meaningful scores (saturated ties would make any selection order valid).
+    """
     g = torch.Generator().manual_seed(seed)
+    outputs: dict[nn.Conv2d, torch.Tensor] = {}
+    hooks = [c.register_forward_hook(lambda m, i, o: outputs.__setitem__(m, o)) for c in convs]
+    was_training = model.training
+    model.eval()
+    head = model.model[-1]
     with torch.no_grad():
+        x = torch.rand(1, 3, size, size, generator=g)
+        model(x)
+        if hasattr(head, "mode"):  # end-to-end heads run one branch at a time
+            saved, head.mode = head.mode, "o2m"
+            model(x)
+            head.mode = saved
         for conv in convs:
-            conv.weight.mul_(8.0)
-            conv.bias.copy_(torch.randn(conv.out_channels, generator=g) * 0.5 - 1.0)
+            out = outputs[conv] - (conv.bias.view(1, -1, 1, 1) if conv.bias is not None else 0)
+            conv.weight.mul_(2.0 / max(float(out.std()), 1e-6))
+            conv.bias.copy_(torch.randn(conv.out_channels, generator=g) * 0.5 - 1.5)
+    for hook in hooks:
+        hook.remove()
+    model.train(was_training)
 
 
 @contextlib.contextmanager
@@ -109,7 +128,7 @@ def random_yolov9(arch: str, nc: int = 80, seed: int = 0):
     randomize(model, seed)
     head = model.head
     branches = [head.cv3] + ([head.cv5] if hasattr(head, "cv5") else [])
-    spread_logits([seq[-1] for branch in branches for seq in branch], seed)
+    spread_logits(model, [seq[-1] for branch in branches for seq in branch], seed)
     model.names = [f"cls{i}" for i in range(model.nc)]
     return model.eval()
 
@@ -130,5 +149,81 @@ def write_yolov9_checkpoint(model: nn.Module, path: Path, ema: bool = True, extr
         **(extra or {}),
     }
     with stand_in_modules([m for m in (ckpt["model"], ckpt["ema"]) if m is not None], yolov9_names()):
+        torch.save(ckpt, path)
+    return path
+
+
+def ultralytics_names(task_class: str = "DetectionModel") -> dict[type, str]:
+    from edgekit.models import ultralytics as UM
+    from edgekit.models import ultralytics_blocks as U
+    from edgekit.models import yolov9_blocks as B
+
+    block = "ultralytics.nn.modules.block."
+    names = {
+        UM.UltralyticsYOLO: f"ultralytics.nn.tasks.{task_class}",
+        U.Detect: "ultralytics.nn.modules.head.Detect",
+        B.Conv: "ultralytics.nn.modules.conv.Conv",
+        U.DWConv: "ultralytics.nn.modules.conv.DWConv",
+        B.Concat: "ultralytics.nn.modules.conv.Concat",
+        B.RepConvN: "ultralytics.nn.modules.conv.RepConv",
+        B.RepNCSP: block + "RepCSP",
+        B.RepNBottleneck: block + "RepBottleneck",
+        U.SPPELAN: block + "SPPELAN",
+    }
+    for cls in (
+        U.Bottleneck,
+        U.C2f,
+        U.C3,
+        U.C3k,
+        U.C3k2,
+        U.C2PSA,
+        U.PSABlock,
+        U.Attention,
+        U.SPPF,
+        B.DFL,
+        B.RepNCSPELAN4,
+        B.ELAN1,
+        B.AConv,
+        B.ADown,
+        B.CBLinear,
+        B.CBFuse,
+    ):
+        names.setdefault(cls, block + cls.__name__)
+    return names
+
+
+def random_ultralytics(arch: str, nc: int = 80, seed: int = 0):
+    """A seeded random Ultralytics model (YOLO26 or yolov9t..e) with meaningful statistics."""
+    from edgekit.models import ultralytics
+
+    torch.manual_seed(seed)
+    model = ultralytics.build(arch, nc)
+    randomize(model, seed)
+    head = model.head
+    branches = [head.cv3] + ([head.one2one_cv3] if head.end2end else [])
+    spread_logits(model, [seq[-1] for branch in branches for seq in branch], seed)
+    model.names = {i: f"cls{i}" for i in range(model.nc)}
+    return model.eval()
+
+
+def write_ultralytics_checkpoint(model: nn.Module, path: Path, task_class: str = "DetectionModel") -> Path:
+    """Pickle as Ultralytics' strip_optimizer leaves a trained model: fp16 under 'model', train args."""
+    half = copy.deepcopy(model).half()
+    ckpt = {
+        "date": "2026-01-14T00:00:00",
+        "version": "8.4.0",
+        "license": "AGPL-3.0 License (https://ultralytics.com/license)",
+        "docs": "https://docs.ultralytics.com",
+        "epoch": -1,
+        "best_fitness": None,
+        "model": half,
+        "ema": None,
+        "updates": None,
+        "optimizer": None,
+        "train_args": {"task": "detect", "model": model.yaml.get("yaml_file", ""), "data": "coco.yaml", "imgsz": 640},
+        "train_metrics": {"metrics/mAP50-95(B)": 0.4},
+        "train_results": None,
+    }
+    with stand_in_modules([half], ultralytics_names(task_class)):
         torch.save(ckpt, path)
     return path

@@ -114,7 +114,7 @@ def test_deploy_form_matches_official_gelan_and_the_main_head(size):
         boxes, scores = deploy(x)
     torch.testing.assert_close(boxes, expected["boxes"], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(scores, expected["scores"], atol=1e-5, rtol=1e-4)
-    assert 0.01 < float(scores.min()) and float(scores.max()) < 0.99 and float(scores.std()) > 0.1
+    assert float(scores.max()) < 0.999 and float(scores.std()) > 0.1  # spread, not saturated: ties would hide errors
 
 
 @pytest.mark.parametrize("size", ["t", "s"])

@@ -23,9 +23,13 @@ from edgekit.models.facts import count_params
 FORMATS = ("onnx",)
 
 
-def open_source(spec: str | Path) -> SourceModel:
-    """A SourceModel from a checkpoint file or a built-in architecture name."""
-    from edgekit.converters import yolov9
+def open_source(spec: str | Path, topk: str = "graph", nms: bool = False) -> SourceModel:
+    """A SourceModel from a checkpoint file or a built-in architecture name.
+
+    `topk` and `nms` choose the output of end-to-end (YOLO26) models; see converters.ultralytics.
+    """
+    from edgekit.converters import ultralytics, yolov9
+    from edgekit.models.ultralytics_configs import CONFIGS as ULTRALYTICS
     from edgekit.models.yolov9_configs import CONFIGS as YOLOV9
 
     path = Path(spec)
@@ -39,13 +43,18 @@ def open_source(spec: str | Path) -> SourceModel:
             name = record._full_name
             if name.startswith("models."):
                 return yolov9.from_checkpoint(ckpt)
+            if name.startswith("ultralytics."):
+                return ultralytics.from_checkpoint(ckpt, topk, nms)
             raise EdgekitError(f"{path.name}: a pickled {name}, which edgekit does not convert yet")
         raise EdgekitError(f"{path.name}: no pickled detection model inside (keys: {_keys(data)})")
     if str(spec) in YOLOV9:
         return yolov9.from_arch(str(spec))
+    if str(spec) in ULTRALYTICS:
+        return ultralytics.from_arch(str(spec), topk=topk, nms=nms)
     if path.suffix or "/" in str(spec):
         raise EdgekitError(f"checkpoint not found: {spec}")
-    raise EdgekitError(f"'{spec}' is neither a checkpoint file nor a known architecture ({', '.join(YOLOV9)})")
+    known = ", ".join([*YOLOV9, *ULTRALYTICS])
+    raise EdgekitError(f"'{spec}' is neither a checkpoint file nor a known architecture ({known})")
 
 
 def _keys(data) -> str:
@@ -91,6 +100,8 @@ def convert(
     out_dir: str | Path = ".",
     dynamic: bool = False,
     opset: int = MIN_OPSET,
+    topk: str = "graph",
+    nms: bool = False,
     log: Callable[[str], None] = print,
 ) -> Result:
     """Convert one checkpoint (or architecture) to one verified artifact."""
@@ -98,7 +109,7 @@ def convert(
         raise EdgekitError(f"unknown format '{to}' (edgekit writes: {', '.join(FORMATS)})")
     start = time.perf_counter()
     size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
-    source = open_source(spec)
+    source = open_source(spec, topk, nms)
     if any(s <= 0 or s % source.stride for s in size):
         raise EdgekitError(f"image size {list(size)} must be positive multiples of the model's stride {source.stride}")
     log(
@@ -127,7 +138,7 @@ def convert(
         with torch.no_grad():
             return {k: v.numpy() for k, v in source.reference(torch.from_numpy(x)).items()}
 
-    stem = source.name + ("-fp16" if half else "")
+    stem = source.name + (f"-{source.tag}" if source.tag else "") + ("-fp16" if half else "")
     out = Path(out_dir) / f"{stem}.onnx"
     log(
         f"export   onnx opset {opset}, {size[0]}x{size[1]}, {'fp16' if half else 'fp32'}"

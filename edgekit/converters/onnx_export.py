@@ -113,7 +113,7 @@ def write_onnx_artifact(
             reference,
             lambda x: engine.run({meta.input.name: np.asarray(x, np.float32)}),
             inputs,
-            {k: v for k, v in (FP16_TOLERANCE if half else FP32_TOLERANCE).items() if k in meta.outputs.names},
+            FP16_TOLERANCE if half else FP32_TOLERANCE,
             backend="onnxruntime",
         )
         log(result.table())

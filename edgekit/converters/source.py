@@ -31,6 +31,7 @@ class SourceModel:
     outputs: OutputSpec = field(default_factory=OutputSpec)
     decode: DecodeSpec = field(default_factory=DecodeSpec)
     path: Path | None = None
+    tag: str = ""  # names a non-default output form in the file name (e.g. yolo26n-nms.onnx)
     notes: list[str] = field(default_factory=list)  # what the deploy transform did, for the log
 
     @property

@@ -9,8 +9,10 @@ import numpy as np
 
 from edgekit.errors import EdgekitError
 
-FP32_TOLERANCE = {"boxes": 1e-3, "scores": 1e-4, "detections": 1e-3}
-FP16_TOLERANCE = {"boxes": 1e-2, "scores": 1e-2, "detections": 1e-2}
+FP32_TOLERANCE = {"boxes": 1e-3, "scores": 1e-4, "detections_boxes": 1e-3, "detections_scores": 1e-4,
+                  "topk_unmatched": 0}
+FP16_TOLERANCE = {"boxes": 1e-2, "scores": 1e-2, "detections_boxes": 1e-2, "detections_scores": 1e-2,
+                  "topk_unmatched": 0}
 
 
 @dataclass
@@ -60,21 +62,68 @@ def compare(
     tolerance: dict[str, float],
     backend: str,
 ) -> Verification:
-    """Run both on every input and record the element-wise differences of each named output."""
-    result = Verification(backend=backend, inputs=len(inputs), tolerance=dict(tolerance))
+    """Run both on every input and record the differences of each named output.
+
+    ``detections`` ([B, K, 6] top-k rows) are checked tie-aware when the reference also gives the full
+    per-anchor output (``_anchor_boxes``, ``_anchor_scores``): every artifact row must be a genuine
+    (anchor, class) pair of the source — score and box within tolerance — and the selected scores must
+    equal the reference's top-k scores. Among equal scores (uniform letterbox padding gives many) any
+    pick is right, so row order and the choice among ties are not differences. Rows that are no such
+    pair count as ``topk_unmatched``.
+    """
+    result = Verification(backend=backend, inputs=len(inputs))
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
+
+    def record(name: str, diff: np.ndarray) -> None:
+        result.max_abs[name] = max(result.max_abs.get(name, 0.0), float(diff.max()) if diff.size else 0.0)
+        sums[name] = sums.get(name, 0.0) + float(diff.sum())
+        counts[name] = counts.get(name, 0) + diff.size
+
     for x in inputs:
         ref, got = reference(x), candidate(x)
         for name, value in ref.items():
+            if name.startswith("_"):
+                continue
             if name not in got:
                 raise EdgekitError(f"verification: the artifact has no output '{name}'")
             a, b = np.asarray(value, np.float64), np.asarray(got[name], np.float64)
             if a.shape != b.shape:
                 raise EdgekitError(f"verification: output '{name}' has shape {b.shape}, the source gives {a.shape}")
-            diff = np.abs(a - b)
-            result.max_abs[name] = max(result.max_abs.get(name, 0.0), float(diff.max()) if diff.size else 0.0)
-            sums[name] = sums.get(name, 0.0) + float(diff.sum())
-            counts[name] = counts.get(name, 0) + diff.size
+            if name == "detections" and "_anchor_scores" in ref:
+                tol = tolerance.get("detections_scores", 1e-4)
+                for i in range(len(a)):
+                    boxes, scores, unmatched = match_detections(
+                        a[i], b[i], np.asarray(ref["_anchor_boxes"][i]), np.asarray(ref["_anchor_scores"][i]), tol
+                    )
+                    record("detections_boxes", boxes)
+                    record("detections_scores", scores)
+                    record("topk_unmatched", np.array([unmatched], np.float64))
+            else:
+                record(name, np.abs(a - b))
+    result.tolerance = {k: v for k, v in tolerance.items() if k in result.max_abs}
     result.mean_abs = {k: sums[k] / max(counts[k], 1) for k in sums}
     return result
+
+
+def match_detections(
+    ref: np.ndarray, got: np.ndarray, anchor_boxes: np.ndarray, anchor_scores: np.ndarray, score_tol: float
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Check [K, 6] top-k rows against the source's per-anchor boxes [A, 4] and scores [A, C].
+
+    Returns each artifact row's box error to the closest source anchor of that class and score, the
+    differences between the two sorted score lists, and how many rows match no source pair at all.
+    """
+    score_diff = np.abs(np.sort(ref[:, 4])[::-1] - np.sort(got[:, 4])[::-1])
+    box_errors, unmatched = [], 0
+    for row in got:
+        cls = int(row[5])
+        if not 0 <= cls < anchor_scores.shape[1]:
+            unmatched += 1
+            continue
+        candidates = np.flatnonzero(np.abs(anchor_scores[:, cls] - row[4]) <= max(score_tol, 1e-6))
+        if not candidates.size:
+            unmatched += 1
+            continue
+        box_errors.append(np.abs(anchor_boxes[candidates] - row[:4]).max(1).min())
+    return np.asarray(box_errors), score_diff, unmatched
