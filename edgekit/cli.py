@@ -170,8 +170,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
     convert(
-        args.checkpoint, to=args.to, imgsz=imgsz, half=args.half, out_dir=args.out, dynamic=args.dynamic,
-        opset=args.opset, topk=args.topk, nms=args.nms,
+        args.checkpoint,
+        to=args.to,
+        imgsz=imgsz,
+        half=args.half,
+        out_dir=args.out,
+        dynamic=args.dynamic,
+        opset=args.opset,
+        topk=args.topk,
+        nms=args.nms,
+        arch=args.arch,
+        keep_ratio=args.keep_ratio,
+        names=args.names,
     )
     return 0
 
@@ -231,12 +241,13 @@ def _inspect_source(args: argparse.Namespace) -> int:
     from edgekit.converters.convert import open_source
     from edgekit.models.facts import count_gflops, count_params
 
-    source = open_source(args.model)
+    source = open_source(args.model, arch=args.arch)
     imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
     with torch.no_grad():
-        deploy = source.make_deploy()
+        exported = source.make_deploy()
+        deploy = source.reference_deploy() if source.reference_deploy else exported
     forms = {}
-    for form, model in (("training", source.training), ("deploy", deploy)):
+    for form, model in (("training", source.training), ("deploy", deploy), ("exported", exported)):
         forms[form] = {"params": count_params(model), "gflops": round(count_gflops(model, imgsz), 3)}
     report = {
         "source": str(args.model),
@@ -251,12 +262,20 @@ def _inspect_source(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{report['source']}: {source.family} {source.variant}, {len(source.classes)} classes")
-    for form in ("training", "deploy"):
+    labels = {"training": "training", "deploy": "deploy", "exported": "exported"}
+    for form in ("training", "deploy", "exported"):
         f = report[form]
-        print(f"{form:<9} {f['params'] / 1e6:8.3f} M params  {f['gflops']:8.2f} GFLOPs at {imgsz}")
+        print(f"{labels[form]:<9} {f['params'] / 1e6:8.3f} M params  {f['gflops']:8.2f} GFLOPs at {imgsz}")
+    print("(deploy: the reference's own deploy form; exported: what edgekit writes, every BatchNorm folded)")
     for note in source.notes:
-        print(f"deploy    {note}")
+        print(f"transform {note}")
     return 0
+
+
+def _fit(letterbox: dict) -> str:
+    if not letterbox.get("keep_ratio", True):
+        return "stretched to the input size"
+    return f"letterbox {letterbox['align']} pad {letterbox['pad_value']} ({letterbox.get('rounding', 'round')})"
 
 
 def _format_inspect(report: dict) -> str:
@@ -273,7 +292,7 @@ def _format_inspect(report: dict) -> str:
         lines.append(
             f"input      {inp['name']} {meta['imgsz'][0]}x{meta['imgsz'][1]} {inp['layout']} {inp['dtype']}"
             f" {inp['color']} range {inp['range']}"
-            f" letterbox {inp['letterbox']['align']} pad {inp['letterbox']['pad_value']}"
+            f" {_fit(inp['letterbox'])}"
         )
         out, dec = meta["outputs"], meta["decode"]
         lines.append(f"outputs    {out['kind']} {out['names']} ({'normalized' if out['normalized'] else 'pixels'})")
@@ -342,6 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--nms", action="store_true", help="end-to-end models: export the one-to-many branch for NMS decoding instead"
     )
+    p.add_argument("--arch", help="DAMO-YOLO: the variant (damoyolo-t/s/m/l) instead of recognising it from shapes")
+    p.add_argument(
+        "--keep-ratio",
+        action="store_true",
+        help="DAMO-YOLO: preprocess as releases before v0.3.0 did (keep aspect ratio, zero padding bottom/right) "
+        "instead of stretching to the input size",
+    )
+    p.add_argument("--names", type=_names, help="class names (comma-separated or a file, one per line)")
     p.set_defaults(func=cmd_convert)
 
     p = verbs.add_parser(
@@ -352,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model file, checkpoint, or built-in architecture name")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--imgsz", type=_imgsz, default=[640], help="input size for GFLOPs (default 640)")
+    p.add_argument("--arch", help="DAMO-YOLO: the variant of a state_dict checkpoint")
     p.set_defaults(func=cmd_inspect)
     return parser
 

@@ -22,6 +22,7 @@ LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32", "float16", "uint8", "int8")
 COLORS = ("RGB", "BGR")
 ALIGNS = ("center", "topleft")
+ROUNDINGS = ("round", "floor")
 OUTPUT_KINDS = ("boxes_scores", "detections", "packed")
 DECODE_METHODS = ("nms", "topk", "none")
 PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "mixed")
@@ -32,10 +33,13 @@ DEFAULT_OUTPUT_NAMES = {"boxes_scores": ["boxes", "scores"], "detections": ["det
 
 @dataclass
 class Letterbox:
-    """How the image is fitted into the network input: scaled to fit, then padded."""
+    """How the image is fitted into the network input: scaled to fit keeping its aspect ratio, then
+    padded (``keep_ratio``), or stretched to the input size; ``rounding`` makes the scaled size whole."""
 
     align: str = "center"
     pad_value: int = 114
+    keep_ratio: bool = True
+    rounding: str = "round"
 
 
 @dataclass
@@ -193,6 +197,8 @@ def from_dict(data: Mapping[str, Any]) -> ModelMeta:
     letterbox = Letterbox(
         align=_choice(lb, "align", "input.letterbox.", ALIGNS, "center"),
         pad_value=_get(lb, "pad_value", "input.letterbox.", int, 114),
+        keep_ratio=_get(lb, "keep_ratio", "input.letterbox.", bool, True),
+        rounding=_choice(lb, "rounding", "input.letterbox.", ROUNDINGS, "round"),
     )
     if not 0 <= letterbox.pad_value <= 255:
         raise _fail("input.letterbox.pad_value", f"must be in 0..255, got {letterbox.pad_value}")

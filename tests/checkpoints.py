@@ -227,3 +227,40 @@ def write_ultralytics_checkpoint(model: nn.Module, path: Path, task_class: str =
     with stand_in_modules([half], ultralytics_names(task_class)):
         torch.save(ckpt, path)
     return path
+
+
+def random_damo(arch: str, num_classes: int = 80, seed: int = 0):
+    """A seeded random DAMO-YOLO model with non-trivial BatchNorm statistics and spread class scores."""
+    from edgekit.models import damo
+
+    torch.manual_seed(seed)
+    model = damo.build(arch, num_classes)
+    randomize(model, seed)
+    with torch.no_grad():
+        for scale in model.head.scales:
+            scale.scale.fill_(0.8 + 0.1 * seed)
+    convs = list(model.head.gfl_cls)
+    g = torch.Generator().manual_seed(seed)
+    outputs: dict[nn.Conv2d, torch.Tensor] = {}
+    hooks = [c.register_forward_hook(lambda m, i, o: outputs.__setitem__(m, o)) for c in convs]
+    model.eval()
+    with torch.no_grad():
+        model(torch.rand(1, 3, 128, 128, generator=g) * 255)
+        for conv in convs:
+            out = outputs[conv] - conv.bias.view(1, -1, 1, 1)
+            conv.weight.mul_(2.0 / max(float(out.std()), 1e-6))
+            conv.bias.copy_(torch.randn(conv.out_channels, generator=g) * 0.5 - 1.5)
+    for hook in hooks:
+        hook.remove()
+    return model
+
+
+def write_damo_checkpoint(model: nn.Module, path: Path, ddp_prefix: bool = False, bare: bool = False) -> Path:
+    """Save as DAMO-YOLO's trainer does: {epoch, model: EMA state_dict, optimizer, ...} (or a bare state_dict)."""
+    state = {(f"module.{k}" if ddp_prefix else k): v.clone() for k, v in model.state_dict().items()}
+    if bare:
+        torch.save(state, path)
+        return path
+    optimizer = torch.optim.SGD([p for p in model.parameters()][:3], lr=0.01, momentum=0.9)
+    torch.save({"epoch": 300, "model": state, "optimizer": optimizer.state_dict(), "feature_loss": None}, path)
+    return path

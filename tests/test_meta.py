@@ -38,6 +38,8 @@ def test_defaults_fill_in_optional_fields():
         ({"input": {"dtype": "int8"}}, "'input.quant' is required"),
         ({"input": {"letterbox": {"align": "middle"}}}, "'input.letterbox.align'"),
         ({"input": {"letterbox": {"pad_value": 300}}}, "'input.letterbox.pad_value'"),
+        ({"input": {"letterbox": {"keep_ratio": "no"}}}, "'input.letterbox.keep_ratio' must be bool"),
+        ({"input": {"letterbox": {"rounding": "ceil"}}}, "'input.letterbox.rounding'"),
         ({"outputs": {"kind": "boxes"}}, "'outputs.kind'"),
         ({"outputs": {"kind": "boxes_scores", "names": ["x"]}}, "'outputs.names'"),
         ({"decode": {"conf": 2}}, "'decode' has out-of-range"),

@@ -58,3 +58,14 @@ def test_preprocess_uses_metadata_letterbox():
     spec = InputSpec(letterbox=Letterbox(align="topleft", pad_value=0))
     tensor, info = preprocess(np.full((100, 50, 3), 255, np.uint8), spec, (64, 64))
     assert info.pad == (0, 0) and tensor[0, :, :, 32:].max() == 0 and tensor[0, :, :, :32].min() == 1.0
+
+
+def test_stretch_and_floor_rounding():
+    image = np.zeros((100, 301, 3), np.uint8)
+    out, info = letterbox(image, (64, 128), keep_ratio=False)
+    assert out.shape == (64, 128, 3) and info.pad == (0, 0)
+    assert info.scales == pytest.approx((128 / 301, 64 / 100))
+    rounded, _ = letterbox(np.full((100, 301, 3), 9, np.uint8), (128, 128), "topleft", 0)
+    floored, _ = letterbox(np.full((100, 301, 3), 9, np.uint8), (128, 128), "topleft", 0, rounding="floor")
+    assert (rounded[:, :, 0] == 9).sum(0).max() == round(100 * 128 / 301) == 43
+    assert (floored[:, :, 0] == 9).sum(0).max() == int(100 * 128 / 301) == 42

@@ -261,3 +261,18 @@ def test_inspect_architecture_and_checkpoint(t_checkpoint):
     proc = _cli("inspect", t_checkpoint)
     assert proc.returncode == 0 and "yolov9 yolov9-t, 12 classes" in proc.stdout
     assert zipfile.is_zipfile(t_checkpoint)
+
+
+def test_batchnorm_eps_comes_from_the_checkpoint(tmp_path):
+    """A state_dict does not hold BatchNorm eps; the pickled modules do (the trainers set 1e-3)."""
+    model = random_yolov9("gelan-t", nc=3)
+    assert {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-3}
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eps = 1e-5
+    path = write_yolov9_checkpoint(model, tmp_path / "eps.pt")
+    loaded = Y.from_checkpoint(load_checkpoint(path))
+    assert {m.eps for m in loaded.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-5}
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model.half().float()(x), atol=1e-5, rtol=1e-4)

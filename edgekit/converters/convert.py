@@ -23,12 +23,31 @@ from edgekit.models.facts import count_params
 FORMATS = ("onnx",)
 
 
-def open_source(spec: str | Path, topk: str = "graph", nms: bool = False) -> SourceModel:
+def open_source(
+    spec: str | Path,
+    topk: str = "graph",
+    nms: bool = False,
+    arch: str | None = None,
+    keep_ratio: bool = False,
+    names: list[str] | None = None,
+) -> SourceModel:
     """A SourceModel from a checkpoint file or a built-in architecture name.
 
-    `topk` and `nms` choose the output of end-to-end (YOLO26) models; see converters.ultralytics.
+    `topk` and `nms` choose the output of end-to-end (YOLO26) models; `arch` names the variant of a
+    DAMO-YOLO state_dict and `keep_ratio` its pre-v0.3 preprocessing; `names` replaces the class names.
     """
-    from edgekit.converters import ultralytics, yolov9
+    source = _open(spec, topk, nms, arch, keep_ratio)
+    if names is not None:
+        if len(names) != len(source.classes):
+            raise EdgekitError(f"{len(names)} class names given, the model has {len(source.classes)} classes")
+        source.classes = list(names)
+    return source
+
+
+def _open(spec: str | Path, topk: str, nms: bool, arch: str | None, keep_ratio: bool) -> SourceModel:
+    from edgekit.converters import damo, ultralytics, yolov9
+    from edgekit.models.damo import looks_like_damo, weights_of
+    from edgekit.models.damo_configs import CONFIGS as DAMO
     from edgekit.models.ultralytics_configs import CONFIGS as ULTRALYTICS
     from edgekit.models.yolov9_configs import CONFIGS as YOLOV9
 
@@ -46,14 +65,22 @@ def open_source(spec: str | Path, topk: str = "graph", nms: bool = False) -> Sou
             if name.startswith("ultralytics."):
                 return ultralytics.from_checkpoint(ckpt, topk, nms)
             raise EdgekitError(f"{path.name}: a pickled {name}, which edgekit does not convert yet")
+        state = data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), dict) else data
+        if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
+            if looks_like_damo(weights_of(ckpt)) or arch in DAMO:
+                return damo.from_checkpoint(ckpt, arch, keep_ratio)
+            raise EdgekitError(f"{path.name}: a state_dict of an architecture edgekit does not recognise")
         raise EdgekitError(f"{path.name}: no pickled detection model inside (keys: {_keys(data)})")
-    if str(spec) in YOLOV9:
-        return yolov9.from_arch(str(spec))
-    if str(spec) in ULTRALYTICS:
-        return ultralytics.from_arch(str(spec), topk=topk, nms=nms)
-    if path.suffix or "/" in str(spec):
+    name = str(spec)
+    if name in YOLOV9:
+        return yolov9.from_arch(name)
+    if name in ULTRALYTICS:
+        return ultralytics.from_arch(name, topk=topk, nms=nms)
+    if name in DAMO:
+        return damo.from_arch(name, keep_ratio)
+    if path.suffix or "/" in name:
         raise EdgekitError(f"checkpoint not found: {spec}")
-    known = ", ".join([*YOLOV9, *ULTRALYTICS])
+    known = ", ".join([*YOLOV9, *ULTRALYTICS, *DAMO])
     raise EdgekitError(f"'{spec}' is neither a checkpoint file nor a known architecture ({known})")
 
 
@@ -102,6 +129,9 @@ def convert(
     opset: int = MIN_OPSET,
     topk: str = "graph",
     nms: bool = False,
+    arch: str | None = None,
+    keep_ratio: bool = False,
+    names: list[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> Result:
     """Convert one checkpoint (or architecture) to one verified artifact."""
@@ -109,7 +139,7 @@ def convert(
         raise EdgekitError(f"unknown format '{to}' (edgekit writes: {', '.join(FORMATS)})")
     start = time.perf_counter()
     size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
-    source = open_source(spec, topk, nms)
+    source = open_source(spec, topk, nms, arch, keep_ratio, names)
     if any(s <= 0 or s % source.stride for s in size):
         raise EdgekitError(f"image size {list(size)} must be positive multiples of the model's stride {source.stride}")
     log(

@@ -72,9 +72,12 @@ def merge_branches(branches: list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]) -> n
 def reparameterize(model: nn.Module) -> tuple[int, int]:
     """Collapse every multi-branch block (modules with ``reparameterize()``), then fold every BatchNorm.
 
-    Returns (blocks collapsed, BatchNorms folded).
+    Returns (blocks collapsed, BatchNorms removed in all).
     """
+    before = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     blocks = [m for m in model.modules() if hasattr(m, "reparameterize") and m is not model]
     for block in blocks:
         block.reparameterize()
-    return len(blocks), fold_all_bn(model)
+    fold_all_bn(model)
+    after = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    return len(blocks), before - after

@@ -26,6 +26,7 @@ class SourceModel:
     training: nn.Module
     reference: Callable[[torch.Tensor], dict[str, torch.Tensor]]
     make_deploy: Callable[[], nn.Module]
+    reference_deploy: Callable[[], nn.Module] | None = None  # the reference's own deploy form, if it differs
     stride: int = 32
     input: InputSpec = field(default_factory=InputSpec)
     outputs: OutputSpec = field(default_factory=OutputSpec)

@@ -37,8 +37,9 @@ def to_deploy(model: U.UltralyticsYOLO, mode: str) -> tuple[U.UltralyticsYOLO, l
         head.cv2 = head.cv3 = None
         notes.append("one-to-many (training) branch removed: exporting the NMS-free one-to-one branch")
     blocks, bns = reparameterize(deploy)
-    notes.append(f"re-parameterized {blocks} RepConv blocks, folded {bns} BatchNorms" if blocks else
-                 f"folded {bns} BatchNorms")
+    notes.append(
+        f"re-parameterized {blocks} RepConv blocks, folded {bns} BatchNorms" if blocks else f"folded {bns} BatchNorms"
+    )
     head.mode = mode
     return deploy.eval(), notes
 

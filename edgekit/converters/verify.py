@@ -9,10 +9,20 @@ import numpy as np
 
 from edgekit.errors import EdgekitError
 
-FP32_TOLERANCE = {"boxes": 1e-3, "scores": 1e-4, "detections_boxes": 1e-3, "detections_scores": 1e-4,
-                  "topk_unmatched": 0}
-FP16_TOLERANCE = {"boxes": 1e-2, "scores": 1e-2, "detections_boxes": 1e-2, "detections_scores": 1e-2,
-                  "topk_unmatched": 0}
+FP32_TOLERANCE = {
+    "boxes": 1e-3,
+    "scores": 1e-4,
+    "detections_boxes": 1e-3,
+    "detections_scores": 1e-4,
+    "topk_unmatched": 0,
+}
+FP16_TOLERANCE = {
+    "boxes": 1e-2,
+    "scores": 1e-2,
+    "detections_boxes": 1e-2,
+    "detections_scores": 1e-2,
+    "topk_unmatched": 0,
+}
 
 
 @dataclass

@@ -205,3 +205,25 @@ def load_strict(model: torch.nn.Module, weights: dict[str, torch.Tensor], source
     if problems:
         raise EdgekitError(f"{source}: weights do not fit the architecture: {'; '.join(problems)}")
     model.load_state_dict(weights, strict=True)
+
+
+def records_by_name(record: Record, prefix: str = "") -> dict[str, Record]:
+    """Every module record under `record`, keyed by its module path (``model.3.cv1.bn``)."""
+    found = {prefix: record}
+    for name, child in record.children.items():
+        if isinstance(child, Record):
+            found.update(records_by_name(child, f"{prefix}.{name}" if prefix else name))
+    return found
+
+
+def copy_batchnorm_eps(model: torch.nn.Module, record: Record) -> int:
+    """Give every BatchNorm the eps its pickled counterpart had (a state_dict does not hold it; the
+    YOLO trainers set 1e-3). Returns how many were set."""
+    records = records_by_name(record)
+    count = 0
+    for name, module in model.named_modules():
+        rec = records.get(name)
+        if isinstance(module, torch.nn.BatchNorm2d) and rec is not None and isinstance(rec.__dict__.get("eps"), float):
+            module.eps = rec.__dict__["eps"]
+            count += 1
+    return count

@@ -122,3 +122,10 @@ def probe_strides(model: LayerGraph, size: int = 64) -> torch.Tensor:
     strides = torch.tensor([size / s[-2] for s in seen[: head.nl]])
     head.stride = strides
     return strides
+
+
+def set_batchnorm_eps(model: nn.Module, eps: float) -> None:
+    """Set the eps of every BatchNorm in `model`."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps = eps

@@ -16,8 +16,8 @@ from torch import nn
 from edgekit.errors import EdgekitError
 from edgekit.models import ultralytics_blocks as U
 from edgekit.models import yolov9_blocks as G
-from edgekit.models.checkpoint import Checkpoint, class_names, load_strict, state_dict
-from edgekit.models.graph import LayerGraph, make_divisible, probe_strides
+from edgekit.models.checkpoint import Checkpoint, class_names, copy_batchnorm_eps, load_strict, state_dict
+from edgekit.models.graph import LayerGraph, make_divisible, probe_strides, set_batchnorm_eps
 from edgekit.models.ultralytics_configs import CONFIGS
 from edgekit.models.yolov9 import _activation, _default_activation
 
@@ -94,6 +94,7 @@ class UltralyticsYOLO(LayerGraph):
         with _default_activation(act):
             layers = parse_layers(cfg)
         super().__init__(layers)
+        set_batchnorm_eps(self, 1e-3)  # as the reference trainers' initialize_weights does
         self.yaml = cfg
         self.nc = int(cfg["nc"])
         self.names = [str(i) for i in range(self.nc)]
@@ -220,6 +221,7 @@ def from_checkpoint(ckpt: Checkpoint) -> UltralyticsYOLO:
             f"({head_key}) hold {weights[head_key].shape[0]} classes"
         )
     load_strict(model, weights, ckpt.path.name)
+    copy_batchnorm_eps(model, record)
     names = class_names(record.__dict__.get("names"), model.nc)
     if len(names) != model.nc:
         raise EdgekitError(f"{ckpt.path.name}: class-count mismatch: {len(names)} names for nc={model.nc}")

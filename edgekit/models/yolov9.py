@@ -17,8 +17,8 @@ from torch import nn
 
 from edgekit.errors import EdgekitError
 from edgekit.models import yolov9_blocks as B
-from edgekit.models.checkpoint import Checkpoint, Record, class_names, load_strict, state_dict
-from edgekit.models.graph import LayerGraph, make_divisible, probe_strides
+from edgekit.models.checkpoint import Checkpoint, Record, class_names, copy_batchnorm_eps, load_strict, state_dict
+from edgekit.models.graph import LayerGraph, make_divisible, probe_strides, set_batchnorm_eps
 from edgekit.models.yolov9_configs import CONFIGS
 
 BLOCKS: dict[str, type[nn.Module]] = {
@@ -85,6 +85,7 @@ class YOLOv9(LayerGraph):
         with _default_activation(act):
             layers = parse_layers(cfg, self_nc)
         super().__init__(layers)
+        set_batchnorm_eps(self, 1e-3)  # as the reference trainers' initialize_weights does
         self.yaml = cfg
         self.nc = self_nc
         self.names = [str(i) for i in range(self_nc)]
@@ -171,6 +172,7 @@ def from_checkpoint(ckpt: Checkpoint) -> YOLOv9:
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state_dict(record).items()}
     check_classes(model, weights, ckpt.path.name)
     load_strict(model, weights, ckpt.path.name)
+    copy_batchnorm_eps(model, record)
     names = class_names(record.__dict__.get("names"), model.nc)
     if len(names) != model.nc:
         raise EdgekitError(f"{ckpt.path.name}: class-count mismatch: {len(names)} names for nc={model.nc}")

@@ -223,8 +223,9 @@ def to_source(xyxy: np.ndarray, info: LetterboxInfo, normalized: bool) -> np.nda
         out[:, [0, 2]] *= in_w
         out[:, [1, 3]] *= in_h
     left, top = info.pad
-    out[:, [0, 2]] = (out[:, [0, 2]] - left) / info.scale
-    out[:, [1, 3]] = (out[:, [1, 3]] - top) / info.scale
+    scale_x, scale_y = info.scales
+    out[:, [0, 2]] = (out[:, [0, 2]] - left) / scale_x
+    out[:, [1, 3]] = (out[:, [1, 3]] - top) / scale_y
     h, w = info.source_size
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
     out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -14,20 +15,41 @@ from edgekit.meta import InputSpec
 class LetterboxInfo:
     """How a source image sits in the network input, to map boxes back to source pixels."""
 
-    scale: float  # network pixels per source pixel
+    scale: float  # network pixels per source pixel (horizontal)
     pad: tuple[int, int]  # (left, top) padding in network pixels
     source_size: tuple[int, int]  # (height, width)
     input_size: tuple[int, int]  # (height, width)
+    scale_y: float | None = None  # vertical scale when it differs (stretched, not letterboxed)
+
+    @property
+    def scales(self) -> tuple[float, float]:
+        """(horizontal, vertical) network pixels per source pixel."""
+        return self.scale, self.scale if self.scale_y is None else self.scale_y
 
 
 def letterbox(
-    image: np.ndarray, size: tuple[int, int], align: str = "center", pad_value: int = 114
+    image: np.ndarray,
+    size: tuple[int, int],
+    align: str = "center",
+    pad_value: int = 114,
+    keep_ratio: bool = True,
+    rounding: str = "round",
 ) -> tuple[np.ndarray, LetterboxInfo]:
-    """Resize `image` to fit `size` (h, w) keeping its aspect ratio, then pad to exactly `size`."""
+    """Fit `image` into `size` (h, w): scaled keeping its aspect ratio and padded, or stretched.
+
+    `rounding` is how the scaled size is made whole: ``round`` (Ultralytics, YOLOv9) or ``floor``
+    (DAMO-YOLO's keep-ratio resize).
+    """
     h, w = image.shape[:2]
     out_h, out_w = size
+    if not keep_ratio:
+        resized = (
+            image if (h, w) == (out_h, out_w) else cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+        )
+        return resized, LetterboxInfo(out_w / w, (0, 0), (h, w), (out_h, out_w), out_h / h)
     scale = min(out_h / h, out_w / w)
-    new_w, new_h = min(out_w, max(1, int(round(w * scale)))), min(out_h, max(1, int(round(h * scale))))
+    whole = math.floor if rounding == "floor" else round
+    new_w, new_h = min(out_w, max(1, int(whole(w * scale)))), min(out_h, max(1, int(whole(h * scale))))
     resized = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     if align == "center":
         left, top = (out_w - new_w) // 2, (out_h - new_h) // 2
@@ -90,5 +112,6 @@ def preprocess(
     image: np.ndarray, spec: InputSpec, imgsz: tuple[int, int], rgb: bool = False
 ) -> tuple[np.ndarray, LetterboxInfo]:
     """Letterbox and convert one HxWx3 uint8 image (BGR unless `rgb`) for the network."""
-    boxed, info = letterbox(image, imgsz, spec.letterbox.align, spec.letterbox.pad_value)
+    lb = spec.letterbox
+    boxed, info = letterbox(image, imgsz, lb.align, lb.pad_value, lb.keep_ratio, lb.rounding)
     return to_tensor(boxed, spec, rgb), info
