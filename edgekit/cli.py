@@ -12,7 +12,13 @@ from pathlib import Path
 from edgekit import __version__
 from edgekit.errors import EdgekitError
 
-MODEL_SUFFIXES = (".onnx", ".xml", ".tflite", ".mlpackage")
+MODEL_SUFFIXES = (".onnx", ".xml", ".tflite", ".mlpackage", ".mlmodel")
+
+
+def _is_artifact(text: str) -> bool:
+    """A model file edgekit runs (not a checkpoint): by suffix, or an OpenVINO IR folder."""
+    path = Path(text)
+    return path.suffix.lower() in MODEL_SUFFIXES or (path.is_dir() and any(path.glob("*.xml")))
 
 
 def _floats(text: str) -> float:
@@ -57,7 +63,7 @@ def _names(text: str) -> list[str]:
 def _resolve_model_and_source(model: str | None, source: str | None) -> tuple[Path, str]:
     from edgekit import assets
 
-    if model is not None and source is None and not model.lower().endswith(MODEL_SUFFIXES):
+    if model is not None and source is None and not _is_artifact(model):
         model, source = None, model
     return (
         Path(model) if model else assets.default_model(),
@@ -164,16 +170,17 @@ def _converter_side() -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    """Convert a checkpoint (or a built-in architecture) to a verified artifact."""
+    """Convert a checkpoint (or a built-in architecture) to verified artifacts: one per format x precision."""
     _converter_side()
-    from edgekit.converters.convert import convert
+    from edgekit.converters.convert import convert_many
 
     imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
-    convert(
+    precisions = "fp16" if args.half and args.precision == "fp32" else args.precision
+    results = convert_many(
         args.checkpoint,
-        to=args.to,
+        formats=args.to,
+        precisions=precisions,
         imgsz=imgsz,
-        half=args.half,
         out_dir=args.out,
         dynamic=args.dynamic,
         opset=args.opset,
@@ -182,7 +189,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
         arch=args.arch,
         keep_ratio=args.keep_ratio,
         names=args.names,
+        calib=args.calib,
+        calib_size=args.calib_size,
+        nms_in_graph=args.nms_in_graph,
+        phone=args.phone,
+        coreml_nms=args.coreml_nms,
+        uint8_input=args.uint8_input,
     )
+    failed = [r for r in results if not r.ok]
+    if failed:
+        what = ", ".join(f"{r.format} {r.precision}" for r in failed)
+        print(
+            f"edgekit: error: {len(failed)} of {len(results)} target(s) failed ({what}); the others were written",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -190,7 +211,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """Describe a model file (metadata, tensors, size, ONNX operators) or a checkpoint/architecture
     (parameters and GFLOPs of its training and deploy forms)."""
     path = Path(args.model)
-    if path.suffix.lower() not in MODEL_SUFFIXES:
+    if not _is_artifact(args.model):
         return _inspect_source(args)
     from edgekit.errors import MetadataError
     from edgekit.fileio import sha256_file
@@ -343,11 +364,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", type=_names, help="class names (comma-separated or a file, one per line)")
     p.set_defaults(func=cmd_predict)
 
-    p = verbs.add_parser("convert", help="convert a checkpoint to a verified artifact", description=cmd_convert.__doc__)
-    p.add_argument("checkpoint", help="checkpoint file (.pt) or built-in architecture name (e.g. yolov9-c)")
-    p.add_argument("--to", default="onnx", help="output format (onnx)")
+    p = verbs.add_parser("convert", help="convert a checkpoint to verified artifacts", description=cmd_convert.__doc__)
+    p.add_argument("checkpoint", help="checkpoint file (.pt/.pth) or built-in architecture name (e.g. yolov9-c)")
+    p.add_argument("--to", default="onnx", help="formats, comma-separated: onnx, openvino, tflite, coreml, or all")
+    p.add_argument("--precision", default="fp32", help="precisions, comma-separated: fp32, fp16, int8, or all")
     p.add_argument("--imgsz", type=_imgsz, default=[640], help="input size: SIZE or HEIGHT,WIDTH (default 640)")
-    p.add_argument("--half", action="store_true", help="FP16 weights (float32 inputs and outputs)")
+    p.add_argument("--half", action="store_true", help="same as --precision fp16")
+    p.add_argument("--calib", help="INT8 calibration images: an image folder, a YOLO dataset yaml or a COCO json")
+    p.add_argument("--calib-size", type=_positive, default=300, help="calibration images to use (default 300)")
+    p.add_argument(
+        "--nms-in-graph",
+        action="store_true",
+        help="NMS inside the graph (ONNX, OpenVINO): outputs detections [1,K,6] and count",
+    )
+    p.add_argument(
+        "--coreml-nms",
+        action="store_true",
+        help="CoreML: a pipeline with NonMaximumSuppression that Apple's Vision framework runs directly",
+    )
+    p.add_argument(
+        "--uint8-input", action="store_true", help="TFLite: take uint8 NHWC pixels, the 0..1 scaling inside the graph"
+    )
+    p.add_argument(
+        "--phone",
+        action="store_true",
+        help="TFLite for MediaPipe Tasks ObjectDetector: TFLite_Detection_PostProcess and MediaPipe metadata",
+    )
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size (default: fixed batch 1)")
     p.add_argument("--opset", type=_positive, default=17, help="ONNX opset (17 or newer)")
     p.add_argument("--out", default=".", help="output folder (default: the current one)")

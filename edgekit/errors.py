@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import logging
+import sys
+import warnings
 from types import ModuleType
 
 
@@ -19,10 +24,30 @@ class MissingExtraError(EdgekitError):
 
 
 def require(module: str, extra: str) -> ModuleType:
-    """Import an optional dependency, or explain which edgekit extra provides it."""
+    """Import an optional dependency, or explain which edgekit extra provides it.
+
+    Import-time chatter of heavy backends (coremltools reports every optional piece it lacks) is kept off
+    the terminal; a real failure still raises.
+    """
     try:
-        return importlib.import_module(module)
+        if module in sys.modules:
+            return sys.modules[module]
+        with _quiet_import():
+            return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(
             f"{module} is not installed ({exc}); install it with: pip install 'edgekit[{extra}]'"
         ) from None
+
+
+@contextlib.contextmanager
+def _quiet_import():
+    silent = io.StringIO()
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(silent), contextlib.redirect_stderr(silent):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)

@@ -23,12 +23,17 @@ DTYPES = ("float32", "float16", "uint8", "int8")
 COLORS = ("RGB", "BGR")
 ALIGNS = ("center", "topleft")
 ROUNDINGS = ("round", "floor")
-OUTPUT_KINDS = ("boxes_scores", "detections", "packed")
+OUTPUT_KINDS = ("boxes_scores", "detections", "packed", "vision")
 DECODE_METHODS = ("nms", "topk", "none")
 PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "mixed")
 TASKS = ("detect",)
 
-DEFAULT_OUTPUT_NAMES = {"boxes_scores": ["boxes", "scores"], "detections": ["detections"], "packed": ["output0"]}
+DEFAULT_OUTPUT_NAMES = {
+    "boxes_scores": ["boxes", "scores"],
+    "detections": ["detections"],
+    "packed": ["output0"],
+    "vision": ["confidence", "coordinates"],
+}
 
 
 @dataclass
@@ -60,11 +65,13 @@ class InputSpec:
 @dataclass
 class OutputSpec:
     """What the outputs hold: ``boxes_scores`` ([B,A,4] xyxy + [B,A,C]), ``detections`` ([B,K,6]),
-    or ``packed`` (Ultralytics-style [B,4+C,A] with cx,cy,w,h)."""
+    ``packed`` (Ultralytics-style [B,4+C,A] with cx,cy,w,h), or ``vision`` (CoreML's NMS pipeline:
+    confidence [N,C] and normalized cx,cy,w,h coordinates [N,4])."""
 
     kind: str = "boxes_scores"
     names: list[str] = field(default_factory=lambda: ["boxes", "scores"])
     normalized: bool = True  # boxes in 0..1 of the network input (the contract); False: input pixels
+    quant: dict[str, tuple[float, int]] | None = None  # (scale, zero_point) of integer outputs, by name
 
 
 @dataclass
@@ -120,6 +127,8 @@ class ModelMeta:
         for key in ("mean", "std", "quant"):
             if data["input"][key] is not None:
                 data["input"][key] = list(data["input"][key])
+        if self.outputs.quant:
+            data["outputs"]["quant"] = {k: list(v) for k, v in self.outputs.quant.items()}
         return data
 
     def to_json(self) -> str:
@@ -234,14 +243,24 @@ def from_dict(data: Mapping[str, Any]) -> ModelMeta:
     names = _get(out, "names", "outputs.", list, DEFAULT_OUTPUT_NAMES[kind])
     if not names or not all(isinstance(n, str) for n in names):
         raise _fail("outputs.names", "must be a non-empty list of output names")
-    expected = {"boxes_scores": (2, 2), "detections": (1, 2), "packed": (1, 1)}[kind]
+    expected = {"boxes_scores": (2, 2), "detections": (1, 2), "packed": (1, 1), "vision": (2, 2)}[kind]
     if not expected[0] <= len(names) <= expected[1]:
         raise _fail("outputs.names", f"must name {expected[0]}..{expected[1]} tensors for kind {kind}, got {names}")
-    outputs = OutputSpec(kind=kind, names=list(names), normalized=_get(out, "normalized", "outputs.", bool, True))
+    out_quant = _get(out, "quant", "outputs.", (dict, type(None)), None)
+    if out_quant is not None:
+        checked = {}
+        for key, value in out_quant.items():
+            if not isinstance(value, (list, tuple)) or len(value) != 2 or not value[0] or not isinstance(value[1], int):
+                raise _fail(f"outputs.quant.{key}", f"must be [scale > 0, zero_point], got {value!r}")
+            checked[key] = (float(value[0]), int(value[1]))
+        out_quant = checked
+    outputs = OutputSpec(
+        kind=kind, names=list(names), normalized=_get(out, "normalized", "outputs.", bool, True), quant=out_quant
+    )
 
     dec = _get(data, "decode", "", dict, {})
     decode = DecodeSpec(
-        method=_choice(dec, "method", "decode.", DECODE_METHODS, "none" if kind == "detections" else "nms"),
+        method=_choice(dec, "method", "decode.", DECODE_METHODS, "none" if kind in ("detections", "vision") else "nms"),
         conf=_get(dec, "conf", "decode.", float, 0.25),
         iou=_get(dec, "iou", "decode.", float, 0.45),
         max_det=_get(dec, "max_det", "decode.", int, 300),
@@ -252,7 +271,7 @@ def from_dict(data: Mapping[str, Any]) -> ModelMeta:
         raise _fail(
             "decode", f"has out-of-range values: conf {decode.conf}, iou {decode.iou}, max_det {decode.max_det}"
         )
-    if kind == "detections" and decode.method != "none":
+    if kind in ("detections", "vision") and decode.method != "none":
         raise _fail("decode.method", f"must be 'none' for kind detections, got {decode.method!r}")
 
     src = _get(data, "source", "", (dict, type(None)), None)

@@ -202,6 +202,13 @@ def random_ultralytics(arch: str, nc: int = 80, seed: int = 0):
     head = model.head
     branches = [head.cv3] + ([head.one2one_cv3] if head.end2end else [])
     spread_logits(model, [seq[-1] for branch in branches for seq in branch], seed)
+    if head.reg_max == 1:  # raw distances: random weights give inverted boxes; a trained head gives positive ones
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for branch in [head.cv2] + ([head.one2one_cv2] if head.end2end else []):
+                for seq in branch:
+                    seq[-1].weight.mul_(0.05)
+                    seq[-1].bias.copy_(torch.rand(4, generator=g) * 2 + 0.5)
     model.names = {i: f"cls{i}" for i in range(model.nc)}
     return model.eval()
 

@@ -22,10 +22,18 @@ from checkpoints import random_damo, write_damo_checkpoint
 
 VARIANTS = ["damoyolo-t", "damoyolo-s", "damoyolo-m", "damoyolo-l"]
 # official figures, 640x640: deploy = RepConv collapsed (the reference's deploy form); training = unfused
-DEPLOY = {"damoyolo-t": (8.480, 18.12), "damoyolo-s": (16.252, 37.78), "damoyolo-m": (28.178, 61.89),
-          "damoyolo-l": (42.058, 97.46)}
-TRAINING = {"damoyolo-t": (8.876, 19.22), "damoyolo-s": (16.936, 40.01), "damoyolo-m": (29.242, 64.28),
-            "damoyolo-l": (43.862, 101.84)}
+DEPLOY = {
+    "damoyolo-t": (8.480, 18.12),
+    "damoyolo-s": (16.252, 37.78),
+    "damoyolo-m": (28.178, 61.89),
+    "damoyolo-l": (42.058, 97.46),
+}
+TRAINING = {
+    "damoyolo-t": (8.876, 19.22),
+    "damoyolo-s": (16.936, 40.01),
+    "damoyolo-m": (29.242, 64.28),
+    "damoyolo-l": (43.862, 101.84),
+}
 
 
 @pytest.mark.parametrize("arch", VARIANTS)
@@ -139,8 +147,9 @@ def test_stretched_boxes_map_back_per_axis(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "edgekit.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit.cli", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_arch_and_names(tmp_path):

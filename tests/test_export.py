@@ -5,10 +5,11 @@ import pytest
 import torch
 
 import edgekit
+from edgekit.converters.convert import convert, open_source, verification_images
 from edgekit.converters.fuse import fold_all_bn, fold_bn
-from edgekit.converters.onnx_export import write_onnx_artifact
-from edgekit.converters.shapes import convert_shapes, shapes_meta, verification_inputs
-from edgekit.errors import EdgekitError
+from edgekit.converters.shapes import convert_shapes
+from edgekit.converters.targets import ExportContext, export_target
+from edgekit.meta import ModelMeta
 from edgekit.models.shapes import ShapesNet
 
 
@@ -61,7 +62,7 @@ def test_conversion_embeds_verified_metadata_and_runs(random_weights, tmp_path):
     assert result.passed and result.max_abs["boxes"] <= 1e-3 and result.max_abs["scores"] <= 1e-4
     detector = edgekit.load(out)
     meta = detector.meta
-    assert meta.verification["passed"] and meta.verification["inputs"] == 6
+    assert meta.verification["passed"] and meta.verification["inputs"] == 4
     assert meta.source.file == "shapes.pt" and len(meta.source.sha256) == 64
     assert meta.imgsz == (128, 128) and meta.classes == ["circle", "square", "triangle"]
     found = detector(np.full((90, 160, 3), 127, np.uint8), conf=0.0)
@@ -69,21 +70,22 @@ def test_conversion_embeds_verified_metadata_and_runs(random_weights, tmp_path):
 
 
 def test_failed_verification_leaves_nothing(random_weights, tmp_path):
-    model = ShapesNet().eval()
-    model.load_state_dict(torch.load(random_weights, weights_only=True))
-    model.export = True
+    source = open_source(random_weights)
+    right = source.reference
+    source.reference = lambda x: {k: v + (1e-3 if k == "scores" else 0) for k, v in right(x).items()}
+    meta = ModelMeta(source.family, source.variant, source.classes, (64, 64))
+    ctx = ExportContext(
+        source, source.make_deploy(), meta, verification_images(1, 1), tmp_path / "work", log=lambda s: None
+    )
+    (tmp_path / "work").mkdir()
+    result = export_target(ctx, "onnx", "fp32", tmp_path / "out", "bad")
+    assert not result.ok and "verification failed: scores" in result.error
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
-    def wrong_reference(x):
-        with torch.no_grad():
-            boxes, scores = model(torch.from_numpy(x))
-        return {"boxes": boxes.numpy(), "scores": scores.numpy() + 1e-3}
 
-    out = tmp_path / "bad.onnx"
-    with pytest.raises(EdgekitError, match=r"verification failed.*scores"):
-        write_onnx_artifact(
-            model, shapes_meta(64), out, wrong_reference, verification_inputs(64, 1, 1), log=lambda s: None
-        )
-    assert list(tmp_path.iterdir()) == []
+def test_conversion_of_the_demo_weights_by_state_dict(random_weights, tmp_path):
+    result = convert(random_weights, imgsz=96, out_dir=tmp_path, log=lambda s: None)
+    assert result.path.name == "shapes.onnx" and result.verification.passed
 
 
 def test_atomic_writes_get_normal_permissions(tmp_path):

@@ -208,3 +208,11 @@ def test_deploy_equals_training_branches():
         for a, b in zip(expected, got):
             torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
     model.head.mode = "reference"
+
+
+@pytest.mark.parametrize("options", [{}, {"topk": "runtime"}, {"nms": True}], ids=["graph", "runtime", "nms"])
+def test_yolo26s_every_mode(tmp_path, options):
+    path = write_ultralytics_checkpoint(random_ultralytics("yolo26s", nc=7, seed=3), tmp_path / "yolo26s.pt")
+    result = convert(path, imgsz=160, out_dir=tmp_path, log=lambda s: None, **options)
+    assert result.verification.passed
+    assert len(edgekit.load(result.path)(assets.sample_image(), conf=0.2)) > 0

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from edgekit import __version__
-from edgekit.converters.onnx_export import MIN_OPSET, write_onnx_artifact
+from edgekit.converters.calibration import DEFAULT_SIZE as DEFAULT_CALIB_SIZE
+from edgekit.converters.calibration import calibration_images
+from edgekit.converters.onnx_export import MIN_OPSET
 from edgekit.converters.source import SourceModel
-from edgekit.converters.verify import Verification
+from edgekit.converters.targets import FORMATS, PRECISIONS, ExportContext, TargetResult, export_target
 from edgekit.errors import EdgekitError
 from edgekit.fileio import sha256_file
-from edgekit.meta import InputSpec, ModelMeta, SourceInfo
+from edgekit.meta import ModelMeta, SourceInfo
 from edgekit.models.checkpoint import Record, load_checkpoint
 from edgekit.models.facts import count_params
-
-FORMATS = ("onnx",)
 
 
 def open_source(
@@ -45,7 +44,7 @@ def open_source(
 
 
 def _open(spec: str | Path, topk: str, nms: bool, arch: str | None, keep_ratio: bool) -> SourceModel:
-    from edgekit.converters import damo, ultralytics, yolov9
+    from edgekit.converters import damo, shapes, ultralytics, yolov9
     from edgekit.models.damo import looks_like_damo, weights_of
     from edgekit.models.damo_configs import CONFIGS as DAMO
     from edgekit.models.ultralytics_configs import CONFIGS as ULTRALYTICS
@@ -69,6 +68,8 @@ def _open(spec: str | Path, topk: str, nms: bool, arch: str | None, keep_ratio: 
         if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
             if looks_like_damo(weights_of(ckpt)) or arch in DAMO:
                 return damo.from_checkpoint(ckpt, arch, keep_ratio)
+            if shapes.looks_like_shapes(weights_of(ckpt)):
+                return shapes.from_checkpoint(ckpt, weights_of(ckpt))
             raise EdgekitError(f"{path.name}: a state_dict of an architecture edgekit does not recognise")
         raise EdgekitError(f"{path.name}: no pickled detection model inside (keys: {_keys(data)})")
     name = str(spec)
@@ -90,40 +91,34 @@ def _keys(data) -> str:
     return type(data).__name__
 
 
-def sample_inputs(imgsz: tuple[int, int], spec: InputSpec, images: int = 3, noise: int = 1) -> list[np.ndarray]:
-    """Verification inputs, preprocessed as the runtime will: the bundled photo, rendered scenes, noise."""
+def verification_images(renders: int = 2, noise: int = 1) -> list[np.ndarray]:
+    """Images every artifact is verified on: the bundled photo, rendered scenes, and seeded noise."""
     from edgekit import assets
     from edgekit.devices.sources import read_image
     from edgekit.eval.shapes import render, sample_size
-    from edgekit.runtimes.preprocess import preprocess
 
     rng = np.random.default_rng(0)
-    frames = [read_image(assets.sample_image())] if images else []
-    frames += [render(rng, *sample_size(rng)).image for _ in range(max(0, images - 1))]
-    tensors = [preprocess(f, spec, imgsz)[0] for f in frames]
-    shape = tensors[0].shape if tensors else (1, 3, *imgsz)
-    tensors += [rng.uniform(0, 1, shape).astype(np.float32) for _ in range(noise)]
-    return tensors
+    images = [read_image(assets.sample_image())]
+    images += [render(rng, *sample_size(rng)).image for _ in range(renders)]
+    images += [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(noise)]
+    return images
 
 
-@dataclass
-class Result:
-    """One written artifact."""
-
-    path: Path
-    format: str
-    precision: str
-    size_mb: float
-    seconds: float
-    verification: Verification
-    notes: list[str] = field(default_factory=list)
+def _split(value: str | Sequence[str], known: Sequence[str], what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    if items == ["all"]:
+        return list(known)
+    unknown = [v for v in items if v not in known]
+    if unknown or not items:
+        raise EdgekitError(f"unknown {what} {', '.join(unknown) or '(none)'} (choose from {', '.join(known)}, or all)")
+    return list(dict.fromkeys(items))
 
 
-def convert(
+def convert_many(
     spec: str | Path,
-    to: str = "onnx",
+    formats: str | Sequence[str] = "onnx",
+    precisions: str | Sequence[str] = "fp32",
     imgsz: int | tuple[int, int] = 640,
-    half: bool = False,
     out_dir: str | Path = ".",
     dynamic: bool = False,
     opset: int = MIN_OPSET,
@@ -132,16 +127,27 @@ def convert(
     arch: str | None = None,
     keep_ratio: bool = False,
     names: list[str] | None = None,
+    calib: str | Path | None = None,
+    calib_size: int = DEFAULT_CALIB_SIZE,
+    nms_in_graph: bool = False,
+    phone: bool = False,
+    coreml_nms: bool = False,
+    uint8_input: bool = False,
     log: Callable[[str], None] = print,
-) -> Result:
-    """Convert one checkpoint (or architecture) to one verified artifact."""
-    if to not in FORMATS:
-        raise EdgekitError(f"unknown format '{to}' (edgekit writes: {', '.join(FORMATS)})")
-    start = time.perf_counter()
+) -> list[TargetResult]:
+    """Convert once, then write and verify every format x precision; a failed target does not stop the
+    others. Returns one result per target (check ``ok``)."""
+    formats = _split(formats, FORMATS, "format")
+    precisions = _split(precisions, PRECISIONS, "precision")
+    if opset < MIN_OPSET:
+        raise EdgekitError(f"opset {opset} is too old; edgekit exports opset {MIN_OPSET} or newer")
     size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
     source = open_source(spec, topk, nms, arch, keep_ratio, names)
     if any(s <= 0 or s % source.stride for s in size):
         raise EdgekitError(f"image size {list(size)} must be positive multiples of the model's stride {source.stride}")
+    if "int8" in precisions and calib is None:
+        raise EdgekitError("INT8 needs calibration images: pass --calib (an image folder, YOLO yaml or COCO json)")
+    calib_images = calibration_images(calib, calib_size, warn=log) if calib is not None else None
     log(
         f"source   {source.name}: {source.family} {source.variant}, {len(source.classes)} classes, "
         f"{count_params(source.training) / 1e6:.3f} M params (training form)"
@@ -162,30 +168,70 @@ def convert(
         stride=source.stride,
         source=SourceInfo(source.path.name, sha256_file(source.path), __version__) if source.path else None,
     )
-    inputs = sample_inputs(size, source.input)
+    source_meta = meta
+    if nms_in_graph:
+        from edgekit.converters.nms_graph import nms_meta
 
-    def reference(x: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.no_grad():
-            return {k: v.numpy() for k, v in source.reference(torch.from_numpy(x)).items()}
+        meta = nms_meta(meta)
+    stem = source.name + (f"-{source.tag}" if source.tag else "")
+    out_dir = Path(out_dir)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="edgekit-") as workdir:
+        ctx = ExportContext(
+            source=source,
+            deploy=deploy,
+            meta=meta,
+            images=verification_images(),
+            workdir=Path(workdir),
+            opset=opset,
+            dynamic=dynamic,
+            calib=calib_images,
+            nms_in_graph=nms_in_graph,
+            phone=phone,
+            log=log,
+            source_meta=source_meta,
+            coreml_nms=coreml_nms,
+            uint8_input=uint8_input,
+        )
+        for fmt in formats:
+            for precision in precisions:
+                result = export_target(ctx, fmt, precision, out_dir, stem)
+                results.append(result)
+                where = f"{result.path} ({result.size_mb:.1f} MB)" if result.ok else f"FAILED: {result.error}"
+                log(
+                    f"wrote    {fmt} {precision}: {where} in {result.seconds:.1f} s"
+                    if result.ok
+                    else f"failed   {fmt} {precision}: {result.error}"
+                )
+    if len(results) > 1:
+        log(results_table(results))
+    return results
 
-    stem = source.name + (f"-{source.tag}" if source.tag else "") + ("-fp16" if half else "")
-    out = Path(out_dir) / f"{stem}.onnx"
-    log(
-        f"export   onnx opset {opset}, {size[0]}x{size[1]}, {'fp16' if half else 'fp32'}"
-        f"{', dynamic batch and size' if dynamic else ''}; verifying on {len(inputs)} inputs"
-    )
-    path, verification = write_onnx_artifact(
-        deploy,
-        meta,
-        out,
-        reference,
-        inputs,
-        opset=opset,
-        dynamic=dynamic,
-        half=half,
-        log=lambda text: log("\n".join("verify   " + line for line in text.splitlines())),
-    )
-    seconds = time.perf_counter() - start
-    size_mb = path.stat().st_size / 1e6
-    log(f"wrote    {path} ({size_mb:.1f} MB) in {seconds:.1f} s")
-    return Result(path, to, "fp16" if half else "fp32", size_mb, seconds, verification, list(source.notes))
+
+def convert(
+    spec: str | Path,
+    to: str = "onnx",
+    imgsz: int | tuple[int, int] = 640,
+    half: bool = False,
+    precision: str = "fp32",
+    **options,
+) -> TargetResult:
+    """Convert one checkpoint (or architecture) to one verified artifact; a failure raises EdgekitError."""
+    result = convert_many(spec, to, "fp16" if half else precision, imgsz, **options)[0]
+    if not result.ok:
+        raise EdgekitError(f"{result.format} {result.precision}: {result.error}; nothing was written")
+    return result
+
+
+def results_table(results: Sequence[TargetResult]) -> str:
+    """format, precision, file, size MB, verification figures, seconds: one row per target."""
+    rows = [f"{'format':<9} {'precision':<9} {'file':<34} {'size MB':>8}  {'verification':<46} {'seconds':>7}"]
+    for r in results:
+        if r.ok:
+            rows.append(
+                f"{r.format:<9} {r.precision:<9} {r.path.name:<34} {r.size_mb:>8.1f}  "
+                f"{r.verification.summary()[:46]:<46} {r.seconds:>7.1f}"
+            )
+        else:
+            rows.append(f"{r.format:<9} {r.precision:<9} {'-':<34} {'-':>8}  FAILED: {r.error[:200]}")
+    return "\n".join(rows)

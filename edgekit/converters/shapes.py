@@ -1,60 +1,64 @@
-"""Convert the demo ShapesNet weights into the embedded ONNX artifact (fused, verified)."""
+"""The demo ShapesNet as a convertible family: a plain state_dict, exported like every other model."""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from edgekit import __version__
-from edgekit.converters.fuse import fold_all_bn
-from edgekit.converters.onnx_export import write_onnx_artifact
-from edgekit.converters.verify import Verification
-from edgekit.eval.shapes import CLASSES, render, sample_size
-from edgekit.fileio import sha256_file
-from edgekit.meta import DecodeSpec, InputSpec, ModelMeta, SourceInfo
+from edgekit.converters.fuse import reparameterize
+from edgekit.converters.source import SourceModel
+from edgekit.eval.shapes import CLASSES
+from edgekit.meta import DecodeSpec
+from edgekit.models.checkpoint import Checkpoint, load_strict
 from edgekit.models.shapes import ShapesNet
-from edgekit.runtimes.preprocess import preprocess
 
 
-def shapes_meta(imgsz: int, source: Path | None = None) -> ModelMeta:
-    """The metadata of the demo artifact."""
-    return ModelMeta(
+def looks_like_shapes(weights: dict) -> bool:
+    return "stem.conv.weight" in weights and "lat8.0.conv.weight" in weights and "cls.1.weight" in weights
+
+
+def source_model(model: ShapesNet, path: Path | None = None) -> SourceModel:
+    model = model.float().eval()
+    model.export = True
+
+    def reference(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        boxes, scores = model(x)
+        return {"boxes": boxes, "scores": scores}
+
+    def make_deploy() -> ShapesNet:
+        deploy = copy.deepcopy(model)
+        _, bns = reparameterize(deploy)
+        source.notes[:] = [f"folded {bns} BatchNorms"]
+        return deploy.eval()
+
+    source = SourceModel(
         family="edgekit-shapes",
         variant="shapesnet",
         classes=list(CLASSES),
-        imgsz=(imgsz, imgsz),
-        input=InputSpec(),
-        decode=DecodeSpec(method="nms", conf=0.25, iou=0.45, max_det=100),
+        training=model,
+        reference=reference,
+        make_deploy=make_deploy,
         stride=32,
-        source=SourceInfo(source.name, sha256_file(source), __version__) if source else None,
+        decode=DecodeSpec(method="nms", conf=0.25, iou=0.45, max_det=100),
+        path=path,
     )
+    return source
 
 
-def verification_inputs(imgsz: int, images: int = 4, noise: int = 2, seed: int = 0) -> list[np.ndarray]:
-    """Letterboxed renders (what the artifact will see) plus seeded noise, as [1,3,H,W] float32."""
-    rng = np.random.default_rng(seed)
-    spec = InputSpec()
-    tensors = [preprocess(render(rng, *sample_size(rng)).image, spec, (imgsz, imgsz))[0] for _ in range(images)]
-    tensors += [rng.uniform(0, 1, (1, 3, imgsz, imgsz)).astype(np.float32) for _ in range(noise)]
-    return tensors
+def from_checkpoint(ckpt: Checkpoint, weights: dict) -> SourceModel:
+    model = ShapesNet(len(CLASSES))
+    load_strict(model, {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}, ckpt.path.name)
+    return source_model(model, ckpt.path)
 
 
-def convert_shapes(weights: str | Path, out: str | Path, imgsz: int = 320) -> Verification:
-    """Load a ShapesNet state_dict, fold BatchNorm, export to ONNX and verify against the unfused model."""
-    weights = Path(weights)
-    source = ShapesNet(len(CLASSES))
-    source.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
-    source.eval().export = True
-    deploy = copy.deepcopy(source)
-    fold_all_bn(deploy)
+def convert_shapes(weights: str | Path, out: str | Path, imgsz: int = 320):
+    """Convert trained ShapesNet weights into the ONNX artifact `out` (verified; used for the demo model)."""
+    from edgekit.converters.convert import convert
 
-    def reference(x: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.no_grad():
-            boxes, scores = source(torch.from_numpy(x))
-        return {"boxes": boxes.numpy(), "scores": scores.numpy()}
-
-    _, result = write_onnx_artifact(deploy, shapes_meta(imgsz, weights), out, reference, verification_inputs(imgsz))
-    return result
+    out = Path(out)
+    result = convert(weights, imgsz=imgsz, out_dir=out.parent)
+    if result.path != out:
+        result.path.replace(out)
+    return result.verification

@@ -37,6 +37,7 @@ def to_deploy(model: U.UltralyticsYOLO, mode: str) -> tuple[U.UltralyticsYOLO, l
         head.cv2 = head.cv3 = None
         notes.append("one-to-many (training) branch removed: exporting the NMS-free one-to-one branch")
     blocks, bns = reparameterize(deploy)
+    head.stride = tuple(float(s) for s in head.stride)  # constants, so torch.export can trace it
     notes.append(
         f"re-parameterized {blocks} RepConv blocks, folded {bns} BatchNorms" if blocks else f"folded {bns} BatchNorms"
     )

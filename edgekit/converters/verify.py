@@ -27,7 +27,8 @@ FP16_TOLERANCE = {
 
 @dataclass
 class Verification:
-    """Max absolute differences per output over `inputs` inputs, against per-output tolerances."""
+    """How an artifact compared with its source: max absolute differences per output against tolerances,
+    and for INT8 the detection agreement (``extra``) against minimums."""
 
     backend: str
     inputs: int
@@ -35,13 +36,41 @@ class Verification:
     mean_abs: dict[str, float] = field(default_factory=dict)
     tolerance: dict[str, float] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
+    minimum: dict[str, float] = field(default_factory=dict)
+    skipped: str | None = None  # why the artifact could not be run here (e.g. CoreML off macOS)
 
     @property
     def passed(self) -> bool:
-        return all(self.max_abs[k] <= self.tolerance.get(k, np.inf) for k in self.max_abs)
+        return all(self.max_abs[k] <= self.tolerance.get(k, np.inf) for k in self.max_abs) and all(
+            self.extra.get(k, -np.inf) >= v for k, v in self.minimum.items()
+        )
+
+    def failures(self) -> str:
+        parts = [
+            f"{k} {v:.3g} > {self.tolerance[k]}" for k, v in self.max_abs.items() if v > self.tolerance.get(k, np.inf)
+        ]
+        parts += [
+            f"{k} {self.extra.get(k, float('nan')):.3g} < {v}"
+            for k, v in self.minimum.items()
+            if not self.extra.get(k, -np.inf) >= v
+        ]
+        return ", ".join(parts)
+
+    def summary(self) -> str:
+        """One line: the figures that decide, and the verdict."""
+        parts = [f"{k} {v:.2g}" for k, v in self.max_abs.items()]
+        parts += [
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in self.extra.items()
+            if not k.startswith("reference_")
+        ]
+        verdict = "  ok" if self.passed else "  FAIL"
+        if self.skipped:
+            verdict += f" ({self.skipped})"
+        return ", ".join(parts) + verdict
 
     def as_dict(self) -> dict:
-        return {
+        doc = {
             "backend": self.backend,
             "inputs": self.inputs,
             "max_abs": {k: float(f"{v:.3g}") for k, v in self.max_abs.items()},
@@ -49,6 +78,11 @@ class Verification:
             "passed": self.passed,
             **{k: float(f"{v:.4g}") for k, v in self.extra.items()},
         }
+        if self.minimum:
+            doc["minimum"] = self.minimum
+        if self.skipped:
+            doc["skipped"] = self.skipped
+        return doc
 
     def table(self) -> str:
         """A small printable table: output, max |diff|, mean |diff|, tolerance, verdict."""
@@ -61,7 +95,9 @@ class Verification:
                 f"{tol if tol is not None else '-':>10}  {'ok' if ok else 'FAIL'}"
             )
         for name, value in self.extra.items():
-            rows.append(f"{name:<12} {value:>11.4g}")
+            floor = self.minimum.get(name)
+            verdict = "" if floor is None else ("  ok" if value >= floor else "  FAIL")
+            rows.append(f"{name:<12} {value:>11.4g} {'':>12} {'>= ' + str(floor) if floor else '':>10}{verdict}")
         return "\n".join(rows)
 
 

@@ -45,6 +45,7 @@ def to_deploy(model: Y.YOLOv9) -> tuple[Y.YOLOv9, list[str]]:
     deploy, removed = strip_pgi(model)
     blocks, bns = reparameterize(deploy)
     deploy.head.export = True
+    deploy.head.stride = tuple(float(s) for s in deploy.head.stride)  # constants, so torch.export can trace it
     notes = [
         f"PGI auxiliary branch: {removed} layers and the auxiliary head removed" if model.dual else "no PGI branch",
         f"re-parameterized {blocks} RepConvN blocks, folded {bns} BatchNorms",

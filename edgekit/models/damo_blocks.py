@@ -346,7 +346,7 @@ class Integral(nn.Module):
         self.register_buffer("project", torch.linspace(0, reg_max, reg_max + 1))
 
     def forward(self, x):
-        return x @ self.project.type_as(x)
+        return (x * self.project.type_as(x)).sum(-1)  # the expectation; a matmul with a 1-d vector trips CoreML
 
 
 class ZeroHead(nn.Module):

@@ -208,6 +208,28 @@ def decode_detections(
     return Decoded(rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64))
 
 
+def decode_vision(
+    confidence: np.ndarray,
+    coordinates: np.ndarray,
+    num_classes: int,
+    conf: float = 0.25,
+    max_det: int = 300,
+    classes: Sequence[int] | None = None,
+) -> Decoded:
+    """Rows of CoreML's NMS pipeline: confidence [N, C'] (classes padded) and normalized cx, cy, w, h [N, 4]."""
+    confidence = np.asarray(confidence, np.float32).reshape(-1, confidence.shape[-1])[:, :num_classes]
+    if not len(confidence):
+        return _empty()
+    rows = np.arange(len(confidence))
+    cls = confidence.argmax(1)
+    found = Decoded(cxcywh_to_xyxy(np.asarray(coordinates).reshape(-1, 4)), confidence[rows, cls], cls.astype(np.int64))
+    keep = found.scores > conf
+    if classes is not None:
+        keep &= np.isin(found.class_id, np.asarray(list(classes), np.int64))
+    kept = found.take(np.flatnonzero(keep))
+    return kept.take(np.argsort(-kept.scores, kind="stable")[:max_det])
+
+
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     """Center/size boxes to corner boxes."""
     boxes = np.asarray(boxes, np.float32)

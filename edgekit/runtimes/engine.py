@@ -60,6 +60,9 @@ class Engine(ABC):
 # backend name -> (module, class, file suffixes it opens)
 BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "onnxruntime": ("edgekit.runtimes.ort", "OnnxRuntimeEngine", (".onnx",)),
+    "openvino": ("edgekit.runtimes.openvino", "OpenVINOEngine", (".xml",)),
+    "litert": ("edgekit.runtimes.litert", "LiteRTEngine", (".tflite",)),
+    "coreml": ("edgekit.runtimes.coreml", "CoreMLEngine", (".mlpackage", ".mlmodel")),
 }
 
 
@@ -67,6 +70,8 @@ def backend_for(path: str | Path) -> str:
     """The backend that opens this file, by its type."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir() and suffix not in (".mlpackage",) and len(list(path.glob("*.xml"))) == 1:
+        return "openvino"  # an IR folder (model.xml + model.bin)
     for name, (_, _, suffixes) in BACKENDS.items():
         if suffix in suffixes:
             return name

@@ -1,0 +1,118 @@
+"""Calibration images for INT8: an image folder, a YOLO dataset yaml, or a COCO json.
+
+The images are preprocessed exactly as the runtime will preprocess them (the artifact's own InputSpec),
+so the activation ranges INT8 learns are the ones it will see.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.devices.sources import IMAGE_SUFFIXES, read_image
+from edgekit.errors import EdgekitError
+from edgekit.meta import InputSpec
+from edgekit.runtimes.preprocess import preprocess
+
+DEFAULT_SIZE = 300
+FEW = 100
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _from_yolo_yaml(path: Path) -> list[Path]:
+    try:
+        import yaml
+    except ImportError:
+        raise EdgekitError("reading a dataset yaml needs PyYAML: pip install 'edgekit[convert]'") from None
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise EdgekitError(f"{path}: not a readable YAML file ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise EdgekitError(f"{path}: expected a YOLO dataset yaml (path, train, val, names)")
+    root = Path(data.get("path") or path.parent)
+    if not root.is_absolute():
+        root = (path.parent / root).resolve()
+    entry = data.get("val") or data.get("train")
+    if not entry:
+        raise EdgekitError(f"{path}: the dataset yaml names neither 'val' nor 'train' images")
+    images: list[Path] = []
+    for item in entry if isinstance(entry, list) else [entry]:
+        target = Path(item) if Path(item).is_absolute() else root / item
+        if target.is_dir():
+            images += _images_in(target)
+        elif target.suffix == ".txt" and target.is_file():
+            for line in target.read_text().splitlines():
+                line = line.strip()
+                if line:
+                    candidate = Path(line) if Path(line).is_absolute() else root / line
+                    images.append(candidate)
+        else:
+            raise EdgekitError(f"{path}: image location not found: {target}")
+    return images
+
+
+def _from_coco_json(path: Path) -> list[Path]:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EdgekitError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise EdgekitError(f"{path}: expected a COCO annotation file with an 'images' list")
+    bases = [path.parent, path.parent / "images", path.parent.parent, path.parent.parent / "images"]
+    bases += [path.parent.parent / path.stem.split("_")[-1]]  # annotations/instances_val2017.json -> val2017/
+    images = []
+    for entry in data["images"]:
+        name = entry.get("file_name") if isinstance(entry, dict) else None
+        if not name:
+            continue
+        found = next((b / name for b in bases if (b / name).is_file()), None)
+        if found is None:
+            raise EdgekitError(f"{path}: image '{name}' not found next to the annotation file")
+        images.append(found)
+    return images
+
+
+def calibration_images(spec: str | Path, size: int = DEFAULT_SIZE, warn=print) -> list[Path]:
+    """Up to `size` image paths from a folder, a YOLO dataset yaml or a COCO json (evenly spread)."""
+    path = Path(spec)
+    if not path.exists():
+        raise EdgekitError(f"calibration data not found: {path}")
+    if path.is_dir():
+        images = _images_in(path)
+    elif path.suffix.lower() in (".yaml", ".yml"):
+        images = _from_yolo_yaml(path)
+    elif path.suffix.lower() == ".json":
+        images = _from_coco_json(path)
+    else:
+        raise EdgekitError(f"calibration data must be an image folder, a YOLO dataset yaml or a COCO json: {path}")
+    if not images:
+        raise EdgekitError(f"no images found in calibration data {path}")
+    if len(images) > size:
+        picks = np.linspace(0, len(images) - 1, size).round().astype(int)
+        images = [images[i] for i in picks]
+    if len(images) < FEW:
+        warn(f"warning: only {len(images)} calibration images; INT8 ranges are more reliable with {FEW} or more")
+    return images
+
+
+def calibration_tensors(
+    images: list[Path], spec: InputSpec, imgsz: tuple[int, int], progress: bool = True
+) -> Iterator[np.ndarray]:
+    """Each image preprocessed as the runtime will, as a [1, ...] float32 tensor; shows progress on stderr."""
+    total = len(images)
+    for i, path in enumerate(images, 1):
+        tensor, _ = preprocess(read_image(path), spec, imgsz)
+        if progress and sys.stderr.isatty():
+            done = int(30 * i / total)
+            print(f"\rcalibration [{'#' * done}{'.' * (30 - done)}] {i}/{total}", end="", file=sys.stderr, flush=True)
+        yield tensor
+    if progress and sys.stderr.isatty():
+        print(file=sys.stderr)

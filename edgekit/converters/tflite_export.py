@@ -1,0 +1,175 @@
+"""TFLite export with litert-torch (no TensorFlow) and ai-edge-quantizer.
+
+The graph takes NHWC input, as phones and LiteRT expect; optionally uint8 pixels with the 0..1 scaling
+inside the graph. FP16 stores float16 weights; INT8 is full integer (weights and activations, int8
+input and outputs) calibrated on images preprocessed exactly as the runtime does. Input and output
+tensors are renamed to the contract's names and the edgekit metadata is stored in the flatbuffer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgekit.errors import EdgekitError, require
+from edgekit.meta import KEY
+
+WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
+FP16_RECIPE = [
+    {
+        "regex": ".*",
+        "operation": "*",
+        "algorithm_key": "float_casting",
+        "op_config": {
+            "weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+            "compute_precision": "FLOAT",
+            "explicit_dequantize": True,
+        },
+    }
+]
+
+
+class NHWCInput(torch.nn.Module):
+    """Takes NHWC input (float 0..1, or uint8 0..255 when `uint8`) and feeds the NCHW model."""
+
+    def __init__(self, model: torch.nn.Module, uint8: bool = False):
+        super().__init__()
+        self.model = model
+        self.uint8 = uint8
+
+    def forward(self, x):
+        x = x.permute(0, 3, 1, 2)
+        if self.uint8:
+            x = x.float() * (1.0 / 255.0)
+        return self.model(x)
+
+
+@contextlib.contextmanager
+def _quiet_backend():
+    """litert-torch and the quantizer print progress and TF/absl logs; keep the terminal for edgekit."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def export_tflite(model: torch.nn.Module, imgsz: tuple[int, int], target: Path, uint8_input: bool = False) -> None:
+    """Convert the deploy module (NCHW, export form) into an NHWC .tflite at `target`."""
+    litert_torch = require("litert_torch", "tflite")
+    h, w = imgsz
+    sample = torch.zeros(1, h, w, 3, dtype=torch.uint8 if uint8_input else torch.float32)
+    with _quiet_backend():
+        edge = litert_torch.convert(NHWCInput(model, uint8_input).eval(), (sample,))
+        edge.export(str(target))
+
+
+def quantize_tflite(source: Path, target: Path, precision: str, calibration: list[np.ndarray] | None = None) -> None:
+    """FP16 weights, or full INT8 calibrated on `calibration` (NHWC float inputs), from an FP32 .tflite."""
+    require("ai_edge_quantizer", "tflite")
+    from ai_edge_quantizer import quantizer, recipe
+
+    with _quiet_backend():
+        if precision == "fp16":
+            qt = quantizer.Quantizer(str(source), FP16_RECIPE)
+            result = qt.quantize()
+        elif precision == "int8":
+            rules = recipe.static_wi8_ai8()
+            for name in tflite_decode_region(source):  # later rules win: the decode region stays float
+                rules.append({"regex": "^" + re.escape(name) + ";$", "operation": "*", "algorithm_key": "no_quantize"})
+            qt = quantizer.Quantizer(str(source), rules)
+            signature = next(iter(_signatures(source)))
+            input_name = _signatures(source)[signature]["inputs"][0]
+            calibrated = qt.calibrate({signature: [{input_name: x} for x in calibration]})
+            result = qt.quantize(calibrated)
+        else:
+            raise EdgekitError(f"unknown precision {precision}")
+        result.export_model(str(target), overwrite=True)
+
+
+def tflite_decode_region(path: Path) -> list[str]:
+    """Output tensor names of the ops between the last convolutions and the graph outputs (kept float)."""
+    schema = require("ai_edge_litert.schema_py_generated", "tflite")
+    model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    graph = model.subgraphs[0]
+    kinds = {v: k for k, v in schema.BuiltinOperator.__dict__.items() if not k.startswith("_")}
+    producer = {t: op for op in graph.operators for t in op.outputs}
+    region, seen, stack = [], set(), list(graph.outputs)
+    while stack:
+        op = producer.get(stack.pop())
+        if op is None or id(op) in seen:
+            continue
+        code = model.operatorCodes[op.opcodeIndex]
+        if kinds.get(max(code.builtinCode, code.deprecatedBuiltinCode)) in WEIGHTED_OPS:
+            continue
+        seen.add(id(op))
+        region.append(graph.tensors[op.outputs[0]].name.decode())
+        stack.extend(i for i in op.inputs if i >= 0)
+    return region
+
+
+def _signatures(path: Path) -> dict:
+    from edgekit.runtimes.litert import interpreter_class
+
+    return interpreter_class()(model_path=str(path)).get_signature_list()
+
+
+def finalize_tflite(path: Path, input_name: str, output_names: list[str], meta_json: str) -> None:
+    """Name the input and outputs as the contract does and store `meta_json` as the ``edgekit`` metadata."""
+    schema = require("ai_edge_litert.schema_py_generated", "tflite")
+    flatbuffers = require("flatbuffers", "tflite")
+    raw = path.read_bytes()
+    model = schema.ModelT.InitFromPackedBuf(raw, 0)
+    for buffer in model.buffers or []:  # quantizers may append tensor data after the flatbuffer: bring it inside
+        if buffer.offset and buffer.offset > 1 and buffer.data is None:
+            buffer.data = np.frombuffer(raw[buffer.offset : buffer.offset + buffer.size], dtype=np.uint8)
+            buffer.offset = buffer.size = 0
+    graph = model.subgraphs[0]
+    if len(graph.outputs) != len(output_names):
+        raise EdgekitError(f"the TFLite graph has {len(graph.outputs)} outputs, the contract names {len(output_names)}")
+    graph.tensors[graph.inputs[0]].name = input_name.encode()
+    for index, name in zip(graph.outputs, output_names):
+        graph.tensors[index].name = name.encode()
+    for signature in model.signatureDefs or []:
+        if signature.inputs:
+            signature.inputs[0].name = input_name.encode()
+        by_tensor = dict(zip(graph.outputs, output_names))
+        for item in signature.outputs or []:
+            if item.tensorIndex in by_tensor:
+                item.name = by_tensor[item.tensorIndex].encode()
+    data = np.frombuffer(meta_json.encode(), dtype=np.uint8)
+    entries = [m for m in (model.metadata or []) if m.name != KEY.encode()]
+    existing = next((m for m in (model.metadata or []) if m.name == KEY.encode()), None)
+    if existing is not None:
+        model.buffers[existing.buffer].data = data
+        entries.append(existing)
+    else:
+        buffer = schema.BufferT()
+        buffer.data = data
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = KEY.encode()
+        entry.buffer = len(model.buffers) - 1
+        entries.append(entry)
+    model.metadata = entries
+    builder = flatbuffers.Builder(max(1024, path.stat().st_size + len(data) + 4096))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+
+
+def io_quantization(path: Path) -> tuple[tuple[float, int] | None, dict[str, tuple[float, int]]]:
+    """(input quant, output quant by position name) of a finalized .tflite; None / {} for float tensors."""
+    from edgekit.runtimes.litert import LiteRTEngine
+
+    engine = LiteRTEngine(path)
+    return engine.inputs[0].quant, {o.name: o.quant for o in engine.outputs if o.quant}

@@ -1,0 +1,77 @@
+"""The LiteRT (TFLite) engine: ai-edge-litert's Interpreter with XNNPACK, or tflite-runtime where that is
+what the device has. Integer tensors report their (scale, zero_point) so the Detector can quantize the
+input and dequantize the outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import EdgekitError, MissingExtraError
+from edgekit.runtimes.engine import Engine, TensorSpec
+from edgekit.runtimes.tflite_file import read_tflite_metadata
+
+
+def interpreter_class():
+    """ai-edge-litert's Interpreter, else tflite-runtime's."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        raise MissingExtraError(
+            "no TFLite runtime is installed; install it with: pip install 'edgekit[litert]'"
+        ) from None
+
+
+class LiteRTEngine(Engine):
+    """Runs a .tflite file (XNNPACK on the CPU, configurable threads)."""
+
+    backend = "litert"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        super().__init__(path, threads)
+        Interpreter = interpreter_class()
+        try:
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EdgekitError(f"{self.path}: not a loadable TFLite model ({reason[:200]})") from None
+        self._in = self.interpreter.get_input_details()
+        self._out = self.interpreter.get_output_details()
+
+    @staticmethod
+    def _spec(detail) -> TensorSpec:
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        quant = (float(scale), int(zero_point)) if scale else None
+        shape = tuple(int(d) if d > 0 else None for d in detail.get("shape_signature", detail["shape"]))
+        return TensorSpec(detail["name"], shape, np.dtype(detail["dtype"]).name, quant)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [self._spec(d) for d in self._in]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [self._spec(d) for d in self._out]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for detail in self._in:
+            value = feeds[detail["name"]]
+            if tuple(value.shape) != tuple(detail["shape"]):
+                self.interpreter.resize_tensor_input(detail["index"], value.shape)
+                self.interpreter.allocate_tensors()
+            self.interpreter.set_tensor(detail["index"], value)
+        self.interpreter.invoke()
+        return {d["name"]: self.interpreter.get_tensor(d["index"]) for d in self._out}
+
+    def metadata(self) -> dict[str, str]:
+        return read_tflite_metadata(self.path)

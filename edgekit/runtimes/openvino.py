@@ -1,0 +1,78 @@
+"""The OpenVINO engine: an IR (.xml + .bin, or the folder holding them) on the CPU plugin.
+
+Metadata lives in the IR's ``rt_info`` under ``edgekit``. Inference precision is pinned to f32 by
+default so results match the verified figures; pass ``precision_hint="bf16"`` on CPUs that have it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import EdgekitError, require
+from edgekit.meta import KEY
+from edgekit.runtimes.engine import Engine, TensorSpec
+
+_DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8", "i32": "int32", "i64": "int64"}
+
+
+def ir_file(path: Path) -> Path:
+    """The .xml of an IR given the file or the folder that holds exactly one."""
+    if path.is_dir():
+        found = sorted(path.glob("*.xml"))
+        if len(found) != 1:
+            raise EdgekitError(f"{path}: expected one OpenVINO .xml in the folder, found {len(found)}")
+        return found[0]
+    return path
+
+
+class OpenVINOEngine(Engine):
+    """Runs an OpenVINO IR with the CPU plugin (latency hint, configurable threads)."""
+
+    backend = "openvino"
+
+    def __init__(self, path: str | Path, threads: int | None = None, precision_hint: str = "f32"):
+        super().__init__(path, threads)
+        ov = require("openvino", "openvino")
+        xml = ir_file(self.path)
+        if not xml.with_suffix(".bin").is_file():
+            raise EdgekitError(f"{xml}: the weights file {xml.with_suffix('.bin').name} is missing")
+        core = ov.Core()
+        try:
+            self.model = core.read_model(str(xml))
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision_hint}
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = int(threads)
+            self.compiled = core.compile_model(self.model, "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable IRs
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EdgekitError(f"{xml}: not a loadable OpenVINO model ({reason[:200]})") from None
+        self.request = self.compiled.create_infer_request()
+        self._inputs = [self._spec(port) for port in self.compiled.inputs]
+        self._outputs = [self._spec(port) for port in self.compiled.outputs]
+
+    def _spec(self, port) -> TensorSpec:
+        names = port.get_names()
+        preferred = [n for n in names if not n.startswith("/")] or sorted(names)
+        shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+        kind = port.get_element_type().get_type_name()
+        return TensorSpec(sorted(preferred)[0], shape, _DTYPES.get(kind, kind))
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ordered = [feeds[spec.name] for spec in self._inputs]
+        results = self.request.infer(ordered)
+        return {spec.name: np.asarray(results[port]) for spec, port in zip(self._outputs, self.compiled.outputs)}
+
+    def metadata(self) -> dict[str, str]:
+        if self.model.has_rt_info([KEY]):
+            return {KEY: self.model.get_rt_info([KEY]).astype(str)}
+        return {}
