@@ -23,7 +23,7 @@ DTYPES = ("float32", "float16", "uint8", "int8")
 COLORS = ("RGB", "BGR")
 ALIGNS = ("center", "topleft")
 ROUNDINGS = ("round", "floor")
-OUTPUT_KINDS = ("boxes_scores", "detections", "packed", "vision")
+OUTPUT_KINDS = ("boxes_scores", "detections", "packed", "vision", "postprocess")
 DECODE_METHODS = ("nms", "topk", "none")
 PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "mixed")
 TASKS = ("detect",)
@@ -33,6 +33,7 @@ DEFAULT_OUTPUT_NAMES = {
     "detections": ["detections"],
     "packed": ["output0"],
     "vision": ["confidence", "coordinates"],
+    "postprocess": ["detection_boxes", "detection_classes", "detection_scores", "num_detections"],
 }
 
 
@@ -65,8 +66,9 @@ class InputSpec:
 @dataclass
 class OutputSpec:
     """What the outputs hold: ``boxes_scores`` ([B,A,4] xyxy + [B,A,C]), ``detections`` ([B,K,6]),
-    ``packed`` (Ultralytics-style [B,4+C,A] with cx,cy,w,h), or ``vision`` (CoreML's NMS pipeline:
-    confidence [N,C] and normalized cx,cy,w,h coordinates [N,4])."""
+    ``packed`` (Ultralytics-style [B,4+C,A] with cx,cy,w,h), ``vision`` (CoreML's NMS pipeline:
+    confidence [N,C] and normalized cx,cy,w,h coordinates [N,4]), or ``postprocess`` (TFLite's
+    detection post-process op: boxes [B,D,4] as y1,x1,y2,x2, classes [B,D], scores [B,D], count [B])."""
 
     kind: str = "boxes_scores"
     names: list[str] = field(default_factory=lambda: ["boxes", "scores"])
@@ -243,7 +245,8 @@ def from_dict(data: Mapping[str, Any]) -> ModelMeta:
     names = _get(out, "names", "outputs.", list, DEFAULT_OUTPUT_NAMES[kind])
     if not names or not all(isinstance(n, str) for n in names):
         raise _fail("outputs.names", "must be a non-empty list of output names")
-    expected = {"boxes_scores": (2, 2), "detections": (1, 2), "packed": (1, 1), "vision": (2, 2)}[kind]
+    counts = {"boxes_scores": (2, 2), "detections": (1, 2), "packed": (1, 1), "vision": (2, 2), "postprocess": (4, 4)}
+    expected = counts[kind]
     if not expected[0] <= len(names) <= expected[1]:
         raise _fail("outputs.names", f"must name {expected[0]}..{expected[1]} tensors for kind {kind}, got {names}")
     out_quant = _get(out, "quant", "outputs.", (dict, type(None)), None)
@@ -259,8 +262,9 @@ def from_dict(data: Mapping[str, Any]) -> ModelMeta:
     )
 
     dec = _get(data, "decode", "", dict, {})
+    selected = kind not in ("boxes_scores", "packed")  # rows already chosen in the graph: nothing to decode
     decode = DecodeSpec(
-        method=_choice(dec, "method", "decode.", DECODE_METHODS, "none" if kind in ("detections", "vision") else "nms"),
+        method=_choice(dec, "method", "decode.", DECODE_METHODS, "none" if selected else "nms"),
         conf=_get(dec, "conf", "decode.", float, 0.25),
         iou=_get(dec, "iou", "decode.", float, 0.45),
         max_det=_get(dec, "max_det", "decode.", int, 300),
@@ -271,8 +275,8 @@ def from_dict(data: Mapping[str, Any]) -> ModelMeta:
         raise _fail(
             "decode", f"has out-of-range values: conf {decode.conf}, iou {decode.iou}, max_det {decode.max_det}"
         )
-    if kind in ("detections", "vision") and decode.method != "none":
-        raise _fail("decode.method", f"must be 'none' for kind detections, got {decode.method!r}")
+    if selected and decode.method != "none":
+        raise _fail("decode.method", f"must be 'none' for kind {kind}, got {decode.method!r}")
 
     src = _get(data, "source", "", (dict, type(None)), None)
     source = None

@@ -121,6 +121,18 @@ def test_detections_threshold_and_count():
     assert len(decode.decode_detections(rows, conf=0.25, count=0).scores) == 0
 
 
+def test_postprocess_rows_swap_to_xyxy_and_respect_count():
+    boxes = np.array([[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 1.0], [0.3, 0.3, 0.4, 0.4]], np.float32)  # y1 x1 y2 x2
+    classes = np.array([2, 0, 1], np.float32)
+    scores = np.array([0.9, 0.5, 0.8], np.float32)
+    found = decode.decode_postprocess(boxes, classes, scores, count=2, conf=0.25)
+    np.testing.assert_allclose(found.xyxy, [[0.2, 0.1, 0.6, 0.5], [0.0, 0.0, 1.0, 1.0]])
+    assert found.class_id.tolist() == [2, 0] and found.scores.tolist() == pytest.approx([0.9, 0.5])
+    assert decode.decode_postprocess(boxes, classes, scores, 3, conf=0.6).class_id.tolist() == [2, 1]
+    assert decode.decode_postprocess(boxes, classes, scores, 3, keep=[1]).class_id.tolist() == [1]
+    assert len(decode.decode_postprocess(boxes, classes, scores, 0).scores) == 0
+
+
 def test_to_source_inverts_the_letterbox_and_clips():
     info = LetterboxInfo(scale=0.5, pad=(0, 40), source_size=(200, 400), input_size=(180, 200))
     pixels = decode.to_source(np.array([[10, 50, 110, 90], [-5, 0, 500, 500]], np.float32), info, normalized=False)

@@ -45,6 +45,8 @@ def test_defaults_fill_in_optional_fields():
         ({"decode": {"conf": 2}}, "'decode' has out-of-range"),
         ({"decode": {"max_det": "many"}}, "'decode.max_det' must be int"),
         ({"outputs": {"kind": "detections"}, "decode": {"method": "nms"}}, "'decode.method'"),
+        ({"outputs": {"kind": "postprocess", "names": ["a", "b"]}}, "'outputs.names' must name 4..4"),
+        ({"outputs": {"kind": "postprocess"}, "decode": {"method": "topk"}}, "'decode.method'"),
         ({"precision": "fp8"}, "'precision'"),
     ],
 )
@@ -53,6 +55,13 @@ def test_bad_fields_are_named(change, message):
     data.update(change)
     with pytest.raises(MetadataError, match=message.replace("(", r"\(")):
         meta.from_dict(data)
+
+
+def test_postprocess_outputs_default_to_the_op_names():
+    found = meta.from_dict({"schema": 1, "family": "x", "classes": ["a"], "imgsz": [320, 320],
+                            "outputs": {"kind": "postprocess"}})
+    assert found.outputs.names == ["detection_boxes", "detection_classes", "detection_scores", "num_detections"]
+    assert found.decode.method == "none"
 
 
 def test_missing_required_field_and_bad_json():

@@ -10,6 +10,11 @@ def default_model() -> Path:
     return HERE / "shapes.onnx"
 
 
+def demo_checkpoint() -> Path:
+    """The demo detector's trained weights (a plain state_dict): a small real checkpoint to convert."""
+    return HERE / "shapes.pt"
+
+
 def sample_image() -> Path:
     """A sample image the demo model can detect objects in."""
     return HERE / "shapes.jpg"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,13 @@ def convert_many(
     if opset < MIN_OPSET:
         raise EdgekitError(f"opset {opset} is too old; edgekit exports opset {MIN_OPSET} or newer")
     size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
-    source = open_source(spec, topk, nms, arch, keep_ratio, names)
+    if phone and formats != ["tflite"]:
+        raise EdgekitError("--phone makes a TFLite file for MediaPipe: use it with --to tflite alone")
+    # the phone op needs per-anchor boxes and scores: end-to-end models give their one-to-one branch's
+    source = open_source(spec, "runtime" if phone else topk, nms, arch, keep_ratio, names)
+    if phone and source.outputs.kind != "boxes_scores":
+        raise EdgekitError(f"--phone needs a model with boxes and scores outputs; {source.variant} gives "
+                           f"{source.outputs.kind}")
     if any(s <= 0 or s % source.stride for s in size):
         raise EdgekitError(f"image size {list(size)} must be positive multiples of the model's stride {source.stride}")
     if "int8" in precisions and calib is None:
@@ -168,12 +175,15 @@ def convert_many(
         stride=source.stride,
         source=SourceInfo(source.path.name, sha256_file(source.path), __version__) if source.path else None,
     )
+    if phone:  # MediaPipe stretches the image to the input size: so does every check of the phone file
+        letterbox = replace(meta.input.letterbox, keep_ratio=False)
+        meta = replace(meta, input=replace(meta.input, letterbox=letterbox))
     source_meta = meta
     if nms_in_graph:
         from edgekit.converters.nms_graph import nms_meta
 
         meta = nms_meta(meta)
-    stem = source.name + (f"-{source.tag}" if source.tag else "")
+    stem = source.name + (f"-{source.tag}" if source.tag else "") + ("-phone" if phone else "")
     out_dir = Path(out_dir)
     results = []
     with tempfile.TemporaryDirectory(prefix="edgekit-") as workdir:

@@ -46,7 +46,7 @@ class ExportContext:
     dynamic: bool = False
     calib: list[Path] | None = None
     nms_in_graph: bool = False
-    phone: bool = False
+    phone: bool = False  # TFLite for MediaPipe: encodings + scores into TFLite_Detection_PostProcess
     uint8_input: bool = False  # TFLite: raw uint8 NHWC pixels in, the 0..1 scaling inside the graph
     coreml_nms: bool = False  # CoreML: the Vision pipeline (NonMaximumSuppression stage)
     log: Callable[[str], None] = print
@@ -94,12 +94,18 @@ class ExportContext:
         return self._onnx
 
     def tflite_fp32(self) -> Path:
-        """The FP32 .tflite every TFLite target starts from (made once)."""
+        """The FP32 .tflite every TFLite target starts from (made once); for --phone it ends in the
+        post-process op's inputs (box encodings, scores)."""
         if self._tflite is None:
             from edgekit.converters.tflite_export import export_tflite
 
             path = self.workdir / "base.tflite"
-            export_tflite(self.deploy, self.imgsz, path, self.uint8_input)
+            model = self.deploy
+            if self.phone:
+                from edgekit.converters.tflite_phone import PhoneHead
+
+                model = PhoneHead(model)
+            export_tflite(model, self.imgsz, path, self.uint8_input)
             self._tflite = path
         return self._tflite
 

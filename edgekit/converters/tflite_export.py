@@ -127,13 +127,7 @@ def _signatures(path: Path) -> dict:
 def finalize_tflite(path: Path, input_name: str, output_names: list[str], meta_json: str) -> None:
     """Name the input and outputs as the contract does and store `meta_json` as the ``edgekit`` metadata."""
     schema = require("ai_edge_litert.schema_py_generated", "tflite")
-    flatbuffers = require("flatbuffers", "tflite")
-    raw = path.read_bytes()
-    model = schema.ModelT.InitFromPackedBuf(raw, 0)
-    for buffer in model.buffers or []:  # quantizers may append tensor data after the flatbuffer: bring it inside
-        if buffer.offset and buffer.offset > 1 and buffer.data is None:
-            buffer.data = np.frombuffer(raw[buffer.offset : buffer.offset + buffer.size], dtype=np.uint8)
-            buffer.offset = buffer.size = 0
+    model = read_model(path)
     graph = model.subgraphs[0]
     if len(graph.outputs) != len(output_names):
         raise EdgekitError(f"the TFLite graph has {len(graph.outputs)} outputs, the contract names {len(output_names)}")
@@ -162,7 +156,26 @@ def finalize_tflite(path: Path, input_name: str, output_names: list[str], meta_j
         entry.buffer = len(model.buffers) - 1
         entries.append(entry)
     model.metadata = entries
-    builder = flatbuffers.Builder(max(1024, path.stat().st_size + len(data) + 4096))
+    write_model(model, path)
+
+
+def read_model(path: Path):
+    """The .tflite flatbuffer as mutable objects (ai-edge-litert's schema), tensor data kept inside buffers."""
+    schema = require("ai_edge_litert.schema_py_generated", "tflite")
+    raw = path.read_bytes()
+    model = schema.ModelT.InitFromPackedBuf(raw, 0)
+    for buffer in model.buffers or []:  # quantizers may append tensor data after the flatbuffer: bring it inside
+        if buffer.offset and buffer.offset > 1 and buffer.data is None:
+            buffer.data = np.frombuffer(raw[buffer.offset : buffer.offset + buffer.size], dtype=np.uint8)
+            buffer.offset = buffer.size = 0
+    return model
+
+
+def write_model(model, path: Path) -> None:
+    """Pack `model` back into a .tflite file at `path`."""
+    flatbuffers = require("flatbuffers", "tflite")
+    size = sum(len(b.data) for b in model.buffers or [] if b.data is not None)
+    builder = flatbuffers.Builder(size + (1 << 16))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     path.write_bytes(bytes(builder.Output()))
 

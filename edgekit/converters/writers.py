@@ -205,15 +205,41 @@ class TFLiteWriter(Writer):
             calibration = [x.transpose(0, 2, 3, 1).copy() for x in ctx.calibration()] if precision == "int8" else None
             quantize_tflite(base, tmp, precision, calibration)
         meta = self._meta(ctx, precision)
+        if ctx.phone:
+            from edgekit.converters.tflite_phone import append_postprocess
+
+            append_postprocess(tmp, meta)
         finalize_tflite(tmp, meta.input.name, meta.outputs.names, meta.to_json())
-        return self._with_quant(tmp, meta)
+        meta = self._with_quant(tmp, meta)
+        if ctx.phone:
+            from edgekit.converters.tflite_phone import add_mediapipe_metadata
+
+            self._check_phone_input(meta)
+            add_mediapipe_metadata(tmp, meta)
+        return meta
 
     @staticmethod
     def _meta(ctx: ExportContext, precision: str) -> ModelMeta:
         spec = replace(ctx.meta.input, layout="NHWC")
         if ctx.uint8_input:
             spec = replace(spec, dtype="uint8", range=(0.0, 255.0))
-        return replace(ctx.meta, input=spec, precision=precision)
+        meta = replace(ctx.meta, input=spec, precision=precision)
+        if ctx.phone:
+            from edgekit.converters.tflite_phone import OUTPUT_NAMES
+
+            meta = replace(
+                meta, outputs=OutputSpec(kind="postprocess", names=list(OUTPUT_NAMES)),
+                decode=replace(meta.decode, method="none"),
+            )
+        return meta
+
+    @staticmethod
+    def _check_phone_input(meta: ModelMeta) -> None:
+        if meta.input.dtype not in ("float32", "uint8"):
+            raise EdgekitError(
+                f"MediaPipe feeds float32 or uint8 images; this model takes {meta.input.dtype} "
+                "(INT8 --phone needs a float or uint8 input)"
+            )
 
     @staticmethod
     def _with_quant(path: Path, meta: ModelMeta) -> ModelMeta:
@@ -232,10 +258,21 @@ class TFLiteWriter(Writer):
 
         return LiteRTEngine(path)
 
+    def verify(self, ctx: ExportContext, tmp: Path, meta: ModelMeta, precision: str) -> Verification:
+        if not ctx.phone:
+            return super().verify(ctx, tmp, meta, precision)
+        from edgekit.converters.tflite_phone import verify_phone
+
+        return verify_phone(ctx, self.engine(tmp), tmp, meta, precision)
+
     def set_metadata(self, tmp: Path, meta: ModelMeta) -> None:
         from edgekit.converters.tflite_export import finalize_tflite
 
-        finalize_tflite(tmp, meta.input.name, meta.outputs.names, meta.to_json())
+        finalize_tflite(tmp, meta.input.name, meta.outputs.names, meta.to_json())  # drops MediaPipe's files
+        if meta.outputs.kind == "postprocess":
+            from edgekit.converters.tflite_phone import add_mediapipe_metadata
+
+            add_mediapipe_metadata(tmp, meta)  # so they are written again, last
 
 
 class CoreMLWriter(Writer):

@@ -230,6 +230,31 @@ def decode_vision(
     return kept.take(np.argsort(-kept.scores, kind="stable")[:max_det])
 
 
+def decode_postprocess(
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    scores: np.ndarray,
+    count: int,
+    conf: float = 0.25,
+    max_det: int = 300,
+    keep: Sequence[int] | None = None,
+) -> Decoded:
+    """Rows of TFLite's detection post-process op: boxes [D, 4] (y1, x1, y2, x2 normalized), classes [D]
+    and scores [D], the first `count` valid."""
+    n = max(0, min(int(count), len(scores)))
+    yxyx = np.asarray(boxes, np.float32).reshape(-1, 4)[:n]
+    found = Decoded(
+        yxyx[:, [1, 0, 3, 2]],
+        np.asarray(scores, np.float32).reshape(-1)[:n],
+        np.rint(np.asarray(classes, np.float32).reshape(-1)[:n]).astype(np.int64),
+    )
+    mask = found.scores > conf
+    if keep is not None:
+        mask &= np.isin(found.class_id, np.asarray(list(keep), np.int64))
+    kept = found.take(np.flatnonzero(mask))
+    return kept.take(np.argsort(-kept.scores, kind="stable")[:max_det])
+
+
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     """Center/size boxes to corner boxes."""
     boxes = np.asarray(boxes, np.float32)

@@ -151,6 +151,10 @@ def decode_outputs(
             found = decode.decode_detections(tensors[0][b], conf, max_det, classes, count)
         elif out.kind == "vision":  # CoreML's NMS pipeline: rows already selected, one image per call
             found = decode.decode_vision(tensors[0], tensors[1], len(meta.classes), conf, max_det, classes)
+        elif out.kind == "postprocess":  # TFLite_Detection_PostProcess: rows already selected
+            boxes, cls, score, count = (t[b] for t in tensors)
+            found = decode.decode_postprocess(boxes, cls, score, int(np.asarray(count).reshape(-1)[0]), conf, max_det,
+                                              classes)
         elif out.kind == "packed":
             found = decode.decode_packed(tensors[0][b], conf, iou, max_det, classes, agnostic, multi_label)
         elif meta.decode.method == "topk":
@@ -200,6 +204,9 @@ def _check_io(engine: Engine, meta: ModelMeta) -> TensorSpec:
             raise MetadataError(f"output '{meta.outputs.names[0]}' has shape {list(first)}; expected [B, 4+{nc}, A]")
     elif meta.outputs.kind == "vision":
         pass  # CoreML's pipeline outputs have a variable row count
+    elif meta.outputs.kind == "postprocess":
+        if len(first) != 3 or _fixed(first[-1]) not in (None, 4):
+            raise MetadataError(f"output '{meta.outputs.names[0]}' has shape {list(first)}; expected [B, D, 4]")
     elif len(first) != 3 or _fixed(first[-1]) not in (None, 6):
         raise MetadataError(f"output '{meta.outputs.names[0]}' has shape {list(first)}; expected [B, K, 6]")
     return spec

@@ -1,0 +1,144 @@
+"""Phone-ready TFLite (--phone): TFLite_Detection_PostProcess with unit anchors and MediaPipe metadata,
+run by MediaPipe Tasks' ObjectDetector and by edgekit's own LiteRT engine."""
+
+import numpy as np
+import pytest
+
+import edgekit
+from edgekit import assets
+from edgekit.cli import main
+from edgekit.converters.convert import convert_many
+from edgekit.converters.tflite_export import read_model
+from edgekit.converters.tflite_phone import OUTPUT_NAMES, POSTPROCESS_OP, mediapipe_detect
+from edgekit.devices import read_image
+from edgekit.eval.shapes import write_yolo_dataset
+from edgekit.runtimes.litert import LiteRTEngine
+
+from checkpoints import (
+    random_damo,
+    random_ultralytics,
+    random_yolov9,
+    write_damo_checkpoint,
+    write_ultralytics_checkpoint,
+    write_yolov9_checkpoint,
+)
+
+pytest.importorskip("mediapipe")
+IMGSZ = 160
+quiet = {"log": lambda s: None}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    return {
+        "yolov9": lambda: write_yolov9_checkpoint(random_yolov9("gelan-t", nc=5), root / "gelan-t.pt"),
+        "yolo26": lambda: write_ultralytics_checkpoint(random_ultralytics("yolo26n", nc=5), root / "yolo26n.pt"),
+        "damo": lambda: write_damo_checkpoint(random_damo("damoyolo-t", 5), root / "damo-t.pth"),
+    }
+
+
+@pytest.fixture(scope="module")
+def phone_yolov9(checkpoints, tmp_path_factory):
+    result = convert_many(checkpoints["yolov9"](), "tflite", "fp32", IMGSZ, tmp_path_factory.mktemp("p"), phone=True,
+                          **quiet)[0]
+    assert result.ok, result.error
+    return result
+
+
+def _rows(found):
+    return np.concatenate([found.xyxy, found.confidence[:, None], found.class_id[:, None]], 1).astype(np.float64)
+
+
+def test_phone_file_ends_in_the_postprocess_op(phone_yolov9):
+    model = read_model(phone_yolov9.path)
+    graph = model.subgraphs[0]
+    last = graph.operators[-1]
+    assert model.operatorCodes[last.opcodeIndex].customCode.decode() == POSTPROCESS_OP
+    anchors = graph.tensors[last.inputs[2]]
+    data = np.frombuffer(bytes(model.buffers[anchors.buffer].data), np.float32).reshape(-1, 4)
+    assert len(data) == sum((IMGSZ // s) ** 2 for s in (8, 16, 32))
+    assert (data == [0, 0, 1, 1]).all()  # unit anchors: the op decodes (cy, cx, log h, log w) to exact boxes
+    names = {m.name.decode() for m in model.metadata}
+    assert {"edgekit", "TFLITE_METADATA"} <= names  # edgekit's and MediaPipe's metadata side by side
+    engine = LiteRTEngine(phone_yolov9.path)
+    assert [o.name for o in engine.outputs] == OUTPUT_NAMES
+    assert engine.inputs[0].shape == (1, IMGSZ, IMGSZ, 3) and engine.inputs[0].dtype == "float32"
+
+
+def test_phone_verification_and_edgekit_runtime(phone_yolov9):
+    figures = phone_yolov9.verification
+    assert figures.passed and figures.max_abs["op_unmatched"] == 0 and figures.max_abs["boxes"] < 1e-3
+    assert figures.extra["mediapipe_map50"] >= 0.5 and figures.extra["mediapipe_reference_detections"] > 0
+    detector = edgekit.load(phone_yolov9.path)
+    meta = detector.meta
+    assert meta.outputs.kind == "postprocess" and not meta.input.letterbox.keep_ratio  # MediaPipe stretches
+    found = detector(assets.sample_image(), conf=0.3)
+    assert len(found) > 0 and (found.confidence > 0.3).all()
+    assert (found.xyxy[:, 2] >= found.xyxy[:, 0]).all() and found.xyxy.max() <= 640
+
+
+@pytest.fixture(scope="module")
+def phone_demo(tmp_path_factory):
+    """The trained demo detector (ShapesNet) as a phone file: real detections to compare."""
+    result = convert_many(assets.demo_checkpoint(), "tflite", "fp32", 320, tmp_path_factory.mktemp("demo"),
+                          phone=True, **quiet)[0]
+    assert result.ok, result.error
+    return result
+
+
+def _iou(a, b):
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:4], b[None, :, 2:4])
+    inter = np.prod(np.clip(rb - lt, 0, None), -1)
+    area = lambda r: np.prod(r[:, 2:4] - r[:, :2], -1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None] - inter)
+
+
+def test_mediapipe_object_detector_finds_what_edgekit_finds(phone_demo):
+    image = read_image(assets.sample_image())
+    ours = _rows(edgekit.load(phone_demo.path)(image, conf=0.5))
+    theirs = mediapipe_detect(phone_demo.path, [image], ["circle", "square", "triangle"], conf=0.5)[0]
+    # and what the ONNX demo model finds on the same photo (letterboxed, not stretched: same objects)
+    onnx = _rows(edgekit.load(assets.default_model())(image, conf=0.5))
+    assert len(ours) >= 3 and len(theirs) == len(ours) and len(onnx) == len(ours)
+    # MediaPipe resizes with its own sampler and rounds to pixels; the ONNX model sees a letterboxed, not a
+    # stretched, image, so its boxes fit the same objects a little differently
+    for other, min_iou in ((theirs, 0.9), (onnx, 0.7)):
+        iou = _iou(ours, other)
+        best = iou.argmax(1)
+        assert (iou.max(1) > min_iou).all() and (other[best, 5] == ours[:, 5]).all(), iou.max(1)
+    assert np.abs(np.sort(theirs[:, 4]) - np.sort(ours[:, 4])).max() < 0.02
+    assert phone_demo.verification.extra["mediapipe_map50"] > 0.9
+
+
+def test_mediapipe_metadata_writer_stand_in():
+    from edgekit.converters.tflite_phone import _install_metadata_version_module
+
+    _install_metadata_version_module()
+    from mediapipe.tasks.cc.metadata.python import _pywrap_metadata_version as version
+    from mediapipe.tasks.python.metadata.metadata_writers import metadata_writer  # the import that used to fail
+
+    assert callable(version.GetMinimumMetadataParserVersion) and metadata_writer.Labels
+
+
+def test_phone_errors_are_one_line(phone_yolov9, tmp_path, capsys):
+    assert main(["convert", "yolov9-t", "--to", "onnx", "--phone", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgekit: error: --phone") and "\n" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["yolov9", "yolo26", "damo"])
+def test_phone_every_family_every_precision(checkpoints, family, tmp_path):
+    calib = write_yolo_dataset(tmp_path / "calib", 24, seed=3)
+    results = convert_many(checkpoints[family](), "tflite", "all", IMGSZ, tmp_path, phone=True, calib=calib,
+                           calib_size=24, **quiet)
+    for result in results:
+        assert result.ok, f"{result.precision}: {result.error}"
+        figures = result.verification
+        assert figures.max_abs["op_unmatched"] == 0 and figures.extra["mediapipe_map50"] >= 0.5
+        engine = LiteRTEngine(result.path)
+        assert engine.inputs[0].dtype == "float32"  # MediaPipe feeds float: INT8 quantizes inside the graph
+        assert [o.dtype for o in engine.outputs] == ["float32"] * 4
+    sizes = {r.precision: r.size_mb for r in results}
+    assert sizes["int8"] < 0.4 * sizes["fp32"] and sizes["fp16"] < 0.6 * sizes["fp32"]
