@@ -295,7 +295,7 @@ def verify_phone(ctx, engine, path: Path, meta: ModelMeta, precision: str):
     else:
         result = compare(
             lambda i: ctx.reference_outputs(ctx.images[i], key=i),
-            lambda i: _op_inputs(probe, meta, ctx.images[i]),
+            lambda i: _op_inputs(_run(probe, meta, ctx.images[i])),
             list(range(len(ctx.images))),
             FP16_TOLERANCE if precision == "fp16" else FP32_TOLERANCE,
             backend=engine.backend,
@@ -332,9 +332,8 @@ def _run(probe, meta: ModelMeta, image: np.ndarray) -> dict[str, np.ndarray]:
     return probe.run({meta.input.name: x})
 
 
-def _op_inputs(probe, meta: ModelMeta, image: np.ndarray) -> dict[str, np.ndarray]:
-    """The op's inputs as the contract's boxes (x1, y1, x2, y2 normalized) and scores."""
-    out = _run(probe, meta, image)
+def _op_inputs(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The op's inputs in a tapped run's outputs, as the contract's boxes (x1, y1, x2, y2 normalized) and scores."""
     enc, scores = out[TAP_NAMES[0]].astype(np.float64), out[TAP_NAMES[1]]
     cy, cx, h, w = enc[..., 0], enc[..., 1], np.exp(enc[..., 2]), np.exp(enc[..., 3])
     boxes = np.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), -1).astype(np.float32)
@@ -349,8 +348,8 @@ def _check_rows(probe, meta: ModelMeta, images: list[np.ndarray]) -> dict[str, f
     decode = meta.decode
     boxes_all, scores_all, unmatched = [np.zeros(0)], [np.zeros(0)], 0
     for image in images:
-        out = _run(probe, meta, image)
-        tapped = _op_inputs(probe, meta, image)
+        out = _run(probe, meta, image)  # one run gives the op's inputs and its rows
+        tapped = _op_inputs(out)
         found = decode_nms(
             tapped["boxes"][0], tapped["scores"][0], decode.conf, decode.iou, decode.max_det, multi_label=True
         )
