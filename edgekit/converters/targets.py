@@ -185,7 +185,7 @@ def verify_elementwise(ctx: ExportContext, engine, meta: ModelMeta, precision: s
 
 def verify_agreement(ctx: ExportContext, engine, meta: ModelMeta) -> Verification:
     """INT8: mAP of the artifact's detections against the FP32 source's detections taken as truth."""
-    from edgekit.runtimes.detector import decode_outputs
+    from edgekit.runtimes.decode import decode_outputs
 
     images = ctx.calibration_images() or ctx.images
     truths, predictions = [], []

@@ -372,7 +372,7 @@ def mediapipe_agreement(path: Path, engine, meta: ModelMeta, images: list[np.nda
     """mAP of MediaPipe's detections on `images` against edgekit's own run of the same file."""
     from edgekit.converters.targets import _run_engine
     from edgekit.eval.metrics import ImageResult, mean_average_precision
-    from edgekit.runtimes.detector import decode_outputs
+    from edgekit.runtimes.decode import decode_outputs
     from edgekit.runtimes.preprocess import preprocess
 
     decode = meta.decode

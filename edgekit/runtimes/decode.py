@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgekit.detections import Detections
+from edgekit.meta import ModelMeta
 from edgekit.runtimes.preprocess import LetterboxInfo
 
 
@@ -277,3 +279,41 @@ def to_source(xyxy: np.ndarray, info: LetterboxInfo, normalized: bool) -> np.nda
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
     out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
     return out
+
+
+def decode_outputs(
+    meta: ModelMeta,
+    outputs: dict[str, np.ndarray],
+    infos: Sequence[LetterboxInfo],
+    *,
+    conf: float,
+    iou: float,
+    max_det: int,
+    classes: Sequence[int] | None = None,
+    agnostic: bool = False,
+    multi_label: bool | None = None,
+) -> list[Detections]:
+    """Decode float outputs of a batch as `meta` says (NMS, top-k or threshold), into source pixels."""
+    out = meta.outputs
+    multi_label = meta.decode.multi_label if multi_label is None else multi_label
+    tensors = [np.asarray(outputs[name]) for name in out.names]
+    results = []
+    for b, info in enumerate(infos):
+        if out.kind == "detections":
+            count = int(np.asarray(tensors[1]).reshape(-1)[b]) if len(tensors) > 1 else None
+            found = decode_detections(tensors[0][b], conf, max_det, classes, count)
+        elif out.kind == "vision":  # CoreML's NMS pipeline: rows already selected, one image per call
+            found = decode_vision(tensors[0], tensors[1], len(meta.classes), conf, max_det, classes)
+        elif out.kind == "postprocess":  # TFLite_Detection_PostProcess: rows already selected
+            boxes, cls, score, count = (t[b] for t in tensors)
+            found = decode_postprocess(boxes, cls, score, int(np.asarray(count).reshape(-1)[0]), conf, max_det,
+                                       classes)
+        elif out.kind == "packed":
+            found = decode_packed(tensors[0][b], conf, iou, max_det, classes, agnostic, multi_label)
+        elif meta.decode.method == "topk":
+            found = decode_topk(tensors[0][b], tensors[1][b], conf, max_det, classes)
+        else:
+            found = decode_nms(tensors[0][b], tensors[1][b], conf, iou, max_det, classes, agnostic, multi_label)
+        xyxy = to_source(found.xyxy, info, out.normalized)
+        results.append(Detections(xyxy, found.scores, found.class_id, meta.classes, info.source_size))
+    return results

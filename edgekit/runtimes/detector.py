@@ -120,50 +120,12 @@ class Detector:
         for name, spec in zip(self.meta.outputs.names, self._output_specs):
             value = np.asarray(outputs[name])
             raw[name] = dequantize(value, spec.quant) if spec.quant else value
-        return decode_outputs(self.meta, raw, infos, multi_label=self.multi_label, **options)
+        return decode.decode_outputs(self.meta, raw, infos, multi_label=self.multi_label, **options)
 
     @property
     def _output_specs(self) -> list[TensorSpec]:
         by_name = {o.name: o for o in self.engine.outputs}
         return [by_name[n] for n in self.meta.outputs.names]
-
-
-def decode_outputs(
-    meta: ModelMeta,
-    outputs: dict[str, np.ndarray],
-    infos: Sequence[LetterboxInfo],
-    *,
-    conf: float,
-    iou: float,
-    max_det: int,
-    classes: Sequence[int] | None = None,
-    agnostic: bool = False,
-    multi_label: bool | None = None,
-) -> list[Detections]:
-    """Decode float outputs of a batch as `meta` says (NMS, top-k or threshold), into source pixels."""
-    out = meta.outputs
-    multi_label = meta.decode.multi_label if multi_label is None else multi_label
-    tensors = [np.asarray(outputs[name]) for name in out.names]
-    results = []
-    for b, info in enumerate(infos):
-        if out.kind == "detections":
-            count = int(np.asarray(tensors[1]).reshape(-1)[b]) if len(tensors) > 1 else None
-            found = decode.decode_detections(tensors[0][b], conf, max_det, classes, count)
-        elif out.kind == "vision":  # CoreML's NMS pipeline: rows already selected, one image per call
-            found = decode.decode_vision(tensors[0], tensors[1], len(meta.classes), conf, max_det, classes)
-        elif out.kind == "postprocess":  # TFLite_Detection_PostProcess: rows already selected
-            boxes, cls, score, count = (t[b] for t in tensors)
-            found = decode.decode_postprocess(boxes, cls, score, int(np.asarray(count).reshape(-1)[0]), conf, max_det,
-                                              classes)
-        elif out.kind == "packed":
-            found = decode.decode_packed(tensors[0][b], conf, iou, max_det, classes, agnostic, multi_label)
-        elif meta.decode.method == "topk":
-            found = decode.decode_topk(tensors[0][b], tensors[1][b], conf, max_det, classes)
-        else:
-            found = decode.decode_nms(tensors[0][b], tensors[1][b], conf, iou, max_det, classes, agnostic, multi_label)
-        xyxy = decode.to_source(found.xyxy, info, out.normalized)
-        results.append(Detections(xyxy, found.scores, found.class_id, meta.classes, info.source_size))
-    return results
 
 
 def _fixed(value: Any) -> int | None:
