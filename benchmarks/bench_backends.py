@@ -30,10 +30,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the checkpoint-layout writers
 import edgekit
 from edgekit import assets
-from edgekit.converters import targets
+from edgekit.converters import verify
 from edgekit.converters.convert import convert_many
 from edgekit.devices import read_image
-from edgekit.eval.shapes import write_yolo_dataset
+from edgekit.eval.synthetic import write_yolo_dataset
 
 from checkpoints import (
     random_damo,
@@ -84,7 +84,7 @@ def main() -> int:
         f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
         f"torch {torch.__version__}; input {args.imgsz}x{args.imgsz}, {args.frames} frames per artifact"
     )
-    targets.INT8_MIN_MAP50 = 0.0  # random weights: report INT8 agreement, do not gate on it (see above)
+    verify.INT8_MIN_MAP50 = 0.0  # random weights: report INT8 agreement, do not gate on it (see above)
     rows, checks = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -96,7 +96,7 @@ def main() -> int:
             start = time.perf_counter()
             results = convert_many(
                 ckpt, args.formats, args.precisions, args.imgsz, tmp / family, calib=calib,
-                calib_size=args.calib_size, log=lambda s: None, **options,
+                calib_size=args.calib_size, **options,
             )
             print(f"{name}: {len(results)} artifacts converted and verified in {time.perf_counter() - start:.0f} s")
             fp32 = {}

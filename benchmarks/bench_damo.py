@@ -55,7 +55,7 @@ def main() -> int:
         model = random_damo(args.arch)
         ckpt = write_damo_checkpoint(model, tmp / f"{args.arch}.pth")
         start = time.perf_counter()
-        result = convert(ckpt, imgsz=args.imgsz, out_dir=tmp, log=lambda s: None)
+        result = convert(ckpt, imgsz=args.imgsz, out_dir=tmp)
         seconds = time.perf_counter() - start
         training = tmp / "training.onnx"
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():

@@ -129,7 +129,7 @@ def main() -> int:
             f"median of {args.frames} frames (pre / infer / post / total ms)"
         )
         for label, options in modes.items():
-            result = convert(ckpt, imgsz=args.imgsz, out_dir=tmp, log=lambda s: None, **options)
+            result = convert(ckpt, imgsz=args.imgsz, out_dir=tmp, **options)
             detector = edgekit.load(result.path)
             for _ in range(3):
                 detector(image)

@@ -76,7 +76,7 @@ def main() -> int:
         print(f"checkpoint: {ckpt.stat().st_size / 1e6:.1f} MB (official layout, fp16, model + ema)")
 
         start = time.perf_counter()
-        result = convert(ckpt, imgsz=args.imgsz, out_dir=tmp, log=lambda s: None)
+        result = convert(ckpt, imgsz=args.imgsz, out_dir=tmp)
         seconds = time.perf_counter() - start
         print(
             f"\nconversion: {seconds:.1f} s end to end (target <= {TARGET_SECONDS:.0f} s): "

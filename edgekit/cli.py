@@ -173,29 +173,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a checkpoint (or a built-in architecture) to verified artifacts: one per format x precision."""
     _converter_side()
     from edgekit.converters.convert import convert_many
+    from edgekit.converters.options import ConvertOptions, option_names
+    from edgekit.logs import printed
 
-    imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
     precisions = "fp16" if args.half and args.precision == "fp32" else args.precision
-    results = convert_many(
-        args.checkpoint,
-        formats=args.to,
-        precisions=precisions,
-        imgsz=imgsz,
-        out_dir=args.out,
-        dynamic=args.dynamic,
-        opset=args.opset,
-        topk=args.topk,
-        nms=args.nms,
-        arch=args.arch,
-        keep_ratio=args.keep_ratio,
-        names=args.names,
-        calib=args.calib,
-        calib_size=args.calib_size,
-        nms_in_graph=args.nms_in_graph,
-        phone=args.phone,
-        coreml_nms=args.coreml_nms,
-        uint8_input=args.uint8_input,
-    )
+    given = {name: getattr(args, name) for name in option_names() if hasattr(args, name)}
+    options = ConvertOptions.create(args.to, precisions, args.imgsz, **given)
+    with printed():
+        results = convert_many(args.checkpoint, options=options)
     failed = [r for r in results if not r.ok]
     if failed:
         what = ", ".join(f"{r.format} {r.precision}" for r in failed)
@@ -392,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size (default: fixed batch 1)")
     p.add_argument("--opset", type=_positive, default=17, help="ONNX opset (17 or newer)")
-    p.add_argument("--out", default=".", help="output folder (default: the current one)")
+    p.add_argument("--out", dest="out_dir", default=".", help="output folder (default: the current one)")
     p.add_argument(
         "--topk",
         choices=["graph", "runtime"],

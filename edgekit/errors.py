@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
-import logging
 import sys
-import warnings
 from types import ModuleType
 
 
@@ -32,22 +28,11 @@ def require(module: str, extra: str) -> ModuleType:
     try:
         if module in sys.modules:
             return sys.modules[module]
-        with _quiet_import():
+        from edgekit.logs import silenced
+
+        with silenced():
             return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(
             f"{module} is not installed ({exc}); install it with: pip install 'edgekit[{extra}]'"
         ) from None
-
-
-@contextlib.contextmanager
-def _quiet_import():
-    silent = io.StringIO()
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(silent), contextlib.redirect_stderr(silent):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(previous)

@@ -11,9 +11,9 @@ import edgekit
 from edgekit import assets
 from edgekit.converters.calibration import calibration_images
 from edgekit.converters.convert import convert_many
-from edgekit.converters.nms_graph import match_rows
+from edgekit.converters.verify import match_rows
 from edgekit.errors import EdgekitError
-from edgekit.eval.shapes import write_yolo_dataset
+from edgekit.eval.synthetic import write_yolo_dataset
 from edgekit.runtimes.litert import LiteRTEngine
 
 from checkpoints import (
@@ -26,7 +26,7 @@ from checkpoints import (
 )
 
 IMGSZ = 160
-quiet = {"log": lambda s: None}
+quiet = {}  # conversion logs go to the edgekit logger, silent unless configured
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_openvino_folder_and_rt_info(fp32_artifacts):
 
 
 def test_coreml_structure_metadata(fp32_artifacts):
-    from edgekit.converters.coreml_export import spec_of
+    from edgekit.converters.backends.coreml import spec_of
 
     path = fp32_artifacts["yolo26"]["coreml"].path
     spec = spec_of(path)
@@ -123,7 +123,7 @@ def test_coreml_structure_metadata(fp32_artifacts):
 
 
 def test_coreml_vision_pipeline(checkpoints, tmp_path):
-    from edgekit.converters.coreml_export import spec_of
+    from edgekit.converters.backends.coreml import spec_of
 
     results = convert_many(checkpoints["yolov9"], "coreml", "fp32", IMGSZ, tmp_path, coreml_nms=True, **quiet)
     assert results[0].ok, results[0].error
@@ -220,14 +220,15 @@ def test_uint8_input_tflite(checkpoints, tmp_path):
     assert len(detector(assets.sample_image(), conf=0.3)) > 0
 
 
-def test_calibration_sources(calib, tmp_path):
+def test_calibration_sources(calib, tmp_path, caplog):
     images = sorted((calib.parent / "images").iterdir())
     coco = {"images": [{"id": i, "file_name": p.name} for i, p in enumerate(images)], "annotations": []}
     (calib.parent / "images" / "instances.json").write_text(json.dumps(coco))
-    warnings = []
+    caplog.set_level("WARNING", logger="edgekit")
     for spec in (calib.parent / "images", calib, calib.parent / "images" / "instances.json"):
-        found = calibration_images(spec, 10, warn=warnings.append)
+        found = calibration_images(spec, 10)
         assert len(found) == 10 and all(p.is_file() for p in found)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 3 and "only 10 calibration images" in warnings[0]
     with pytest.raises(EdgekitError, match="calibration data not found"):
         calibration_images(tmp_path / "nothing")

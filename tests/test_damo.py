@@ -10,8 +10,9 @@ import torch
 
 import edgekit
 from edgekit import assets
-from edgekit.converters.convert import convert, open_source
-from edgekit.converters.damo import reference_deploy, to_deploy
+from edgekit.converters.convert import convert
+from edgekit.converters.families import open_source
+from edgekit.converters.families.damo import reference_deploy, to_deploy
 from edgekit.errors import EdgekitError
 from edgekit.models import damo as D
 from edgekit.models.checkpoint import load_checkpoint
@@ -95,7 +96,7 @@ def test_deploy_equals_the_training_form(arch):
 
 def _convert(tmp_path, arch, imgsz=192, **kwargs):
     path = write_damo_checkpoint(random_damo(arch, 5), tmp_path / f"{arch}.pth")
-    result = convert(path, imgsz=imgsz, out_dir=tmp_path / "out", log=lambda s: None, **kwargs)
+    result = convert(path, imgsz=imgsz, out_dir=tmp_path / "out", **kwargs)
     assert result.verification.passed
     assert result.verification.max_abs["boxes"] <= 1e-3 and result.verification.max_abs["scores"] <= 1e-4
     return result

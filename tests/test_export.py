@@ -5,12 +5,12 @@ import pytest
 import torch
 
 import edgekit
-from edgekit.converters.convert import convert, open_source, verification_images
-from edgekit.converters.fuse import fold_all_bn, fold_bn
-from edgekit.converters.shapes import convert_shapes
-from edgekit.converters.targets import ExportContext, export_target
+from edgekit.converters.context import ExportContext
+from edgekit.converters.convert import convert, export_target, verification_images
+from edgekit.converters.families import open_source
 from edgekit.meta import ModelMeta
-from edgekit.models.shapes import ShapesNet
+from edgekit.models.fuse import fold_all_bn, fold_bn
+from edgekit.models.shapesnet import ShapesNet
 
 
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
@@ -57,8 +57,9 @@ def random_weights(tmp_path_factory):
 
 
 def test_conversion_embeds_verified_metadata_and_runs(random_weights, tmp_path):
-    out = tmp_path / "shapes.onnx"
-    result = convert_shapes(random_weights, out, imgsz=128)
+    found = convert(random_weights, imgsz=128, out_dir=tmp_path)
+    out, result = found.path, found.verification
+    assert out == tmp_path / "shapes.onnx"
     assert result.passed and result.max_abs["boxes"] <= 1e-3 and result.max_abs["scores"] <= 1e-4
     detector = edgekit.load(out)
     meta = detector.meta
@@ -75,7 +76,7 @@ def test_failed_verification_leaves_nothing(random_weights, tmp_path):
     source.reference = lambda x: {k: v + (1e-3 if k == "scores" else 0) for k, v in right(x).items()}
     meta = ModelMeta(source.family, source.variant, source.classes, (64, 64))
     ctx = ExportContext(
-        source, source.make_deploy(), meta, verification_images(1, 1), tmp_path / "work", log=lambda s: None
+        source, source.make_deploy(), meta, verification_images(1, 1), tmp_path / "work"
     )
     (tmp_path / "work").mkdir()
     result = export_target(ctx, "onnx", "fp32", tmp_path / "out", "bad")
@@ -84,7 +85,7 @@ def test_failed_verification_leaves_nothing(random_weights, tmp_path):
 
 
 def test_conversion_of_the_demo_weights_by_state_dict(random_weights, tmp_path):
-    result = convert(random_weights, imgsz=96, out_dir=tmp_path, log=lambda s: None)
+    result = convert(random_weights, imgsz=96, out_dir=tmp_path)
     assert result.path.name == "shapes.onnx" and result.verification.passed
 
 

@@ -7,11 +7,11 @@ import pytest
 import edgekit
 from edgekit import assets
 from edgekit.cli import main
+from edgekit.converters.backends.tflite.export import read_model
+from edgekit.converters.backends.tflite.phone import OUTPUT_NAMES, POSTPROCESS_OP, mediapipe_detect
 from edgekit.converters.convert import convert_many
-from edgekit.converters.tflite_export import read_model
-from edgekit.converters.tflite_phone import OUTPUT_NAMES, POSTPROCESS_OP, mediapipe_detect
 from edgekit.devices import read_image
-from edgekit.eval.shapes import write_yolo_dataset
+from edgekit.eval.synthetic import write_yolo_dataset
 from edgekit.runtimes.litert import LiteRTEngine
 
 from checkpoints import (
@@ -25,7 +25,7 @@ from checkpoints import (
 
 pytest.importorskip("mediapipe")
 IMGSZ = 160
-quiet = {"log": lambda s: None}
+quiet = {}  # conversion logs go to the edgekit logger, silent unless configured
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_mediapipe_object_detector_finds_what_edgekit_finds(phone_demo):
 
 
 def test_mediapipe_metadata_writer_stand_in():
-    from edgekit.converters.tflite_phone import _install_metadata_version_module
+    from edgekit.converters.backends.tflite.phone import _install_metadata_version_module
 
     _install_metadata_version_module()
     from mediapipe.tasks.cc.metadata.python import _pywrap_metadata_version as version

@@ -12,7 +12,7 @@ import torch
 import edgekit
 from edgekit import assets
 from edgekit.converters.convert import convert
-from edgekit.converters.ultralytics import to_deploy
+from edgekit.converters.families.ultralytics import to_deploy
 from edgekit.errors import EdgekitError
 from edgekit.models import ultralytics as U
 from edgekit.models.checkpoint import load_checkpoint
@@ -38,9 +38,9 @@ def yolo26n(tmp_path_factory):
 def converted(yolo26n, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     return {
-        "graph": convert(yolo26n, imgsz=256, out_dir=out, log=lambda s: None),
-        "runtime": convert(yolo26n, imgsz=256, topk="runtime", out_dir=out, log=lambda s: None),
-        "nms": convert(yolo26n, imgsz=256, nms=True, out_dir=out, log=lambda s: None),
+        "graph": convert(yolo26n, imgsz=256, out_dir=out),
+        "runtime": convert(yolo26n, imgsz=256, topk="runtime", out_dir=out),
+        "nms": convert(yolo26n, imgsz=256, nms=True, out_dir=out),
     }
 
 
@@ -163,7 +163,7 @@ def test_ultralytics_yolov9t(tmp_path):
     assert count_params(to_deploy(U.build("yolov9t").eval(), "o2m")[0]) / 1e6 == pytest.approx(2.094, rel=5e-3)
     model = random_ultralytics("yolov9t", nc=4)
     ckpt = write_ultralytics_checkpoint(model, tmp_path / "yolov9t.pt")
-    result = convert(ckpt, imgsz=192, out_dir=tmp_path, log=lambda s: None)
+    result = convert(ckpt, imgsz=192, out_dir=tmp_path)
     assert result.verification.passed and result.path.name == "yolov9t.onnx"
     meta = edgekit.load(result.path).meta
     assert meta.family == "ultralytics-yolov9" and meta.decode.method == "nms" and meta.classes[0] == "cls0"
@@ -173,7 +173,7 @@ def test_other_tasks_are_refused_by_name(tmp_path):
     model = random_ultralytics("yolo26n", nc=2)
     path = write_ultralytics_checkpoint(model, tmp_path / "seg.pt", task_class="SegmentationModel")
     with pytest.raises(EdgekitError, match="segment is not supported yet"):
-        convert(path, imgsz=128, out_dir=tmp_path / "o", log=lambda s: None)
+        convert(path, imgsz=128, out_dir=tmp_path / "o")
     proc = subprocess.run(
         [sys.executable, "-m", "edgekit.cli", "convert", str(path), "--out", str(tmp_path / "o")],
         capture_output=True,
@@ -189,12 +189,12 @@ def test_yaml_and_weights_mismatches(tmp_path):
     model.yaml["nc"] = 5
     path = write_ultralytics_checkpoint(model, tmp_path / "nc.pt")
     with pytest.raises(EdgekitError, match="class-count mismatch: the yaml says nc=5"):
-        convert(path, imgsz=128, out_dir=tmp_path, log=lambda s: None)
+        convert(path, imgsz=128, out_dir=tmp_path)
     model = random_ultralytics("yolo26n", nc=3)
     model.yaml["backbone"][0][2] = "MagicConv"
     path = write_ultralytics_checkpoint(model, tmp_path / "magic.pt")
     with pytest.raises(EdgekitError, match="unknown block 'MagicConv' in layer 0"):
-        convert(path, imgsz=128, out_dir=tmp_path, log=lambda s: None)
+        convert(path, imgsz=128, out_dir=tmp_path)
 
 
 def test_deploy_equals_training_branches():
@@ -213,6 +213,6 @@ def test_deploy_equals_training_branches():
 @pytest.mark.parametrize("options", [{}, {"topk": "runtime"}, {"nms": True}], ids=["graph", "runtime", "nms"])
 def test_yolo26s_every_mode(tmp_path, options):
     path = write_ultralytics_checkpoint(random_ultralytics("yolo26s", nc=7, seed=3), tmp_path / "yolo26s.pt")
-    result = convert(path, imgsz=160, out_dir=tmp_path, log=lambda s: None, **options)
+    result = convert(path, imgsz=160, out_dir=tmp_path, **options)
     assert result.verification.passed
     assert len(edgekit.load(result.path)(assets.sample_image(), conf=0.2)) > 0

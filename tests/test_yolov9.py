@@ -13,9 +13,10 @@ import torch
 
 import edgekit
 from edgekit import assets
-from edgekit.converters.convert import convert, open_source
+from edgekit.converters.convert import convert
+from edgekit.converters.families import open_source
+from edgekit.converters.families.yolov9 import strip_pgi, to_deploy
 from edgekit.converters.source import boxes_scores_from_packed
-from edgekit.converters.yolov9 import strip_pgi, to_deploy
 from edgekit.errors import EdgekitError
 from edgekit.meta import KEY
 from edgekit.models import yolov9 as Y
@@ -142,7 +143,7 @@ def _convert_and_check(tmp_path, arch, imgsz=160, nc=5):
     model = random_yolov9(arch, nc=nc)
     ckpt = write_yolov9_checkpoint(model, tmp_path / f"{arch}.pt")
     out = tmp_path / "out"
-    result = convert(ckpt, imgsz=imgsz, out_dir=out, log=lambda s: None)
+    result = convert(ckpt, imgsz=imgsz, out_dir=out)
     assert result.verification.passed
     assert result.verification.max_abs["boxes"] <= 1e-3 and result.verification.max_abs["scores"] <= 1e-4
     onnx_model = onnx.load(str(result.path))
@@ -176,10 +177,10 @@ def test_convert_every_size(tmp_path, arch):
 
 def test_half_and_dynamic_exports(tmp_path):
     ckpt = write_yolov9_checkpoint(random_yolov9("gelan-t", nc=4), tmp_path / "g.pt")
-    half = convert(ckpt, imgsz=128, half=True, out_dir=tmp_path, log=lambda s: None)
+    half = convert(ckpt, imgsz=128, half=True, out_dir=tmp_path)
     assert half.path.name == "g-fp16.onnx" and half.verification.passed and half.precision == "fp16"
     assert edgekit.load(half.path).meta.precision == "fp16"
-    dyn = convert(ckpt, imgsz=128, dynamic=True, out_dir=tmp_path / "d", log=lambda s: None)
+    dyn = convert(ckpt, imgsz=128, dynamic=True, out_dir=tmp_path / "d")
     detector = edgekit.load(dyn.path, imgsz=192)
     assert detector.meta.imgsz == (192, 192)
     assert len(detector([np.zeros((100, 120, 3), np.uint8)] * 2)) == 2

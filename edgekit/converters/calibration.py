@@ -15,8 +15,11 @@ import numpy as np
 
 from edgekit.devices.sources import IMAGE_SUFFIXES, read_image
 from edgekit.errors import EdgekitError
+from edgekit.logs import get_logger
 from edgekit.meta import InputSpec
 from edgekit.runtimes.preprocess import preprocess
+
+log = get_logger("edgekit.convert")
 
 DEFAULT_SIZE = 300
 FEW = 100
@@ -80,7 +83,7 @@ def _from_coco_json(path: Path) -> list[Path]:
     return images
 
 
-def calibration_images(spec: str | Path, size: int = DEFAULT_SIZE, warn=print) -> list[Path]:
+def calibration_images(spec: str | Path, size: int = DEFAULT_SIZE) -> list[Path]:
     """Up to `size` image paths from a folder, a YOLO dataset yaml or a COCO json (evenly spread)."""
     path = Path(spec)
     if not path.exists():
@@ -99,20 +102,16 @@ def calibration_images(spec: str | Path, size: int = DEFAULT_SIZE, warn=print) -
         picks = np.linspace(0, len(images) - 1, size).round().astype(int)
         images = [images[i] for i in picks]
     if len(images) < FEW:
-        warn(f"warning: only {len(images)} calibration images; INT8 ranges are more reliable with {FEW} or more")
+        log.warning(f"warning: only {len(images)} calibration images; INT8 ranges are more reliable with {FEW} or more")
     return images
 
 
 def calibration_tensors(
     images: list[Path], spec: InputSpec, imgsz: tuple[int, int], progress: bool = True
 ) -> Iterator[np.ndarray]:
-    """Each image preprocessed as the runtime will, as a [1, ...] float32 tensor; shows progress on stderr."""
-    total = len(images)
-    for i, path in enumerate(images, 1):
+    """Each image preprocessed as the runtime will, as a [1, ...] float32 tensor; a progress bar on stderr."""
+    from tqdm import tqdm
+
+    for path in tqdm(images, desc="calibration", unit="image", disable=not progress, file=sys.stderr, leave=False):
         tensor, _ = preprocess(read_image(path), spec, imgsz)
-        if progress and sys.stderr.isatty():
-            done = int(30 * i / total)
-            print(f"\rcalibration [{'#' * done}{'.' * (30 - done)}] {i}/{total}", end="", file=sys.stderr, flush=True)
         yield tensor
-    if progress and sys.stderr.isatty():
-        print(file=sys.stderr)

@@ -1,4 +1,13 @@
-"""Verification: an artifact's outputs against the source model's on the same inputs."""
+"""Every check of an artifact against its source, in one place.
+
+- element-wise: FP32/FP16 outputs against the training form's on the verification images;
+- agreement: INT8 (and thresholded FP16) detections scored (mAP) against the FP32 source's as truth;
+- NMS rows: in-graph NMS (ONNX, and TFLite's post-process op on phone files) against numpy's NMS,
+  tie-aware;
+- torch program: the exact program a backend converted, run in torch (CoreML off macOS).
+
+Backends call these; the figures go into a :class:`Verification` stored in the artifact's metadata.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgekit.converters.context import ExportContext
 from edgekit.errors import EdgekitError
+from edgekit.eval.metrics import ImageResult, mean_average_precision
+from edgekit.meta import ModelMeta
+from edgekit.runtimes.decode import decode_nms, decode_outputs
+from edgekit.runtimes.preprocess import dequantize, preprocess
 
 FP32_TOLERANCE = {
     "boxes": 1e-3,
@@ -173,3 +187,167 @@ def match_detections(
             continue
         box_errors.append(np.abs(anchor_boxes[candidates] - row[:4]).max(1).min())
     return np.asarray(box_errors), score_diff, unmatched
+
+
+INT8_MIN_MAP50 = 0.5  # detection agreement below this is a failed conversion
+NMS_TOLERANCE = {"nms_boxes": 1e-3, "nms_scores": 1e-4, "nms_unmatched": 0, "nms_count_diff": 0}
+
+
+def run_engine(engine, meta: ModelMeta, image: np.ndarray) -> dict[str, np.ndarray]:
+    """An artifact's float outputs for one BGR image, preprocessed as its metadata says (integer outputs
+    dequantized)."""
+    x, _ = preprocess(image, meta.input, tuple(meta.imgsz))
+    out = engine.run({meta.input.name: x})
+    specs = {o.name: o for o in engine.outputs}
+    return {
+        name: dequantize(out[name], specs[name].quant) if specs[name].quant else np.asarray(out[name], np.float32)
+        for name in meta.outputs.names
+    }
+
+
+def verify_elementwise(ctx: ExportContext, engine, meta: ModelMeta, precision: str) -> Verification:
+    """FP32 / FP16: outputs against the training form on the verification images, element-wise."""
+    tolerance = FP16_TOLERANCE if precision == "fp16" else FP32_TOLERANCE
+    return compare(
+        lambda i: ctx.reference_outputs(ctx.images[i], key=i),
+        lambda i: run_engine(engine, meta, ctx.images[i]),
+        list(range(len(ctx.images))),
+        tolerance,
+        backend=engine.backend,
+    )
+
+
+def detection_agreement(predictions: list[ImageResult], truths: list[ImageResult], classes: int) -> dict[str, float]:
+    """mAP50-95 and mAP50 of `predictions` scored against `truths` (another run's detections), and how many
+    reference detections there were."""
+    result = mean_average_precision(predictions, truths, classes)
+    return {"map50_95": result.map50_95, "map50": result.map50, "reference_detections": result.instances}
+
+
+def verify_agreement(ctx: ExportContext, engine, meta: ModelMeta) -> Verification:
+    """INT8: mAP of the artifact's detections against the FP32 source's detections taken as truth, on the
+    calibration images (or the verification images when there are none)."""
+    images = ctx.calibration_images() or ctx.images
+    truths, predictions = [], []
+    decode = meta.decode
+    for image in images:
+        ref = ctx.reference_outputs(image)
+        _, info = ctx.reference_input(image)
+        truth = decode_outputs(ctx.source_meta, ref, [info], conf=decode.conf, iou=decode.iou, max_det=decode.max_det)[
+            0
+        ]
+        _, art_info = preprocess(image, meta.input, tuple(meta.imgsz))
+        got = decode_outputs(
+            meta, run_engine(engine, meta, image), [art_info], conf=0.001, iou=decode.iou, max_det=decode.max_det
+        )[0]
+        truths.append(ImageResult(truth.xyxy, truth.class_id))
+        predictions.append(ImageResult(got.xyxy, got.class_id, got.confidence))
+    verification = Verification(backend=engine.backend, inputs=len(images))
+    verification.extra = detection_agreement(predictions, truths, len(meta.classes))
+    verification.minimum = {"map50": INT8_MIN_MAP50} if verification.extra["reference_detections"] else {}
+    return verification
+
+
+def match_rows(ref: np.ndarray, got: np.ndarray, score_tol: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pair two sets of [N, 6] detection rows (box, score, class) by class and score, closest boxes first
+    (equal scores, common in uniform image regions, may come out in any order). Returns the box and score
+    differences of the pairs and how many rows of either side found no partner."""
+    if not len(ref) or not len(got):
+        return np.zeros(0), np.zeros(0), len(ref) + len(got)
+    same = (ref[None, :, 5] == got[:, None, 5]) & (np.abs(ref[None, :, 4] - got[:, None, 4]) <= score_tol)
+    error = np.abs(ref[None, :, :4] - got[:, None, :4]).max(-1)
+    g_idx, r_idx = np.nonzero(same)
+    order = np.argsort(error[g_idx, r_idx], kind="stable")
+    used_g, used_r = np.zeros(len(got), bool), np.zeros(len(ref), bool)
+    boxes, scores = [], []
+    for gi, ri in zip(g_idx[order], r_idx[order]):
+        if used_g[gi] or used_r[ri]:
+            continue
+        used_g[gi] = used_r[ri] = True
+        boxes.append(error[gi, ri])
+        scores.append(abs(ref[ri, 4] - got[gi, 4]))
+    return np.asarray(boxes), np.asarray(scores), int((~used_g).sum() + (~used_r).sum())
+
+
+def verify_nms(ctx: ExportContext, engine, meta: ModelMeta) -> Verification:
+    """The artifact's in-graph NMS against the runtime's numpy NMS on the training form's outputs.
+
+    Tie-aware: every kept row must be a genuine (anchor, class) candidate of the source (box and score
+    within tolerance), and the kept scores must equal the numpy NMS's, so boxes that tie on score may be
+    kept in either order.
+    """
+    decode = meta.decode
+    result = Verification(backend=engine.backend, inputs=len(ctx.images))
+    boxes_all, scores_all, unmatched, counts = [], [], 0, 0
+    for i, image in enumerate(ctx.images):
+        ref = ctx.reference_outputs(image, key=i)
+        found = decode_nms(
+            ref["boxes"][0], ref["scores"][0], decode.conf, decode.iou, decode.max_det,
+            multi_label=ctx.source_meta.decode.multi_label,
+        )
+        expected = np.concatenate([found.xyxy, found.scores[:, None], found.class_id[:, None]], 1).astype(np.float64)
+        out = run_engine(engine, meta, image)
+        rows = np.asarray(out["detections"][0], np.float64)[: int(np.asarray(out["count"]).reshape(-1)[0])]
+        counts += abs(len(rows) - len(expected))
+        if len(rows) != len(expected):
+            continue
+        b, s, u = match_detections(expected, rows, ref["boxes"][0], ref["scores"][0], 1e-4)
+        boxes_all.append(b)
+        scores_all.append(s)
+        unmatched += u
+    b = np.concatenate(boxes_all) if boxes_all else np.zeros(0)
+    s = np.concatenate(scores_all) if scores_all else np.zeros(0)
+    result.max_abs = {
+        "nms_boxes": float(b.max()) if b.size else 0.0,
+        "nms_scores": float(s.max()) if s.size else 0.0,
+        "nms_unmatched": float(unmatched),
+        "nms_count_diff": float(counts),
+    }
+    result.tolerance = dict(NMS_TOLERANCE)
+    return result
+
+
+def verify_rows_against_nms(
+    runs: Sequence[tuple[dict[str, np.ndarray], np.ndarray]], meta: ModelMeta, score_tol: float
+) -> dict[str, float]:
+    """Rows an in-graph selection kept against numpy's multi-label per-class NMS on the same inputs.
+
+    `runs` holds, per image, the selection's inputs (``boxes`` [1, A, 4] normalized xyxy, ``scores``
+    [1, A, C]) and the rows it kept ([N, 6]: box, score, class). Returns the largest box and score
+    differences of matched rows and how many rows found no partner (``op_*`` figures).
+    """
+    decode = meta.decode
+    boxes_all, scores_all, unmatched = [np.zeros(0)], [np.zeros(0)], 0
+    for inputs, rows in runs:
+        found = decode_nms(
+            inputs["boxes"][0], inputs["scores"][0], decode.conf, decode.iou, decode.max_det, multi_label=True
+        )
+        expected = np.concatenate([found.xyxy, found.scores[:, None], found.class_id[:, None]], 1)
+        b, s, u = match_rows(expected.astype(np.float64), rows.astype(np.float64), score_tol)
+        boxes_all.append(b)
+        scores_all.append(s)
+        unmatched += u
+    b, s = np.concatenate(boxes_all), np.concatenate(scores_all)
+    return {
+        "op_boxes": float(b.max()) if b.size else 0.0,
+        "op_scores": float(s.max()) if s.size else 0.0,
+        "op_unmatched": float(unmatched),
+    }
+
+
+def verify_torch_program(ctx: ExportContext, run: Callable[[np.ndarray], Sequence], backend: str) -> Verification:
+    """A converted program run in torch (`run` maps a network input [1, 3, H, W] to its outputs, in the
+    source's output order) against the training form, at FP32 tolerance."""
+    names = ctx.source_meta.outputs.names
+
+    def candidate(i: int) -> dict[str, np.ndarray]:
+        x = ctx.reference_input(ctx.images[i])[0]
+        return dict(zip(names, (np.asarray(t) for t in run(x))))
+
+    return compare(
+        lambda i: ctx.reference_outputs(ctx.images[i], key=i),
+        candidate,
+        list(range(len(ctx.images))),
+        FP32_TOLERANCE,
+        backend=backend,
+    )

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekit.converters.fuse import fold_bn, merge_branches
+from edgekit.models.fuse import fold_bn, merge_branches
 
 BN_EPS = 1e-3
 

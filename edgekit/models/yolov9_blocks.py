@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekit.converters.fuse import merge_branches
+from edgekit.models.fuse import merge_branches
 
 
 def autopad(k: int, p: int | None = None, d: int = 1) -> int:

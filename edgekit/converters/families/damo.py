@@ -14,12 +14,14 @@ from pathlib import Path
 
 import torch
 
-from edgekit.converters.fuse import reparameterize
+from edgekit.converters.families.base import Family, SourceOptions, state_dict_of
 from edgekit.converters.source import SourceModel
 from edgekit.meta import DecodeSpec, InputSpec, Letterbox
 from edgekit.models import damo as D
 from edgekit.models.checkpoint import Checkpoint
 from edgekit.models.damo_blocks import DAMOYOLO, RepConv
+from edgekit.models.damo_configs import CONFIGS
+from edgekit.models.fuse import reparameterize
 
 
 def first_conv(model: DAMOYOLO) -> torch.nn.Conv2d:
@@ -100,3 +102,23 @@ def from_checkpoint(ckpt: Checkpoint, arch: str | None = None, keep_ratio: bool 
 
 def from_arch(name: str, keep_ratio: bool = False) -> SourceModel:
     return source_model(D.build(name).eval(), name, None, keep_ratio)
+
+
+def recognises(ckpt: Checkpoint, options: SourceOptions) -> bool:
+    """A state_dict (top level or under ``model``, DDP prefix allowed) with DAMO-YOLO's head and RepGFPN keys,
+    or any state_dict when a DAMO-YOLO variant is named with ``arch``."""
+    state = state_dict_of(ckpt)
+    return state is not None and (D.looks_like_damo(state) or options.arch in CONFIGS)
+
+
+def load(ckpt: Checkpoint, options: SourceOptions) -> SourceModel:
+    return from_checkpoint(ckpt, options.arch, options.keep_ratio)
+
+
+FAMILY = Family(
+    name="damo-yolo",
+    recognises=recognises,
+    load=load,
+    archs=tuple(CONFIGS),
+    build=lambda name, o: from_arch(name, o.keep_ratio),
+)

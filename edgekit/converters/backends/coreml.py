@@ -9,15 +9,17 @@ centre x, y, width, height, as Vision wants), and CoreML's NonMaximumSuppression
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from edgekit.errors import require
-from edgekit.meta import KEY, ModelMeta
+from edgekit.converters.backends.base import Backend
+from edgekit.converters.verify import Verification, verify_agreement, verify_elementwise, verify_torch_program
+from edgekit.errors import EdgekitError, require
+from edgekit.logs import silenced
+from edgekit.meta import KEY, ModelMeta, OutputSpec
 
 PAD_CLASSES_TO = 80  # CoreML's ML Program NMS misbehaves unless the class count is a multiple of 80
 
@@ -39,14 +41,6 @@ class VisionHead(torch.nn.Module):
         return conf, torch.cat((centre, size), 1)
 
 
-@contextlib.contextmanager
-def _quiet():
-    silent = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(silent), contextlib.redirect_stderr(silent):
-        warnings.simplefilter("ignore")
-        yield
-
-
 def export_coreml(module: torch.nn.Module, meta: ModelMeta, precision: str, vision: bool = False):
     """The ML Program for `module` (export form, NCHW 0..1 input), in `precision`, optionally with NMS."""
     ct = require("coremltools", "coreml")
@@ -59,7 +53,7 @@ def export_coreml(module: torch.nn.Module, meta: ModelMeta, precision: str, visi
     else:
         inputs = [ct.TensorType(name=meta.input.name, shape=sample.shape)]
         outputs = [ct.TensorType(name=n) for n in meta.outputs.names]
-    with _quiet(), torch.no_grad():
+    with silenced(), torch.no_grad():
         program = torch.export.export(module.eval(), (sample,)).run_decompositions({})
         model = ct.convert(
             program,
@@ -135,12 +129,109 @@ def save_coreml(model, target: Path, meta: ModelMeta) -> None:
     model.user_defined_metadata[KEY] = meta.to_json()
     model.user_defined_metadata["classes"] = ",".join(meta.classes)
     model.short_description = f"{meta.family} {meta.variant} object detector ({meta.precision}), by edgekit"
-    with _quiet():
+    with silenced():
         model.save(str(target))
 
 
 def spec_of(path: Path):
     """The protobuf spec of a saved .mlpackage (readable on any OS)."""
     ct = require("coremltools", "coreml")
-    with _quiet():
+    with silenced():
         return ct.utils.load_spec(str(path))
+
+
+@dataclass(frozen=True)
+class CoreMLOptions:
+    """CoreML's own options."""
+
+    nms: bool = False  # the Vision pipeline: the detector followed by CoreML's NonMaximumSuppression
+
+
+def check_coreml_structure(engine, meta: ModelMeta, imgsz: tuple[int, int]) -> None:
+    """Inputs, outputs, shapes, metadata and (for the Vision pipeline) the NMS stage are as declared."""
+    h, w = imgsz
+    inputs = {t.name: t for t in engine.inputs}
+    outputs = [t.name for t in engine.outputs]
+    problems = []
+    if meta.input.name not in inputs or tuple(inputs[meta.input.name].shape) != (1, 3, h, w):
+        problems.append(f"input {meta.input.name} [1, 3, {h}, {w}] missing (found {list(inputs.items())})")
+    if outputs[: len(meta.outputs.names)] != list(meta.outputs.names):
+        problems.append(f"outputs {outputs}, expected {meta.outputs.names}")
+    if KEY not in engine.metadata():
+        problems.append("no edgekit metadata")
+    if meta.outputs.kind == "vision":
+        kinds = [m.WhichOneof("Type") for m in engine.spec.pipeline.models]
+        if kinds[-1:] != ["nonMaximumSuppression"]:
+            problems.append(f"the pipeline does not end in NonMaximumSuppression ({kinds})")
+        else:
+            labels = list(engine.spec.pipeline.models[-1].nonMaximumSuppression.stringClassLabels.vector)
+            if labels[: len(meta.classes)] != list(meta.classes):
+                problems.append("the NMS stage does not carry the class labels")
+    if problems:
+        raise EdgekitError("CoreML package check failed: " + "; ".join(problems))
+
+
+class CoreMLBackend(Backend):
+    """CoreML ML Program (.mlpackage): FP32, FP16, INT8 weights; optionally the Vision NMS pipeline.
+
+    Off macOS the package cannot be run, so verification checks its structure (inputs, outputs, shapes,
+    metadata, the NMS stage) and runs the exact program CoreML converted (torch.export) against the
+    training form; on macOS it runs the package itself."""
+
+    name = "coreml"
+    extra = "coreml"
+    suffix = ".mlpackage"
+    directory = True
+    Options = CoreMLOptions
+
+    def write(self, precision: str, tmp: Path) -> ModelMeta:
+        if self.ctx.nms_in_graph:
+            raise EdgekitError(
+                "for CoreML, NMS comes as the Vision pipeline: use --coreml-nms instead of --nms-in-graph"
+            )
+        meta = replace(self.ctx.meta, precision=precision)
+        if self.options.nms:
+            if meta.decode.method != "nms":
+                raise EdgekitError("--coreml-nms applies to models decoded with NMS (YOLOv9, DAMO-YOLO, --nms exports)")
+            meta = replace(
+                meta,
+                input=replace(meta.input, name="image", dtype="uint8", range=(0.0, 255.0)),
+                outputs=OutputSpec(kind="vision", names=["confidence", "coordinates"]),
+                decode=replace(meta.decode, method="none"),
+            )
+        model = export_coreml(self.ctx.deploy, meta if self.options.nms else self.ctx.meta, precision, self.options.nms)
+        save_coreml(model, tmp, meta)
+        return meta
+
+    def engine(self, path: Path):
+        from edgekit.runtimes.coreml import CoreMLEngine
+
+        return CoreMLEngine(path)
+
+    def verify(self, tmp: Path, meta: ModelMeta, precision: str) -> Verification:
+        engine = self.engine(tmp)
+        if engine.model is not None:  # macOS: run the package itself
+            if precision == "int8" or self.options.nms:
+                return verify_agreement(self.ctx, engine, meta)
+            return verify_elementwise(self.ctx, engine, meta, precision)
+        check_coreml_structure(engine, meta, self.ctx.imgsz)
+        with torch.no_grad():
+            program = torch.export.export(self.ctx.deploy.eval(), (self.ctx.sample(),))
+
+        def run(x):
+            with torch.no_grad():
+                return [t.numpy() for t in program.module()(torch.from_numpy(x))]
+
+        result = verify_torch_program(self.ctx, run, backend="coreml (torch.export)")
+        result.skipped = "package checked; running it needs macOS, so the converted program was run in torch"
+        return result
+
+    def set_metadata(self, tmp: Path, meta: ModelMeta) -> None:
+        ct = require("coremltools", "coreml")
+        with silenced():
+            model = ct.models.MLModel(str(tmp), skip_model_load=True)
+            model.user_defined_metadata[KEY] = meta.to_json()
+            staged = tmp.parent / f"{tmp.name}.staged.mlpackage"
+            model.save(str(staged))
+        shutil.rmtree(tmp)
+        staged.rename(tmp)

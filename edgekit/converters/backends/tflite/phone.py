@@ -69,7 +69,7 @@ def append_postprocess(path: Path, meta: ModelMeta) -> None:
     require("flatbuffers", "tflite")
     from flatbuffers import flexbuffers
 
-    from edgekit.converters.tflite_export import read_model, write_model
+    from edgekit.converters.backends.tflite.export import read_model, write_model
 
     model = read_model(path)
     graph = model.subgraphs[0]
@@ -278,13 +278,34 @@ def mediapipe_detect(
     return found
 
 
+def tap_postprocess_inputs(path: Path, target: Path) -> None:
+    """A copy of the phone file whose outputs also include the post-process op's two inputs."""
+    from edgekit.converters.backends.tflite.export import read_model, write_model
+
+    model = read_model(path)
+    graph = model.subgraphs[0]
+    code = {i for i, c in enumerate(model.operatorCodes) if (c.customCode or b"").decode() == POSTPROCESS_OP}
+    op = next(o for o in graph.operators if o.opcodeIndex in code)
+    for name, index in zip(TAP_NAMES, op.inputs[:2]):
+        graph.tensors[index].name = name.encode()
+    graph.outputs = np.concatenate([graph.outputs, op.inputs[:2]]).astype(np.int32)
+    model.signatureDefs = []
+    write_model(model, target)
+
+
 def verify_phone(ctx, engine, path: Path, meta: ModelMeta, precision: str):
     """Three checks. The op's inputs against the training form (boxes decoded from the encodings and scores:
     element-wise for FP32/FP16, detection agreement for INT8); the op's rows against numpy's multi-label
     per-class NMS on those same inputs; MediaPipe's ObjectDetector running the file, scored against
     edgekit's run of it (mAP, edgekit's detections as truth)."""
-    from edgekit.converters.targets import verify_agreement
-    from edgekit.converters.verify import FP16_TOLERANCE, FP32_TOLERANCE, compare
+    from edgekit.converters.verify import (
+        FP16_TOLERANCE,
+        FP32_TOLERANCE,
+        compare,
+        verify_agreement,
+        verify_rows_against_nms,
+    )
+    from edgekit.runtimes.decode import decode_postprocess
     from edgekit.runtimes.litert import LiteRTEngine
 
     tapped = ctx.workdir / f"tapped-{precision}.tflite"
@@ -300,7 +321,12 @@ def verify_phone(ctx, engine, path: Path, meta: ModelMeta, precision: str):
             FP16_TOLERANCE if precision == "fp16" else FP32_TOLERANCE,
             backend=engine.backend,
         )
-    rows = _check_rows(probe, meta, ctx.images)
+    runs = []
+    for image in ctx.images:
+        out = _run(probe, meta, image)  # one run gives the op's inputs and its rows
+        got = decode_postprocess(*(out[n][0] for n in OUTPUT_NAMES), conf=0.0, max_det=meta.decode.max_det)
+        runs.append((_op_inputs(out), np.concatenate([got.xyxy, got.scores[:, None], got.class_id[:, None]], 1)))
+    rows = verify_rows_against_nms(runs, meta, ROW_TOLERANCE["op_scores"])
     result.max_abs.update(rows)
     result.tolerance.update({k: v for k, v in ROW_TOLERANCE.items() if k in rows})
     agreement = mediapipe_agreement(path, engine, meta, ctx.images)
@@ -308,21 +334,6 @@ def verify_phone(ctx, engine, path: Path, meta: ModelMeta, precision: str):
     if agreement.get("reference_detections"):
         result.minimum["mediapipe_map50"] = MEDIAPIPE_MIN_MAP50
     return result
-
-
-def tap_postprocess_inputs(path: Path, target: Path) -> None:
-    """A copy of the phone file whose outputs also include the post-process op's two inputs."""
-    from edgekit.converters.tflite_export import read_model, write_model
-
-    model = read_model(path)
-    graph = model.subgraphs[0]
-    code = {i for i, c in enumerate(model.operatorCodes) if (c.customCode or b"").decode() == POSTPROCESS_OP}
-    op = next(o for o in graph.operators if o.opcodeIndex in code)
-    for name, index in zip(TAP_NAMES, op.inputs[:2]):
-        graph.tensors[index].name = name.encode()
-    graph.outputs = np.concatenate([graph.outputs, op.inputs[:2]]).astype(np.int32)
-    model.signatureDefs = []
-    write_model(model, target)
 
 
 def _run(probe, meta: ModelMeta, image: np.ndarray) -> dict[str, np.ndarray]:
@@ -340,38 +351,10 @@ def _op_inputs(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"boxes": boxes, "scores": scores}
 
 
-def _check_rows(probe, meta: ModelMeta, images: list[np.ndarray]) -> dict[str, float]:
-    """The op's kept rows against numpy's multi-label per-class NMS on the op's own inputs."""
-    from edgekit.converters.nms_graph import match_rows
-    from edgekit.runtimes.decode import decode_nms, decode_postprocess
-
-    decode = meta.decode
-    boxes_all, scores_all, unmatched = [np.zeros(0)], [np.zeros(0)], 0
-    for image in images:
-        out = _run(probe, meta, image)  # one run gives the op's inputs and its rows
-        tapped = _op_inputs(out)
-        found = decode_nms(
-            tapped["boxes"][0], tapped["scores"][0], decode.conf, decode.iou, decode.max_det, multi_label=True
-        )
-        expected = np.concatenate([found.xyxy, found.scores[:, None], found.class_id[:, None]], 1)
-        got = decode_postprocess(*(out[n][0] for n in OUTPUT_NAMES), conf=0.0, max_det=decode.max_det)
-        rows = np.concatenate([got.xyxy, got.scores[:, None], got.class_id[:, None]], 1)
-        b, s, u = match_rows(expected.astype(np.float64), rows.astype(np.float64), ROW_TOLERANCE["op_scores"])
-        boxes_all.append(b)
-        scores_all.append(s)
-        unmatched += u
-    b, s = np.concatenate(boxes_all), np.concatenate(scores_all)
-    return {
-        "op_boxes": float(b.max()) if b.size else 0.0,
-        "op_scores": float(s.max()) if s.size else 0.0,
-        "op_unmatched": float(unmatched),
-    }
-
-
 def mediapipe_agreement(path: Path, engine, meta: ModelMeta, images: list[np.ndarray]) -> dict[str, float]:
     """mAP of MediaPipe's detections on `images` against edgekit's own run of the same file."""
-    from edgekit.converters.targets import _run_engine
-    from edgekit.eval.metrics import ImageResult, mean_average_precision
+    from edgekit.converters.verify import detection_agreement, run_engine
+    from edgekit.eval.metrics import ImageResult
     from edgekit.runtimes.decode import decode_outputs
     from edgekit.runtimes.preprocess import preprocess
 
@@ -380,9 +363,8 @@ def mediapipe_agreement(path: Path, engine, meta: ModelMeta, images: list[np.nda
     for image, rows in zip(images, mediapipe_detect(path, images, meta.classes, decode.conf, decode.max_det)):
         _, info = preprocess(image, meta.input, tuple(meta.imgsz))
         own = decode_outputs(
-            meta, _run_engine(engine, meta, image), [info], conf=decode.conf, iou=decode.iou, max_det=decode.max_det
+            meta, run_engine(engine, meta, image), [info], conf=decode.conf, iou=decode.iou, max_det=decode.max_det
         )[0]
         truths.append(ImageResult(own.xyxy, own.class_id))
         predictions.append(ImageResult(rows[:, :4], rows[:, 5].astype(np.int64), rows[:, 4]))
-    result = mean_average_precision(predictions, truths, len(meta.classes))
-    return {"map50_95": result.map50_95, "map50": result.map50, "reference_detections": result.instances}
+    return detection_agreement(predictions, truths, len(meta.classes))

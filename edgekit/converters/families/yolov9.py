@@ -7,13 +7,15 @@ from pathlib import Path
 
 import torch
 
-from edgekit.converters.fuse import reparameterize
+from edgekit.converters.families.base import Family, SourceOptions, head_block, model_yaml, pickled_model
 from edgekit.converters.source import SourceModel, boxes_scores_from_packed
 from edgekit.meta import DecodeSpec
 from edgekit.models import yolov9 as Y
 from edgekit.models.checkpoint import Checkpoint
+from edgekit.models.fuse import reparameterize
 from edgekit.models.graph import absolute_sources
 from edgekit.models.yolov9_blocks import DDetect
+from edgekit.models.yolov9_configs import CONFIGS
 
 
 def strip_pgi(model: Y.YOLOv9) -> tuple[Y.YOLOv9, int]:
@@ -103,3 +105,26 @@ def from_checkpoint(ckpt: Checkpoint) -> SourceModel:
 def from_arch(name: str, nc: int | None = None) -> SourceModel:
     """A randomly initialised built-in architecture (for model facts and tests)."""
     return source_model(Y.build(name, nc).eval(), name)
+
+
+HEADS = ("DDetect", "DualDDetect")
+
+
+def recognises(ckpt: Checkpoint, options: SourceOptions) -> bool:
+    """A pickled model of the YOLOv9 repository (``models.yolo.*``) whose yaml ends in a YOLOv9 head (YOLOv5
+    and YOLOv7 pickles share the module path but not the head)."""
+    record = pickled_model(ckpt)
+    return (
+        record is not None
+        and record._full_name.startswith("models.")
+        and head_block(model_yaml(record)) in HEADS
+    )
+
+
+FAMILY = Family(
+    name="yolov9",
+    recognises=recognises,
+    load=lambda ckpt, options: from_checkpoint(ckpt),
+    archs=tuple(CONFIGS),
+    build=lambda name, options: from_arch(name),
+)

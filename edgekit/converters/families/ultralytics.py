@@ -15,12 +15,14 @@ from pathlib import Path
 
 import torch
 
-from edgekit.converters.fuse import reparameterize
+from edgekit.converters.families.base import Family, SourceOptions, model_yaml, pickled_model
 from edgekit.converters.source import SourceModel, boxes_scores_from_packed
 from edgekit.errors import EdgekitError
 from edgekit.meta import DecodeSpec, OutputSpec
 from edgekit.models import ultralytics as U
 from edgekit.models.checkpoint import Checkpoint
+from edgekit.models.fuse import reparameterize
+from edgekit.models.ultralytics_configs import CONFIGS
 
 TOPK_MODES = ("graph", "runtime")
 
@@ -111,9 +113,44 @@ def source_model(
 
 
 def from_checkpoint(ckpt: Checkpoint, topk: str = "graph", nms: bool = False) -> SourceModel:
+    lineage = foreign_lineage(model_yaml(ckpt.model_record()))
+    if lineage:
+        raise EdgekitError(
+            f"{ckpt.path.name}: an Ultralytics {lineage} model; edgekit converts YOLO26 and Ultralytics' "
+            "YOLOv9 (yolov9t..e) from Ultralytics checkpoints"
+        )
     model = U.from_checkpoint(ckpt)
     return source_model(model, model.variant, ckpt.path, topk, nms)
 
 
 def from_arch(name: str, nc: int | None = None, topk: str = "graph", nms: bool = False) -> SourceModel:
     return source_model(U.build(name, nc).eval(), name, None, topk, nms)
+
+
+GELAN_BLOCKS = {"RepNCSPELAN4", "ELAN1", "ADown", "AConv", "SPPELAN"}
+LINEAGES = (("C3k2", "YOLO11"), ("C2f", "YOLOv8"), ("C3", "YOLOv5u"))  # by a block the lineage uses
+
+
+def foreign_lineage(cfg: dict) -> str | None:
+    """Which Ultralytics lineage other than YOLO26 and GELAN (YOLOv9) a yaml describes, or None for those two
+    (and for yamls that say too little to tell, which the model builder then judges)."""
+    rows = [r for r in list(cfg.get("backbone") or []) + list(cfg.get("head") or []) if isinstance(r, (list, tuple))]
+    blocks = {str(r[2]) for r in rows if len(r) == 4}
+    if not blocks or cfg.get("end2end") or blocks & GELAN_BLOCKS:
+        return None
+    return next((name for block, name in LINEAGES if block in blocks), None)
+
+
+def recognises(ckpt: Checkpoint, options: SourceOptions) -> bool:
+    """A pickled Ultralytics model (``ultralytics.*``); its loader refuses tasks and lineages it cannot convert."""
+    record = pickled_model(ckpt)
+    return record is not None and record._full_name.startswith("ultralytics.")
+
+
+FAMILY = Family(
+    name="ultralytics",
+    recognises=recognises,
+    load=lambda ckpt, o: from_checkpoint(ckpt, o.topk, o.nms),
+    archs=tuple(CONFIGS),
+    build=lambda name, o: from_arch(name, topk=o.topk, nms=o.nms),
+)

@@ -8,17 +8,14 @@ tensors are renamed to the contract's names and the edgekit metadata is stored i
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from edgekit.errors import EdgekitError, require
+from edgekit.logs import silenced
 from edgekit.meta import KEY
 
 WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
@@ -51,25 +48,12 @@ class NHWCInput(torch.nn.Module):
         return self.model(x)
 
 
-@contextlib.contextmanager
-def _quiet_backend():
-    """litert-torch and the quantizer print progress and TF/absl logs; keep the terminal for edgekit."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with (
-        warnings.catch_warnings(),
-        contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(io.StringIO()),
-    ):
-        warnings.simplefilter("ignore")
-        yield
-
-
 def export_tflite(model: torch.nn.Module, imgsz: tuple[int, int], target: Path, uint8_input: bool = False) -> None:
     """Convert the deploy module (NCHW, export form) into an NHWC .tflite at `target`."""
     litert_torch = require("litert_torch", "tflite")
     h, w = imgsz
     sample = torch.zeros(1, h, w, 3, dtype=torch.uint8 if uint8_input else torch.float32)
-    with _quiet_backend():
+    with silenced():
         edge = litert_torch.convert(NHWCInput(model, uint8_input).eval(), (sample,))
         edge.export(str(target))
 
@@ -79,7 +63,7 @@ def quantize_tflite(source: Path, target: Path, precision: str, calibration: lis
     require("ai_edge_quantizer", "tflite")
     from ai_edge_quantizer import quantizer, recipe
 
-    with _quiet_backend():
+    with silenced():
         if precision == "fp16":
             qt = quantizer.Quantizer(str(source), FP16_RECIPE)
             result = qt.quantize()

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from edgekit.eval.metrics import ImageResult, MapResult, mean_average_precision
-from edgekit.eval.shapes import CLASSES, render, sample_size
+from edgekit.eval.synthetic import CLASSES, render, sample_size
 from edgekit.meta import InputSpec
-from edgekit.models.shapes import ShapesNet, anchor_centers
+from edgekit.models.shapesnet import ShapesNet, anchor_centers
 from edgekit.runtimes.decode import decode_nms, to_source
 from edgekit.runtimes.preprocess import preprocess
 
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     result = evaluate(model)
     print(f"held-out mAP50-95 {result.map50_95:.3f}, mAP50 {result.map50:.3f} on {result.images} images")
     if args.export:
-        from edgekit.converters.shapes import convert_shapes
+        from edgekit.converters.families.shapesnet import convert_shapes
 
         convert_shapes(args.out, args.export)
         print(f"wrote {args.export}")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
 from pathlib import Path
 
 import onnx
 import torch
 
 from edgekit.errors import EdgekitError
+from edgekit.logs import silenced
 from edgekit.meta import KEY, ModelMeta
 
 MIN_OPSET = 17
@@ -47,8 +45,7 @@ def export_onnx(
         )
         axes = {names_in[0]: spatial, **{n: {0: "batch"} for n in names_out}}
     module.eval()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
-        warnings.simplefilter("ignore")
+    with silenced(stderr=False), torch.no_grad():
         torch.onnx.export(
             module,
             (sample,),
@@ -64,7 +61,7 @@ def export_onnx(
     if simplify:
         import onnxslim
 
-        with contextlib.redirect_stdout(io.StringIO()):
+        with silenced(stderr=False):
             model = onnxslim.slim(model)
     model.producer_name, model.producer_version = "edgekit", meta.source.edgekit if meta.source else ""
     set_onnx_metadata(model, meta)

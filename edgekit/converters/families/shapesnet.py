@@ -7,12 +7,13 @@ from pathlib import Path
 
 import torch
 
-from edgekit.converters.fuse import reparameterize
+from edgekit.converters.families.base import Family, state_dict_of
 from edgekit.converters.source import SourceModel
-from edgekit.eval.shapes import CLASSES
+from edgekit.eval.synthetic import CLASSES
 from edgekit.meta import DecodeSpec
 from edgekit.models.checkpoint import Checkpoint, load_strict
-from edgekit.models.shapes import ShapesNet
+from edgekit.models.fuse import reparameterize
+from edgekit.models.shapesnet import ShapesNet
 
 
 def looks_like_shapes(weights: dict) -> bool:
@@ -53,12 +54,13 @@ def from_checkpoint(ckpt: Checkpoint, weights: dict) -> SourceModel:
     return source_model(model, ckpt.path)
 
 
-def convert_shapes(weights: str | Path, out: str | Path, imgsz: int = 320):
-    """Convert trained ShapesNet weights into the ONNX artifact `out` (verified; used for the demo model)."""
-    from edgekit.converters.convert import convert
+def recognises(ckpt: Checkpoint, options: object) -> bool:
+    state = state_dict_of(ckpt)
+    return state is not None and looks_like_shapes(state)
 
-    out = Path(out)
-    result = convert(weights, imgsz=imgsz, out_dir=out.parent)
-    if result.path != out:
-        result.path.replace(out)
-    return result.verification
+
+FAMILY = Family(
+    name="edgekit-shapes",
+    recognises=recognises,
+    load=lambda ckpt, options: from_checkpoint(ckpt, state_dict_of(ckpt)),
+)

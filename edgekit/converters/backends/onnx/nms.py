@@ -14,7 +14,6 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekit.converters.verify import Verification
 from edgekit.errors import EdgekitError
 from edgekit.meta import DecodeSpec, ModelMeta, OutputSpec
 
@@ -124,61 +123,3 @@ def append_nms(path: Path, meta: ModelMeta) -> None:
     if opset < 11:
         raise EdgekitError("in-graph NMS needs opset 11 or newer")
     onnx.save(model, str(path))
-
-
-def match_rows(ref: np.ndarray, got: np.ndarray, score_tol: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Pair two sets of [N, 6] detection rows (box, score, class) by class and score, closest boxes first
-    (equal scores, common in uniform image regions, may come out in any order). Returns the box and score
-    differences of the pairs and how many rows of either side found no partner."""
-    if not len(ref) or not len(got):
-        return np.zeros(0), np.zeros(0), len(ref) + len(got)
-    same = (ref[None, :, 5] == got[:, None, 5]) & (np.abs(ref[None, :, 4] - got[:, None, 4]) <= score_tol)
-    error = np.abs(ref[None, :, :4] - got[:, None, :4]).max(-1)
-    g_idx, r_idx = np.nonzero(same)
-    order = np.argsort(error[g_idx, r_idx], kind="stable")
-    used_g, used_r = np.zeros(len(got), bool), np.zeros(len(ref), bool)
-    boxes, scores = [], []
-    for gi, ri in zip(g_idx[order], r_idx[order]):
-        if used_g[gi] or used_r[ri]:
-            continue
-        used_g[gi] = used_r[ri] = True
-        boxes.append(error[gi, ri])
-        scores.append(abs(ref[ri, 4] - got[gi, 4]))
-    return np.asarray(boxes), np.asarray(scores), int((~used_g).sum() + (~used_r).sum())
-
-
-def verify_nms(ctx, engine, meta: ModelMeta) -> Verification:
-    """The artifact's in-graph NMS against the runtime's numpy NMS on the training form's outputs.
-
-    Tie-aware: every kept row must be a genuine (anchor, class) candidate of the source (box and score
-    within tolerance), and the kept scores must equal the numpy NMS's, so boxes that tie on score may be
-    kept in either order.
-    """
-    from edgekit.converters.targets import _run_engine
-    from edgekit.converters.verify import match_detections
-    from edgekit.runtimes.decode import decode_nms
-
-    source = ctx.source_meta
-    decode = meta.decode
-    result = Verification(backend=engine.backend, inputs=len(ctx.images))
-    boxes_all, scores_all, unmatched, counts = [], [], 0, 0
-    for i, image in enumerate(ctx.images):
-        ref = ctx.reference_outputs(image, key=i)
-        found = decode_nms(ref["boxes"][0], ref["scores"][0], decode.conf, decode.iou, decode.max_det,
-                           multi_label=source.decode.multi_label)
-        expected = np.concatenate([found.xyxy, found.scores[:, None], found.class_id[:, None]], 1).astype(np.float64)
-        out = _run_engine(engine, meta, image)
-        rows = np.asarray(out["detections"][0], np.float64)[: int(np.asarray(out["count"]).reshape(-1)[0])]
-        counts += abs(len(rows) - len(expected))
-        if len(rows) != len(expected):
-            continue
-        b, s, u = match_detections(expected, rows, ref["boxes"][0], ref["scores"][0], 1e-4)
-        boxes_all.append(b)
-        scores_all.append(s)
-        unmatched += u
-    b = np.concatenate(boxes_all) if boxes_all else np.zeros(0)
-    s = np.concatenate(scores_all) if scores_all else np.zeros(0)
-    result.max_abs = {"nms_boxes": float(b.max()) if b.size else 0.0, "nms_scores": float(s.max()) if s.size else 0.0,
-                      "nms_unmatched": float(unmatched), "nms_count_diff": float(counts)}
-    result.tolerance = {"nms_boxes": 1e-3, "nms_scores": 1e-4, "nms_unmatched": 0, "nms_count_diff": 0}
-    return result

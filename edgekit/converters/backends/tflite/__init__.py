@@ -1,0 +1,141 @@
+"""TFLite (LiteRT), from the deploy module with litert-torch, NHWC input: FP32, FP16 weights, full INT8 with
+int8 input and outputs whose (scale, zero_point) go into the metadata (ai-edge-quantizer, the decode region
+in float). The metadata lives in the flatbuffer.
+
+``phone=True`` makes the file MediaPipe Tasks' ObjectDetector runs as is (see ``phone.py``);
+``uint8_input=True`` takes raw uint8 pixels with the 0..1 scaling inside the graph.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from edgekit.converters.backends.base import Backend
+from edgekit.converters.verify import Verification
+from edgekit.errors import EdgekitError
+from edgekit.meta import ModelMeta, OutputSpec
+
+
+@dataclass(frozen=True)
+class TFLiteOptions:
+    """TFLite's own options."""
+
+    phone: bool = False  # TFLite for MediaPipe: encodings + scores into TFLite_Detection_PostProcess
+    uint8_input: bool = False  # raw uint8 NHWC pixels in, the 0..1 scaling inside the graph
+
+
+class TFLiteBackend(Backend):
+    """TFLite, run by LiteRT (ai-edge-litert)."""
+
+    name = "tflite"
+    extra = "tflite"
+    suffix = ".tflite"
+    Options = TFLiteOptions
+
+    def fp32_tflite(self) -> Path:
+        """The FP32 .tflite every TFLite target of this conversion starts from (made once); for phone files
+        it ends in the post-process op's inputs (box encodings, scores)."""
+        from edgekit.converters.backends.tflite.export import export_tflite
+
+        def make() -> Path:
+            path = self.ctx.workdir / ("base-phone.tflite" if self.options.phone else "base.tflite")
+            model = self.ctx.deploy
+            if self.options.phone:
+                from edgekit.converters.backends.tflite.phone import PhoneHead
+
+                model = PhoneHead(model)
+            export_tflite(model, self.ctx.imgsz, path, self.options.uint8_input)
+            return path
+
+        key = f"tflite-fp32-phone{self.options.phone}-uint8{self.options.uint8_input}"
+        return self.ctx.once(key, make)
+
+    def write(self, precision: str, tmp: Path) -> ModelMeta:
+        from edgekit.converters.backends.tflite.export import finalize_tflite, quantize_tflite
+
+        if self.ctx.nms_in_graph:
+            raise EdgekitError("in-graph NMS is not available for TFLite (--phone builds MediaPipe's post-process op)")
+        if precision == "int8" and self.options.uint8_input:
+            raise EdgekitError("--uint8-input applies to FP32/FP16 TFLite; INT8 TFLite already takes integer input")
+        base = self.fp32_tflite()
+        if precision == "fp32":
+            shutil.copyfile(base, tmp)
+        else:
+            calibration = (
+                [x.transpose(0, 2, 3, 1).copy() for x in self.ctx.calibration()] if precision == "int8" else None
+            )
+            quantize_tflite(base, tmp, precision, calibration)
+        meta = self._meta(precision)
+        if self.options.phone:
+            from edgekit.converters.backends.tflite.phone import append_postprocess
+
+            append_postprocess(tmp, meta)
+        finalize_tflite(tmp, meta.input.name, meta.outputs.names, meta.to_json())
+        meta = self._with_quant(tmp, meta)
+        if self.options.phone:
+            from edgekit.converters.backends.tflite.phone import add_mediapipe_metadata
+
+            self._check_phone_input(meta)
+            add_mediapipe_metadata(tmp, meta)
+        return meta
+
+    def _meta(self, precision: str) -> ModelMeta:
+        spec = replace(self.ctx.meta.input, layout="NHWC")
+        if self.options.uint8_input:
+            spec = replace(spec, dtype="uint8", range=(0.0, 255.0))
+        meta = replace(self.ctx.meta, input=spec, precision=precision)
+        if self.options.phone:
+            from edgekit.converters.backends.tflite.phone import OUTPUT_NAMES
+
+            meta = replace(
+                meta,
+                outputs=OutputSpec(kind="postprocess", names=list(OUTPUT_NAMES)),
+                decode=replace(meta.decode, method="none"),
+            )
+        return meta
+
+    @staticmethod
+    def _check_phone_input(meta: ModelMeta) -> None:
+        if meta.input.dtype not in ("float32", "uint8"):
+            raise EdgekitError(
+                f"MediaPipe feeds float32 or uint8 images; this model takes {meta.input.dtype} "
+                "(INT8 --phone needs a float or uint8 input)"
+            )
+
+    @staticmethod
+    def _with_quant(path: Path, meta: ModelMeta) -> ModelMeta:
+        from edgekit.converters.backends.tflite.export import finalize_tflite, io_quantization
+
+        input_quant, output_quant = io_quantization(path)
+        if input_quant is None and not output_quant:
+            return meta
+        spec = meta.input if input_quant is None else replace(meta.input, dtype="int8", quant=input_quant)
+        meta = replace(meta, input=spec, outputs=replace(meta.outputs, quant=output_quant or None))
+        finalize_tflite(path, meta.input.name, meta.outputs.names, meta.to_json())
+        return meta
+
+    def engine(self, path: Path):
+        from edgekit.runtimes.litert import LiteRTEngine
+
+        return LiteRTEngine(path)
+
+    def verify(self, tmp: Path, meta: ModelMeta, precision: str) -> Verification:
+        if not self.options.phone:
+            return super().verify(tmp, meta, precision)
+        from edgekit.converters.backends.tflite.phone import verify_phone
+
+        return verify_phone(self.ctx, self.engine(tmp), tmp, meta, precision)
+
+    def set_metadata(self, tmp: Path, meta: ModelMeta) -> None:
+        from edgekit.converters.backends.tflite.export import finalize_tflite
+
+        finalize_tflite(tmp, meta.input.name, meta.outputs.names, meta.to_json())  # drops MediaPipe's files
+        if meta.outputs.kind == "postprocess":
+            from edgekit.converters.backends.tflite.phone import add_mediapipe_metadata
+
+            add_mediapipe_metadata(tmp, meta)  # so they are written again, last
+
+
+__all__ = ["TFLiteBackend", "TFLiteOptions"]
