@@ -178,7 +178,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     precisions = "fp16" if args.half and args.precision == "fp32" else args.precision
     given = {name: getattr(args, name) for name in option_names() if hasattr(args, name)}
-    options = ConvertOptions.create(args.to, precisions, args.imgsz, **given)
+    options = ConvertOptions.create(args.to, precisions, args.imgsz, args.out_dir, **given)
     with printed():
         results = convert_many(args.checkpoint, options=options)
     failed = [r for r in results if not r.ok]

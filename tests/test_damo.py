@@ -17,6 +17,7 @@ from edgekit.errors import EdgekitError
 from edgekit.models import damo as D
 from edgekit.models.checkpoint import load_checkpoint
 from edgekit.models.facts import count_gflops, count_params
+from edgekit.runtimes.decode import decode_nms
 from edgekit.runtimes.preprocess import preprocess
 
 from checkpoints import random_damo, write_damo_checkpoint
@@ -97,8 +98,8 @@ def test_deploy_equals_the_training_form(arch):
 def _convert(tmp_path, arch, imgsz=192, **kwargs):
     path = write_damo_checkpoint(random_damo(arch, 5), tmp_path / f"{arch}.pth")
     result = convert(path, imgsz=imgsz, out_dir=tmp_path / "out", **kwargs)
-    assert result.verification.passed
-    assert result.verification.max_abs["boxes"] <= 1e-3 and result.verification.max_abs["scores"] <= 1e-4
+    # far inside the converter's own gate (1e-3 / 1e-4): measured about 2e-7 / 4e-6
+    assert result.verification.max_abs["boxes"] <= 2e-5 and result.verification.max_abs["scores"] <= 2e-5
     return result
 
 
@@ -142,8 +143,20 @@ def test_runtime_preprocessing_is_the_references(tmp_path):
 def test_stretched_boxes_map_back_per_axis(tmp_path):
     result = _convert(tmp_path, "damoyolo-t", imgsz=(192, 256))
     detector = edgekit.load(result.path)
-    found = detector(np.zeros((100, 400, 3), np.uint8), conf=0.0, max_det=1000)
-    assert found.xyxy[:, [0, 2]].max() <= 400 and found.xyxy[:, [1, 3]].max() <= 100
+    image = np.zeros((100, 400, 3), np.uint8)
+    found = detector(image, conf=0.0, max_det=1000)
+    # the network's own outputs for this image, decoded, then mapped back by hand: stretched, so a normalized
+    # x goes to x * 256 / (256 / 400) = 400 x and a normalized y to 100 y, each clipped to its own axis
+    meta = detector.meta
+    x, _ = preprocess(image, meta.input, meta.imgsz)
+    raw = detector.engine.run({meta.input.name: x})
+    expected = decode_nms(raw["boxes"][0], raw["scores"][0], 0.0, meta.decode.iou, 1000, multi_label=True)
+    assert len(found) == len(expected.scores) > 0
+    np.testing.assert_allclose(
+        found.xyxy, np.clip(expected.xyxy * [400, 100, 400, 100], 0, [400, 100, 400, 100]), atol=1e-3
+    )
+    np.testing.assert_allclose(found.confidence, expected.scores, atol=1e-6)
+    np.testing.assert_array_equal(found.class_id, expected.class_id)
     assert found.xyxy[:, 2].max() > 300  # x is scaled by 400/256, not by the y ratio
 
 

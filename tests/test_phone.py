@@ -13,6 +13,7 @@ from edgekit.converters.convert import convert_many
 from edgekit.devices import read_image
 from edgekit.eval.synthetic import write_yolo_dataset
 from edgekit.runtimes.litert import LiteRTEngine
+from edgekit.runtimes.preprocess import preprocess
 
 from checkpoints import (
     random_damo,
@@ -73,9 +74,21 @@ def test_phone_verification_and_edgekit_runtime(phone_yolov9):
     detector = edgekit.load(phone_yolov9.path)
     meta = detector.meta
     assert meta.outputs.kind == "postprocess" and not meta.input.letterbox.keep_ratio  # MediaPipe stretches
-    found = detector(assets.sample_image(), conf=0.3)
-    assert len(found) > 0 and (found.confidence > 0.3).all()
-    assert (found.xyxy[:, 2] >= found.xyxy[:, 0]).all() and found.xyxy.max() <= 640
+    image = read_image(assets.sample_image())
+    found = detector(image, conf=0.3)
+    # the op's own rows for the photo, read by hand: the first `count` rows (y1, x1, y2, x2 normalized to the
+    # stretched input), those scoring above 0.3, best first, x scaled to 640 and y to 480 pixels
+    x, _ = preprocess(image, meta.input, meta.imgsz)
+    out = detector.engine.run({meta.input.name: x})
+    boxes, classes, scores, count = (out[name][0] for name in OUTPUT_NAMES)
+    n = int(np.asarray(count).reshape(-1)[0])
+    keep = np.flatnonzero(scores[:n] > 0.3)
+    keep = keep[np.argsort(-scores[keep], kind="stable")]
+    expected = np.clip(boxes[keep][:, [1, 0, 3, 2]] * [640, 480, 640, 480], 0, [640, 480, 640, 480])
+    assert len(found) == len(keep) > 0
+    np.testing.assert_allclose(found.xyxy, expected, atol=1e-3)
+    np.testing.assert_allclose(found.confidence, scores[keep], atol=1e-6)
+    np.testing.assert_array_equal(found.class_id, np.rint(classes[keep]).astype(np.int64))
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,14 @@ from edgekit.converters.convert import convert
 from edgekit.converters.families import open_source
 from edgekit.converters.families.yolov9 import strip_pgi, to_deploy
 from edgekit.converters.source import boxes_scores_from_packed
+from edgekit.devices import read_image
 from edgekit.errors import EdgekitError
 from edgekit.meta import KEY
 from edgekit.models import yolov9 as Y
 from edgekit.models.checkpoint import load_checkpoint
 from edgekit.models.facts import count_gflops, count_params
+from edgekit.runtimes.decode import decode_nms
+from edgekit.runtimes.preprocess import preprocess
 
 from checkpoints import random_yolov9, write_yolov9_checkpoint
 
@@ -144,8 +147,8 @@ def _convert_and_check(tmp_path, arch, imgsz=160, nc=5):
     ckpt = write_yolov9_checkpoint(model, tmp_path / f"{arch}.pt")
     out = tmp_path / "out"
     result = convert(ckpt, imgsz=imgsz, out_dir=out)
-    assert result.verification.passed
-    assert result.verification.max_abs["boxes"] <= 1e-3 and result.verification.max_abs["scores"] <= 1e-4
+    # far inside the converter's own gate (1e-3 / 1e-4): measured about 2e-7 / 4e-7
+    assert result.verification.max_abs["boxes"] <= 2e-5 and result.verification.max_abs["scores"] <= 2e-5
     onnx_model = onnx.load(str(result.path))
     assert onnx_model.opset_import[0].version >= 17
     assert [i.name for i in onnx_model.graph.input] == ["images"]
@@ -164,9 +167,20 @@ def _convert_and_check(tmp_path, arch, imgsz=160, nc=5):
 @pytest.mark.parametrize("arch", ["yolov9-t", "gelan-t"])
 def test_convert_small_checkpoints_and_predict(tmp_path, arch):
     _, detector = _convert_and_check(tmp_path, arch)
-    found = detector(assets.sample_image(), conf=0.3)
+    image = read_image(assets.sample_image())
+    found = detector(image, conf=0.3)
     assert found.image_size == (480, 640) and len(found) > 0
-    assert (found.xyxy[:, 2] <= 640).all() and (found.xyxy[:, 3] <= 480).all()
+    # the network's own outputs for the photo, decoded, then taken back through the letterbox by hand:
+    # 640x480 fits 160x160 at scale 0.25 (160x120), centred with 20 rows of padding above
+    meta = detector.meta
+    x, _ = preprocess(image, meta.input, meta.imgsz)
+    raw = detector.engine.run({meta.input.name: x})
+    expected = decode_nms(raw["boxes"][0], raw["scores"][0], 0.3, meta.decode.iou, meta.decode.max_det)
+    unclipped = (expected.xyxy * 160 - [0, 20, 0, 20]) / 0.25
+    assert len(found) == len(expected.scores)
+    np.testing.assert_allclose(found.xyxy, np.clip(unclipped, 0, [640, 480, 640, 480]), atol=1e-3)
+    np.testing.assert_allclose(found.confidence, expected.scores, atol=1e-6)
+    np.testing.assert_array_equal(found.class_id, expected.class_id)
 
 
 @pytest.mark.slow
@@ -183,7 +197,14 @@ def test_half_and_dynamic_exports(tmp_path):
     dyn = convert(ckpt, imgsz=128, dynamic=True, out_dir=tmp_path / "d")
     detector = edgekit.load(dyn.path, imgsz=192)
     assert detector.meta.imgsz == (192, 192)
-    assert len(detector([np.zeros((100, 120, 3), np.uint8)] * 2)) == 2
+    images = [read_image(assets.sample_image()), np.full((100, 120, 3), 200, np.uint8)]
+    batch = detector(images)  # one run of a batch of two, each image decoded from its own outputs
+    assert len(batch) == len(images)
+    for together, image in zip(batch, images):
+        alone = detector(image)
+        assert together.image_size == image.shape[:2] and len(together) == len(alone) > 0
+        np.testing.assert_allclose(together.xyxy, alone.xyxy, atol=1e-3)
+        np.testing.assert_allclose(together.confidence, alone.confidence, atol=1e-5)
 
 
 def _cli(*args):

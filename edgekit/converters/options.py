@@ -49,16 +49,17 @@ class ConvertOptions:
         formats: str | Sequence[str] = "onnx",
         precisions: str | Sequence[str] = "fp32",
         imgsz: int | Sequence[int] = 640,
+        out_dir: str | Path = ".",
         **flat: Any,
     ) -> ConvertOptions:
-        """Options from flat keyword arguments: `formats` / `precisions` as lists or comma-separated text
-        (``all`` for every one), `imgsz` as one int or (height, width), and any field of ConvertOptions,
+        """Options from flat arguments: `formats` / `precisions` as lists or comma-separated text (``all``
+        for every one), `imgsz` as one int or (height, width), the output folder, and any field of ConvertOptions,
         SourceOptions or a backend's Options by its name (``topk``, ``opset``, ``phone``, ``coreml_nms``...).
 
         Raises EdgekitError for unknown formats or precisions and TypeError for an unknown option name.
         """
         owners = _owners()
-        top = {f.name for f in fields(cls)} - {"source", "backends", "formats", "precisions", "imgsz"}
+        top = {f.name for f in fields(cls)} - {"source", "backends", "formats", "precisions", "imgsz", "out_dir"}
         own: dict[str, Any] = {}
         source: dict[str, Any] = {}
         per_backend: dict[str, dict[str, Any]] = {}
@@ -73,12 +74,11 @@ class ConvertOptions:
         size = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else tuple(int(s) for s in imgsz)
         if len(size) == 1:
             size = (size[0], size[0])
-        if "out_dir" in own:
-            own["out_dir"] = Path(own["out_dir"])
         return cls(
             formats=_split(formats, tuple(BACKENDS), "format"),
             precisions=_split(precisions, PRECISIONS, "precision"),
             imgsz=size,
+            out_dir=Path(out_dir),
             source=SourceOptions(**source),
             backends={name: BACKENDS[name].Options(**values) for name, values in per_backend.items()},
             **own,
@@ -86,8 +86,8 @@ class ConvertOptions:
 
 
 def option_names() -> list[str]:
-    """Every flat option name :meth:`ConvertOptions.create` accepts besides formats, precisions, imgsz."""
-    positional = ("source", "backends", "formats", "precisions", "imgsz")
+    """Every keyword option :meth:`ConvertOptions.create` accepts besides formats, precisions, imgsz, out_dir."""
+    positional = ("source", "backends", "formats", "precisions", "imgsz", "out_dir")
     top = [f.name for f in fields(ConvertOptions) if f.name not in positional]
     return top + list(_owners())
 

@@ -1,4 +1,8 @@
-"""COCO-style mean average precision over IoU thresholds 0.50:0.95, in numpy."""
+"""COCO mAP (mAP50-95, mAP50, per-class AP) of detections against ground truth, computed by pycocotools.
+
+edgekit only turns its per-image arrays into the COCO json structures and reads the accumulated
+precision table; matching, interpolation and averaging are pycocotools' own (the COCO evaluation).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+from edgekit.errors import require
+from edgekit.logs import silenced
 
 
 @dataclass
 class ImageResult:
-    """Detections (or ground truth, with scores omitted) of one image: xyxy boxes and class ids."""
+    """Detections (or ground truth, with scores omitted) of one image: xyxy boxes [N, 4] in pixels and
+    class ids [N]."""
 
     boxes: np.ndarray
     class_id: np.ndarray
@@ -38,82 +44,69 @@ class MapResult:
         }
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes, [N, M]."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+def _xywh(boxes: np.ndarray) -> np.ndarray:
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1)
 
 
-def _match(pred: ImageResult, truth: ImageResult, cls: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """For one image and class: scores, true-positive flags [P, T] per IoU threshold, and the GT count."""
-    p_mask = pred.class_id == cls
-    t_boxes = truth.boxes[truth.class_id == cls]
-    scores = pred.scores[p_mask]
-    order = np.argsort(-scores, kind="stable")
-    scores, p_boxes = scores[order], pred.boxes[p_mask][order]
-    tp = np.zeros((len(scores), len(IOU_THRESHOLDS)), bool)
-    if len(scores) and len(t_boxes):
-        iou = box_iou(p_boxes, t_boxes)
-        for t, threshold in enumerate(IOU_THRESHOLDS):
-            taken = np.zeros(len(t_boxes), bool)
-            for i in range(len(scores)):
-                candidates = np.where(~taken & (iou[i] >= threshold), iou[i], -1.0)
-                j = int(candidates.argmax())
-                if candidates[j] >= 0:
-                    taken[j] = True
-                    tp[i, t] = True
-    return scores, tp, len(t_boxes)
-
-
-def _average_precision(tp: np.ndarray, scores: np.ndarray, n_truth: int) -> np.ndarray:
-    """AP per IoU threshold with COCO's 101-point interpolated precision."""
-    order = np.argsort(-scores, kind="stable")
-    tp = tp[order]
-    cum_tp = np.cumsum(tp, 0)
-    cum_fp = np.cumsum(~tp, 0)
-    recall = cum_tp / max(n_truth, 1)
-    precision = cum_tp / np.maximum(cum_tp + cum_fp, 1)
-    points = np.linspace(0, 1, 101)
-    ap = np.zeros(tp.shape[1])
-    for t in range(tp.shape[1]):
-        envelope = np.maximum.accumulate(precision[::-1, t])[::-1]
-        idx = np.searchsorted(recall[:, t], points, side="left")
-        ap[t] = np.where(idx < len(envelope), envelope[np.minimum(idx, len(envelope) - 1)], 0.0).mean()
-    return ap
+def coco_documents(
+    predictions: Sequence[ImageResult], truths: Sequence[ImageResult], num_classes: int
+) -> tuple[dict, list[dict]]:
+    """The COCO ground-truth document and the result list for these images (image ids 1..N, category id =
+    class id + 1)."""
+    images, annotations, results = [], [], []
+    for i, (pred, truth) in enumerate(zip(predictions, truths), 1):
+        images.append({"id": i})
+        for box, cls in zip(_xywh(truth.boxes), np.asarray(truth.class_id).reshape(-1)):
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": i, "category_id": int(cls) + 1, "bbox": box.tolist(),
+                 "area": float(box[2] * box[3]), "iscrowd": 0}
+            )
+        scores = np.ones(len(pred.class_id)) if pred.scores is None else np.asarray(pred.scores).reshape(-1)
+        for box, cls, score in zip(_xywh(pred.boxes), np.asarray(pred.class_id).reshape(-1), scores):
+            results.append({"image_id": i, "category_id": int(cls) + 1, "bbox": box.tolist(), "score": float(score)})
+    categories = [{"id": c + 1, "name": str(c)} for c in range(num_classes)]
+    return {"images": images, "annotations": annotations, "categories": categories}, results
 
 
 def mean_average_precision(
-    predictions: Sequence[ImageResult], truths: Sequence[ImageResult], num_classes: int
+    predictions: Sequence[ImageResult], truths: Sequence[ImageResult], num_classes: int, max_det: int = 300
 ) -> MapResult:
-    """COCO-style mAP of `predictions` against `truths` (one entry per image, same order)."""
+    """COCO mAP of `predictions` against `truths` (one entry per image, same order), over every object
+    size, at most `max_det` detections per image. Needs pycocotools (the ``convert`` extra).
+
+    Raises ValueError when the two sequences differ in length.
+    """
     if len(predictions) != len(truths):
         raise ValueError(f"{len(predictions)} prediction sets for {len(truths)} images")
-    per_class = []
-    ap50 = []
-    instances = 0
-    for cls in range(num_classes):
-        all_scores, all_tp, n_truth = [], [], 0
-        for pred, truth in zip(predictions, truths):
-            scores, tp, n = _match(pred, truth, cls)
-            all_scores.append(scores)
-            all_tp.append(tp)
-            n_truth += n
-        instances += n_truth
-        if n_truth == 0:
-            per_class.append(float("nan"))
-            continue
-        scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
-        tp = np.concatenate(all_tp) if all_tp else np.zeros((0, len(IOU_THRESHOLDS)), bool)
-        ap = _average_precision(tp, scores, n_truth) if len(scores) else np.zeros(len(IOU_THRESHOLDS))
-        per_class.append(float(ap.mean()))
-        ap50.append(float(ap[0]))
+    require("pycocotools", "convert")
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt_doc, results = coco_documents(predictions, truths, num_classes)
+    counts = np.bincount([a["category_id"] - 1 for a in gt_doc["annotations"]], minlength=num_classes)
+    instances = int(counts.sum())
+    per_class = [float("nan") if counts[c] == 0 else 0.0 for c in range(num_classes)]
+    if instances and results:
+        with silenced(stderr=False):
+            gt = COCO()
+            gt.dataset = gt_doc
+            gt.createIndex()
+            dt = gt.loadRes(results)
+            evaluation = COCOeval(gt, dt, "bbox")
+            evaluation.params.maxDets = [max_det]
+            evaluation.params.areaRng, evaluation.params.areaRngLbl = [[0, 1e10]], ["all"]
+            evaluation.params.catIds = [c + 1 for c in range(num_classes)]
+            evaluation.evaluate()
+            evaluation.accumulate()
+        precision = evaluation.eval["precision"][:, :, :, 0, 0]  # [IoU thresholds, recall points, classes]
+        for c in range(num_classes):
+            if counts[c]:
+                p = precision[:, :, c]
+                per_class[c] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
+        ap50 = [float(precision[0, :, c][precision[0, :, c] > -1].mean()) for c in range(num_classes) if counts[c]]
+    else:
+        ap50 = [0.0 for c in range(num_classes) if counts[c]]
     valid = [a for a in per_class if not np.isnan(a)]
     return MapResult(
         map50_95=float(np.mean(valid)) if valid else 0.0,

@@ -278,14 +278,20 @@ def topk_detections(boxes: torch.Tensor, scores: torch.Tensor, max_det: int) -> 
     """End-to-end selection: top-k anchors by best score, then top-k (anchor, class) pairs among them.
 
     `boxes` [B, A, 4], `scores` [B, A, nc] -> [B, k, 6] = box, score, class (as float); no threshold.
+    The flat (slot, class) index is split by gathering from two integer tables rather than by ``//`` and
+    ``%``: exporters keep gathers integer, while some (coremltools) turn integer division into float,
+    which index arithmetic cannot survive. Same selection as the reference's
+    ``Detect.postprocess`` (ultralytics/nn/modules/head.py).
     """
-    anchors, nc = scores.shape[1:]
+    batch, anchors, nc = scores.shape
     k = min(max_det, anchors)
     best = scores.max(dim=-1).values
     anchor_index = best.topk(k, dim=1).indices  # [B, k]
     picked = scores.gather(1, anchor_index.unsqueeze(-1).expand(-1, -1, nc))  # [B, k, nc]
-    top_scores, flat_index = picked.flatten(1).topk(k, dim=1)  # [B, k]
-    labels = (flat_index % nc).to(scores.dtype)
-    rows = anchor_index.gather(1, flat_index // nc)
+    top_scores, flat_index = picked.flatten(1).topk(k, dim=1)  # [B, k], flat = slot * nc + class
+    slot_of = torch.arange(k, device=scores.device).unsqueeze(1).expand(k, nc).reshape(1, -1).expand(batch, -1)
+    class_of = torch.arange(nc, device=scores.device).unsqueeze(0).expand(k, nc).reshape(1, -1).expand(batch, -1)
+    labels = class_of.gather(1, flat_index).to(scores.dtype)
+    rows = anchor_index.gather(1, slot_of.gather(1, flat_index))
     top_boxes = boxes.gather(1, rows.unsqueeze(-1).expand(-1, -1, 4))
     return torch.cat((top_boxes, top_scores.unsqueeze(-1), labels.unsqueeze(-1)), -1)

@@ -5,15 +5,13 @@ Elsewhere the model opens for inspection (tensors, metadata) but running it rais
 
 from __future__ import annotations
 
-import contextlib
-import io
 import platform
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import EdgekitError, require
+from edgekit.logs import silenced
 from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
 
@@ -26,9 +24,7 @@ class CoreMLEngine(Engine):
     def __init__(self, path: str | Path, threads: int | None = None):
         super().__init__(path, threads)
         self.ct = require("coremltools", "coreml")
-        silent = io.StringIO()
-        with warnings.catch_warnings(), contextlib.redirect_stdout(silent), contextlib.redirect_stderr(silent):
-            warnings.simplefilter("ignore")
+        with silenced():
             try:
                 self.spec = self.ct.utils.load_spec(str(self.path))
             except Exception as exc:  # coremltools raises several types for unreadable packages

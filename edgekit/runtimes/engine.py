@@ -57,7 +57,7 @@ class Engine(ABC):
         return f"{type(self).__name__}({str(self.path)!r})"
 
 
-# backend name -> (module, class, file suffixes it opens)
+# backend name -> (module, class, file suffixes it opens; a suffix starting with "_" names a folder artifact)
 BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "onnxruntime": ("edgekit.runtimes.ort", "OnnxRuntimeEngine", (".onnx",)),
     "openvino": ("edgekit.runtimes.openvino", "OpenVINOEngine", (".xml",)),
@@ -70,8 +70,12 @@ def backend_for(path: str | Path) -> str:
     """The backend that opens this file, by its type."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if path.is_dir() and suffix not in (".mlpackage",) and len(list(path.glob("*.xml"))) == 1:
-        return "openvino"  # an IR folder (model.xml + model.bin)
+    if path.is_dir() and suffix not in (".mlpackage",):
+        for name, (_, _, suffixes) in BACKENDS.items():
+            if any(s.startswith("_") and path.name.endswith(s) for s in suffixes):
+                return name
+        if len(list(path.glob("*.xml"))) == 1:
+            return "openvino"  # an IR folder (model.xml + model.bin), whatever its name
     for name, (_, _, suffixes) in BACKENDS.items():
         if suffix in suffixes:
             return name

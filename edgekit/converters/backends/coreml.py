@@ -220,7 +220,8 @@ class CoreMLBackend(Backend):
 
         def run(x):
             with torch.no_grad():
-                return [t.numpy() for t in program.module()(torch.from_numpy(x))]
+                out = program.module()(torch.from_numpy(x))
+            return [t.numpy() for t in ((out,) if isinstance(out, torch.Tensor) else out)]  # one output: a tensor
 
         result = verify_torch_program(self.ctx, run, backend="coreml (torch.export)")
         result.skipped = "package checked; running it needs macOS, so the converted program was run in torch"

@@ -8,6 +8,7 @@ checkpoint, how it builds the SourceModel, its built-in architectures), its mode
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from edgekit.converters.families import damo, shapesnet, ultralytics, yolov9
@@ -34,13 +35,16 @@ FOREIGN_HEADS = {
 }
 
 
-def open_source(spec: str | Path, options: SourceOptions | None = None, names: list[str] | None = None) -> SourceModel:
+def open_source(
+    spec: str | Path, options: SourceOptions | None = None, names: list[str] | None = None, **flat
+) -> SourceModel:
     """A SourceModel from a checkpoint file or a built-in architecture name.
 
-    Raises EdgekitError when the file is missing, is no checkpoint, or holds a model no family reads
-    (the message names what it holds); `names` replaces the class names (same count required).
+    `options` (or its fields as keywords: ``open_source("yolo26n.pt", topk="runtime")``) choose the output
+    form; `names` replaces the class names (same count required). Raises EdgekitError when the file is
+    missing, is no checkpoint, or holds a model no family reads (the message names what it holds).
     """
-    options = options or SourceOptions()
+    options = replace(options or SourceOptions(), **flat)
     source = _open(spec, options)
     if names is not None:
         if len(names) != len(source.classes):
