@@ -201,12 +201,13 @@ def export_target(ctx: ExportContext, fmt: str, precision: str, out_dir: Path, s
 
 def results_table(results: Sequence[TargetResult]) -> str:
     """format, precision, file, size MB, verification figures, seconds: one row per target."""
-    rows = [f"{'format':<9} {'precision':<9} {'file':<34} {'size MB':>8}  {'verification':<46} {'seconds':>7}"]
+    width = max([len("verification")] + [len(r.verification.summary()) for r in results if r.ok])
+    rows = [f"{'format':<9} {'precision':<9} {'file':<34} {'size MB':>8}  {'verification':<{width}} {'seconds':>7}"]
     for r in results:
         if r.ok:
             rows.append(
                 f"{r.format:<9} {r.precision:<9} {r.path.name:<34} {r.size_mb:>8.1f}  "
-                f"{r.verification.summary()[:46]:<46} {r.seconds:>7.1f}"
+                f"{r.verification.summary():<{width}} {r.seconds:>7.1f}"
             )
         else:
             rows.append(f"{r.format:<9} {r.precision:<9} {'-':<34} {'-':>8}  FAILED: {r.error[:200]}")

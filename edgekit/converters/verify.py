@@ -189,7 +189,9 @@ def match_detections(
     return np.asarray(box_errors), score_diff, unmatched
 
 
-INT8_MIN_MAP50 = 0.5  # detection agreement below this is a failed conversion
+INT8_MIN_MAP50 = 0.5  # detection agreement (ranks) below this is a failed conversion
+INT8_MAX_SCORE_DIFF = 0.1  # mean |per-image max score - the source's| above this: scores compressed
+INT8_MIN_CONF_AGREEMENT = 0.6  # F1 of the detections kept at the model's conf below this is a failed conversion
 NMS_TOLERANCE = {"nms_boxes": 1e-3, "nms_scores": 1e-4, "nms_unmatched": 0, "nms_count_diff": 0}
 
 
@@ -224,27 +226,65 @@ def detection_agreement(predictions: list[ImageResult], truths: list[ImageResult
     return {"map50_95": result.map50_95, "map50": result.map50, "reference_detections": result.instances}
 
 
+def matched_f1(ref_boxes: np.ndarray, ref_cls: np.ndarray, got_boxes: np.ndarray, got_cls: np.ndarray,
+               iou: float = 0.5) -> tuple[int, int, int]:
+    """Greedy one-to-one matching of two detection sets of one image (same class, IoU >= `iou`, best IoU
+    first). Returns (matched, reference count, artifact count)."""
+    if not len(ref_boxes) or not len(got_boxes):
+        return 0, len(ref_boxes), len(got_boxes)
+    a, b = np.asarray(ref_boxes, np.float64), np.asarray(got_boxes, np.float64)
+    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    overlap = inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
+    overlap[np.asarray(ref_cls)[:, None] != np.asarray(got_cls)[None, :]] = 0.0
+    matched = 0
+    while overlap.size and overlap.max() >= iou:
+        i, j = np.unravel_index(int(overlap.argmax()), overlap.shape)
+        overlap[i, :] = overlap[:, j] = 0.0
+        matched += 1
+    return matched, len(a), len(b)
+
+
 def verify_agreement(ctx: ExportContext, engine, meta: ModelMeta) -> Verification:
-    """INT8: mAP of the artifact's detections against the FP32 source's detections taken as truth, on the
-    calibration images (or the verification images when there are none)."""
+    """INT8: the artifact's detections against the FP32 source's, on the calibration images (or the
+    verification images when there are none), three ways:
+
+    - ranks: mAP of the artifact's detections (conf 0.001) with the source's at the model's conf as truth;
+    - score calibration: the mean over images of |max score of the artifact - max score of the source|
+      (``score_max_diff``), which a uniform squashing of scores raises while ranks stay intact;
+    - the default threshold: F1 of the detections both keep at the model's conf (``conf_agreement``),
+      i.e. whether the same ``--conf`` finds the same objects.
+    """
     images = ctx.calibration_images() or ctx.images
     truths, predictions = [], []
     decode = meta.decode
+    max_diffs, matched, n_ref, n_got = [], 0, 0, 0
     for image in images:
         ref = ctx.reference_outputs(image)
         _, info = ctx.reference_input(image)
-        truth = decode_outputs(ctx.source_meta, ref, [info], conf=decode.conf, iou=decode.iou, max_det=decode.max_det)[
-            0
-        ]
+        reference = decode_outputs(ctx.source_meta, ref, [info], conf=0.001, iou=decode.iou, max_det=decode.max_det)[0]
         _, art_info = preprocess(image, meta.input, tuple(meta.imgsz))
         got = decode_outputs(
             meta, run_engine(engine, meta, image), [art_info], conf=0.001, iou=decode.iou, max_det=decode.max_det
         )[0]
-        truths.append(ImageResult(truth.xyxy, truth.class_id))
+        truth = reference.confidence >= decode.conf  # NMS keeps no box below conf because of a lower one
+        kept = got.confidence >= decode.conf
+        truths.append(ImageResult(reference.xyxy[truth], reference.class_id[truth]))
         predictions.append(ImageResult(got.xyxy, got.class_id, got.confidence))
+        top_ref = float(reference.confidence.max()) if len(reference) else 0.0
+        top_got = float(got.confidence.max()) if len(got) else 0.0
+        max_diffs.append(abs(top_ref - top_got))
+        m, r, g = matched_f1(reference.xyxy[truth], reference.class_id[truth], got.xyxy[kept], got.class_id[kept])
+        matched, n_ref, n_got = matched + m, n_ref + r, n_got + g
     verification = Verification(backend=engine.backend, inputs=len(images))
     verification.extra = detection_agreement(predictions, truths, len(meta.classes))
-    verification.minimum = {"map50": INT8_MIN_MAP50} if verification.extra["reference_detections"] else {}
+    verification.extra["conf_agreement"] = 2 * matched / (n_ref + n_got) if n_ref + n_got else 1.0
+    verification.max_abs = {"score_max_diff": float(np.mean(max_diffs)) if max_diffs else 0.0}
+    verification.tolerance = {"score_max_diff": INT8_MAX_SCORE_DIFF}
+    if verification.extra["reference_detections"]:
+        verification.minimum = {"map50": INT8_MIN_MAP50, "conf_agreement": INT8_MIN_CONF_AGREEMENT}
     return verification
 
 

@@ -75,10 +75,60 @@ def quantize_tflite(source: Path, target: Path, precision: str, calibration: lis
             signature = next(iter(_signatures(source)))
             input_name = _signatures(source)[signature]["inputs"][0]
             calibrated = qt.calibrate({signature: [{input_name: x} for x in calibration]})
-            result = qt.quantize(calibrated)
+            result = qt.quantize(with_minmax_ranges(calibrated, source, input_name, calibration))
         else:
             raise EdgekitError(f"unknown precision {precision}")
         result.export_model(str(target), overwrite=True)
+
+
+def activation_ranges(path: Path, input_name: str, calibration: list[np.ndarray]) -> dict[str, tuple[float, float]]:
+    """The true (min, max) over `calibration` of every activation of the float .tflite at `path` (the input
+    and every op output), by name."""
+    from edgekit.runtimes.litert import interpreter_class
+
+    with silenced():
+        interpreter = interpreter_class()(model_path=str(path), experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    model = read_model(path)
+    graph = model.subgraphs[0]
+    wanted = {int(i) for i in graph.inputs} | {int(t) for op in graph.operators for t in op.outputs}
+    details = {d["name"]: d["index"] for d in interpreter.get_tensor_details()}
+    names = {graph.tensors[i].name.decode(): i for i in wanted}
+    inputs = interpreter.get_input_details()
+    index = next((d["index"] for d in inputs if d["name"] == input_name), inputs[0]["index"])
+    low: dict[str, float] = {}
+    high: dict[str, float] = {}
+    for x in calibration:
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        for name in names:
+            if name not in details:
+                continue
+            value = interpreter.get_tensor(details[name])
+            if value.size == 0 or not np.issubdtype(value.dtype, np.floating):
+                continue
+            low[name] = min(low.get(name, np.inf), float(value.min()))
+            high[name] = max(high.get(name, -np.inf), float(value.max()))
+    return {name: (low[name], high[name]) for name in low}
+
+
+def with_minmax_ranges(qsvs: dict, path: Path, input_name: str, calibration: list[np.ndarray]) -> dict:
+    """ai-edge-quantizer's calibration result with every activation range replaced by its true min/max.
+
+    The quantizer keeps a moving average of each batch's min and max (smoothing 0.95), so a tail that only
+    a few images reach — the positive class logits of a trained detector — is averaged away, and the
+    sigmoid behind an int8 logit range ending near 0 can never exceed about 0.5. Min/max over the whole
+    calibration set is what TFLite's own converter and ONNX Runtime's default calibration do.
+    """
+    ranges = activation_ranges(path, input_name, calibration)
+    updated = dict(qsvs)
+    for name, (low, high) in ranges.items():
+        if name in updated and updated[name] and "min" in updated[name] and "max" in updated[name]:
+            entry = dict(updated[name])
+            entry["min"] = np.full_like(np.asarray(entry["min"]), low)
+            entry["max"] = np.full_like(np.asarray(entry["max"]), high)
+            updated[name] = entry
+    return updated
 
 
 def tflite_decode_region(path: Path) -> list[str]:
