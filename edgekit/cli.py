@@ -77,7 +77,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from edgekit.detections import class_ids
     from edgekit.devices.sources import Source
-    from edgekit.fileio import atomic_write_bytes
+    from edgekit.fileio import atomic_write_bytes, check_output_folder
     from edgekit.runtimes.detector import load
 
     model, source_spec = _resolve_model_and_source(args.model, args.source)
@@ -92,8 +92,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         detector.agnostic = True
     if args.classes:
         detector.classes = class_ids([c.strip() for c in args.classes.split(",") if c.strip()], detector.names)
-    source = Source(source_spec)
     save = Path(args.save) if args.save else None
+    if save is not None:
+        check_output_folder(save, "--save")
+    source = Source(source_spec)
     if save and source.kind == "folder" and save.resolve() == Path(source_spec).resolve():
         raise EdgekitError(f"--save {save} is the source folder; choose another folder so no image is overwritten")
     log = sys.stderr if args.json else sys.stdout
@@ -174,20 +176,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
     _converter_side()
     from edgekit.converters.convert import convert_many
     from edgekit.converters.options import ConvertOptions, option_names
-    from edgekit.logs import printed
-
     precisions = "fp16" if args.half and args.precision == "fp32" else args.precision
     given = {name: getattr(args, name) for name in option_names() if hasattr(args, name)}
     options = ConvertOptions.create(args.to, precisions, args.imgsz, args.out_dir, **given)
-    with printed():
-        results = convert_many(args.checkpoint, options=options)
+    results = convert_many(args.checkpoint, options=options)
     failed = [r for r in results if not r.ok]
     if failed:
         what = ", ".join(f"{r.format} {r.precision}" for r in failed)
-        print(
-            f"edgekit: error: {len(failed)} of {len(results)} target(s) failed ({what}); the others were written",
-            file=sys.stderr,
-        )
+        rest = "the others were written" if len(failed) < len(results) else "nothing was written"
+        print(f"edgekit: error: {len(failed)} of {len(results)} target(s) failed ({what}); {rest}", file=sys.stderr)
         return 1
     return 0
 
@@ -207,13 +204,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
     report: dict = {
         "file": str(path),
-        "format": path.suffix.lstrip("."),
+        "format": path.suffix.lstrip(".") if path.suffix.lower() in MODEL_SUFFIXES else engine.backend,
         "size_mb": round(size / 1e6, 3),
         "sha256": sha256_file(path),
         "backend": engine.backend,
     }
     try:
         meta = read_meta(engine)
+        if meta.random_weights:
+            import logging
+
+            logging.getLogger("edgekit").warning(
+                f"{path.name} was converted from an architecture name: its weights are random"
+            )
         report["metadata_origin"] = meta.origin
         report["metadata"] = meta.to_dict()
     except MetadataError as exc:
@@ -244,11 +247,13 @@ def _inspect_source(args: argparse.Namespace) -> int:
     _converter_side()
     import torch
 
-    from edgekit.converters.convert import open_source
+    from edgekit.converters.families import open_source
     from edgekit.models.facts import count_gflops, count_params
 
     source = open_source(args.model, arch=args.arch)
     imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
+    if any(s % source.stride for s in args.imgsz):
+        raise EdgekitError(f"--imgsz {args.imgsz} must be a multiple of the model's stride {source.stride}")
     with torch.no_grad():
         exported = source.make_deploy()
         deploy = source.reference_deploy() if source.reference_deploy else exported
@@ -308,6 +313,8 @@ def _format_inspect(report: dict) -> str:
             lines.append(f"source     {src['file']} sha256 {src['sha256'][:12]} edgekit {src['edgekit']}")
         if meta.get("verification"):
             lines.append(f"verified   {json.dumps(meta['verification'])}")
+        if meta.get("random_weights"):
+            lines.append("weights    RANDOM: converted from an architecture name, not a trained checkpoint")
     else:
         lines.append(f"metadata   none ({report.get('metadata_error', '')})")
     for kind in ("inputs", "outputs"):
@@ -329,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgekit", description="Deploy real-time object detectors to CPUs, phones and the Raspberry Pi."
     )
     parser.add_argument("--version", action="version", version=f"edgekit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
 
     p = verbs.add_parser(
@@ -377,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size (default: fixed batch 1)")
     p.add_argument("--opset", type=_positive, default=17, help="ONNX opset (17 or newer)")
-    p.add_argument("--out", dest="out_dir", default=".", help="output folder (default: the current one)")
+    p.add_argument(
+        "--out", dest="out_dir", help="output folder (default: the checkpoint's folder; the current one for a name)"
+    )
     p.add_argument(
         "--topk",
         choices=["graph", "runtime"],
@@ -417,8 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from edgekit.logs import shown
+
     try:
-        return args.func(args)
+        with shown(info=args.verb == "convert"):  # a conversion's progress lines go to stdout
+            return args.func(args)
     except EdgekitError as exc:
         print(f"edgekit: error: {exc}", file=sys.stderr)
         return 1
@@ -427,6 +440,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug or an unforeseen input: one line, the traceback on request
+        if args.debug:
+            raise
+        text = str(exc).strip().splitlines()
+        detail = f": {text[0][:300]}" if text else ""
+        print(
+            f"edgekit: error: unexpected {type(exc).__name__}{detail} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -162,13 +162,16 @@ def class_color(class_id: int) -> tuple[int, int, int]:
 
 
 def class_ids(classes: Iterable[int | str], names: Sequence[str]) -> list[int]:
-    """Turn class ids or names into ids; an unknown name raises EdgekitError naming it."""
+    """Turn class ids or names into ids; an unknown name or an id outside 0..len(names)-1 raises EdgekitError
+    naming it."""
     lookup = {n: i for i, n in enumerate(names)}
     ids = []
     for c in classes:
-        if isinstance(c, (int, np.integer)):
-            ids.append(int(c))
-        elif isinstance(c, str) and c.strip().isdigit():
+        if isinstance(c, (int, np.integer)) or (isinstance(c, str) and c.strip().isdigit()):
+            if not 0 <= int(c) < len(names):
+                raise EdgekitError(
+                    f"class id {int(c)} is out of range: this model has {len(names)} classes (0..{len(names) - 1})"
+                )
             ids.append(int(c))
         elif c in lookup:
             ids.append(lookup[c])

@@ -68,3 +68,21 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
             while block := fh.read(chunk):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def check_output_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Raise EdgekitError now, before any work, when `folder` cannot be created or written: it is a file,
+    lies under a file, or its nearest existing parent is not writable. Creates nothing."""
+    from edgekit.errors import EdgekitError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise EdgekitError(f"{what} {folder} is a file, not a folder")
+    parent = folder
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise EdgekitError(f"{what} {folder} cannot be created: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise EdgekitError(f"{what} {folder} cannot be written: no permission in {parent}")
+    return folder

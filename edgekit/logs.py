@@ -26,23 +26,48 @@ def get_logger(name: str = "edgekit") -> logging.Logger:
     return logging.getLogger(name)
 
 
+class _Below(logging.Filter):
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < self.level
+
+
 @contextlib.contextmanager
-def printed(level: int = logging.INFO) -> Iterator[None]:
-    """While inside, print edgekit's log records of `level` and above as plain lines on stdout (what the
-    CLI does); warnings and errors of other libraries stay with them."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.setLevel(level)
+def shown(info: bool = False) -> Iterator[None]:
+    """While inside, print edgekit's warnings and errors on stderr (``edgekit: warning: ...``) and, with
+    `info`, its INFO lines as plain lines on stdout (what the CLI does for a conversion's progress)."""
+    handlers: list[logging.Handler] = []
+    warn = logging.StreamHandler(sys.stderr)
+    warn.setFormatter(logging.Formatter("edgekit: %(levelname_lower)s: %(message)s"))
+    warn.setLevel(logging.WARNING)
+    warn.addFilter(_lower_level_name)
+    handlers.append(warn)
+    if info:
+        lines = logging.StreamHandler(sys.stdout)
+        lines.setFormatter(logging.Formatter("%(message)s"))
+        lines.setLevel(logging.INFO)
+        lines.addFilter(_Below(logging.WARNING))
+        handlers.append(lines)
     saved = LOGGER.level, LOGGER.propagate
-    LOGGER.addHandler(handler)
-    LOGGER.setLevel(level)
+    for handler in handlers:
+        LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.INFO if info else logging.WARNING)
     LOGGER.propagate = False
     try:
         yield
     finally:
-        LOGGER.removeHandler(handler)
+        for handler in handlers:
+            LOGGER.removeHandler(handler)
         LOGGER.setLevel(saved[0])
         LOGGER.propagate = saved[1]
+
+
+def _lower_level_name(record: logging.LogRecord) -> bool:
+    record.levelname_lower = record.levelname.lower()
+    return True
 
 
 @contextlib.contextmanager

@@ -113,6 +113,7 @@ class ModelMeta:
     stride: int = 32
     source: SourceInfo | None = None
     verification: dict[str, Any] | None = None
+    random_weights: bool = False  # converted from an architecture name: seeded random weights, detects nothing
     schema: int = SCHEMA
     origin: str = field(default="edgekit", compare=False)  # where this metadata was read from; not stored
 
@@ -302,6 +303,7 @@ def from_dict(data: Mapping[str, Any]) -> ModelMeta:
         stride=stride,
         source=source,
         verification=_get(data, "verification", "", (dict, type(None)), None),
+        random_weights=_get(data, "random_weights", "", bool, False),
         schema=schema,
     )
 

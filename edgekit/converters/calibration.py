@@ -102,7 +102,7 @@ def calibration_images(spec: str | Path, size: int = DEFAULT_SIZE) -> list[Path]
         picks = np.linspace(0, len(images) - 1, size).round().astype(int)
         images = [images[i] for i in picks]
     if len(images) < FEW:
-        log.warning(f"warning: only {len(images)} calibration images; INT8 ranges are more reliable with {FEW} or more")
+        log.warning(f"only {len(images)} calibration images; INT8 ranges are more reliable with {FEW} or more")
     return images
 
 

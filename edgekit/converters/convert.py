@@ -25,7 +25,7 @@ from edgekit.converters.families import open_source
 from edgekit.converters.options import ConvertOptions
 from edgekit.converters.verify import Verification
 from edgekit.errors import EdgekitError
-from edgekit.fileio import atomic_path, sha256_file
+from edgekit.fileio import atomic_path, check_output_folder, sha256_file
 from edgekit.logs import get_logger
 from edgekit.meta import ModelMeta, SourceInfo
 from edgekit.models.facts import count_params
@@ -75,6 +75,10 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
         options = ConvertOptions.create(*args, **flat)
     elif args or flat:
         raise TypeError("pass either options or flat arguments, not both")
+    out_dir = options.out_dir
+    if out_dir is None:
+        out_dir = Path(spec).parent if Path(spec).is_file() else Path(".")
+    check_output_folder(out_dir, "output folder")
     phone = options.backend("tflite").phone
     if phone and options.formats != ["tflite"]:
         raise EdgekitError("--phone makes a TFLite file for MediaPipe: use it with --to tflite alone")
@@ -91,6 +95,11 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
     if "int8" in options.precisions and options.calib is None:
         raise EdgekitError("INT8 needs calibration images: pass --calib (an image folder, YOLO yaml or COCO json)")
     calib = calibration_images(options.calib, options.calib_size) if options.calib is not None else None
+    if source.random_weights:
+        log.warning(
+            f"'{spec}' is an architecture name, not a checkpoint: the weights are seeded random numbers, so the "
+            "artifacts detect nothing useful (for sizes and speed only); pass a trained checkpoint file"
+        )
     log.info(
         f"source   {source.name}: {source.family} {source.variant}, {len(source.classes)} classes, "
         f"{count_params(source.training) / 1e6:.3f} M params (training form)"
@@ -110,6 +119,7 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
         decode=source.decode,
         stride=source.stride,
         source=SourceInfo(source.path.name, sha256_file(source.path), __version__) if source.path else None,
+        random_weights=source.random_weights,
     )
     if phone:  # MediaPipe stretches the image to the input size: so does every check of the phone file
         letterbox = replace(meta.input.letterbox, keep_ratio=False)
@@ -121,6 +131,7 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
         meta = nms_meta(meta)
     stem = source.name + (f"-{source.tag}" if source.tag else "") + ("-phone" if phone else "")
     results = []
+    created = not out_dir.exists()
     with tempfile.TemporaryDirectory(prefix="edgekit-") as workdir:
         ctx = ExportContext(
             source=source,
@@ -134,7 +145,7 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
         )
         for fmt in options.formats:
             for precision in options.precisions:
-                result = export_target(ctx, fmt, precision, Path(options.out_dir), stem)
+                result = export_target(ctx, fmt, precision, out_dir, stem)
                 results.append(result)
                 if result.ok:
                     log.info(
@@ -142,6 +153,8 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
                     )
                 else:
                     log.info(f"failed   {fmt} {precision}: {result.error}")
+    if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()  # every target failed: leave no empty folder behind
     if len(results) > 1:
         log.info(results_table(results))
     return results

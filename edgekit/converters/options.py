@@ -31,7 +31,7 @@ class ConvertOptions:
     formats: list[str] = field(default_factory=lambda: ["onnx"])
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     imgsz: tuple[int, int] = (640, 640)
-    out_dir: Path = Path(".")
+    out_dir: Path | None = None  # None: next to the checkpoint (the current folder for an architecture name)
     calib: str | Path | None = None  # INT8 calibration: image folder, YOLO dataset yaml or COCO json
     calib_size: int = DEFAULT_CALIB_SIZE
     names: list[str] | None = None  # replaces the class names
@@ -49,7 +49,7 @@ class ConvertOptions:
         formats: str | Sequence[str] = "onnx",
         precisions: str | Sequence[str] = "fp32",
         imgsz: int | Sequence[int] = 640,
-        out_dir: str | Path = ".",
+        out_dir: str | Path | None = None,
         **flat: Any,
     ) -> ConvertOptions:
         """Options from flat arguments: `formats` / `precisions` as lists or comma-separated text (``all``
@@ -78,7 +78,7 @@ class ConvertOptions:
             formats=_split(formats, tuple(BACKENDS), "format"),
             precisions=_split(precisions, PRECISIONS, "precision"),
             imgsz=size,
-            out_dir=Path(out_dir),
+            out_dir=Path(out_dir) if out_dir is not None else None,
             source=SourceOptions(**source),
             backends={name: BACKENDS[name].Options(**values) for name, values in per_backend.items()},
             **own,

@@ -34,6 +34,7 @@ class SourceModel:
     path: Path | None = None
     tag: str = ""  # names a non-default output form in the file name (e.g. yolo26n-nms.onnx)
     notes: list[str] = field(default_factory=list)  # what the deploy transform did, for the log
+    random_weights: bool = False  # built from an architecture name: seeded random weights
 
     @property
     def name(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -52,6 +53,11 @@ class Detector:
         self.multi_label = meta.decode.multi_label
         self.classes: list[int] | None = None
         self.timings = Timings()
+        if meta.random_weights:
+            logging.getLogger("edgekit.runtimes").warning(
+                f"{engine.path.name} was converted from an architecture name: its weights are random and its "
+                "detections mean nothing"
+            )
 
     @property
     def names(self) -> list[str]:

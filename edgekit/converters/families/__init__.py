@@ -64,7 +64,9 @@ def _open(spec: str | Path, options: SourceOptions) -> SourceModel:
     name = str(spec)
     for family in FAMILIES:
         if family.build is not None and name in family.archs:
-            return family.build(name, options)
+            source = family.build(name, options)
+            source.random_weights = True
+            return source
     if path.suffix or "/" in name:
         raise EdgekitError(f"checkpoint not found: {spec}")
     known = ", ".join(a for f in FAMILIES for a in f.archs)
