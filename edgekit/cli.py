@@ -81,7 +81,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from edgekit.runtimes.detector import load
 
     model, source_spec = _resolve_model_and_source(args.model, args.source)
-    detector = load(model, backend=args.backend, threads=args.threads, imgsz=args.imgsz, names=args.names)
+    detector = load(
+        model, backend=args.backend, threads=args.threads, imgsz=args.imgsz, names=args.names, device=args.device
+    )
     if args.conf is not None:
         detector.conf = args.conf
     if args.iou is not None:
@@ -98,6 +100,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise EdgekitError(f"--save {save} is the source folder; choose another folder so no image is overwritten")
     log = sys.stderr if args.json else sys.stdout
     print(f"{model.name}: {detector!r}", file=log)
+    if detector.device is not None:
+        from edgekit.devices.profiles import profile_hints
+
+        print(f"device {detector.device.name}: {detector.engine.threads or 'default'} threads", file=log)
+        hints = profile_hints(detector.device, detector.engine.backend, detector.meta.precision, detector.meta.imgsz)
+        for hint in hints:
+            print(f"device {detector.device.name}: {hint}", file=log)
 
     frames = 0
     totals = [0.0, 0.0, 0.0]
@@ -174,11 +183,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
     _converter_side()
     from edgekit.converters.convert import convert_many
 
-    imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
-    precisions = "fp16" if args.half and args.precision == "fp32" else args.precision
+    formats, precision, size = args.to or "onnx", args.precision or "fp32", args.imgsz or [640]
+    if args.device:
+        from edgekit.devices.profiles import convert_plan, get_profile
+
+        plan = convert_plan(get_profile(args.device), args.calib is not None, args.to)
+        formats, precision = ",".join(plan.formats), args.precision or ",".join(plan.precisions)
+        size = args.imgsz or [plan.imgsz]
+        for note in plan.notes:
+            print(f"device   {args.device}: {note}")
+    imgsz = size[0] if len(size) == 1 else tuple(size)
+    precisions = "fp16" if args.half and precision == "fp32" else precision
     results = convert_many(
         args.checkpoint,
-        formats=args.to,
+        formats=formats,
         precisions=precisions,
         imgsz=imgsz,
         out_dir=args.out,
@@ -339,6 +357,31 @@ def _format_inspect(report: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    """List the device profiles (format, precision, threads, input size, each with its reason) and say which
+    one fits this machine."""
+    from edgekit.devices.profiles import PROFILES, describe_profile, describe_profiles, detect_device, get_profile
+
+    detected = detect_device()
+    if args.json:
+        chosen = [get_profile(args.name)] if args.name else list(PROFILES.values())
+        print(json.dumps({"detected": detected.to_dict(), "profiles": [p.to_dict() for p in chosen]}, indent=2))
+    elif args.name:
+        print(describe_profile(get_profile(args.name)))
+    else:
+        print(describe_profiles(detected))
+    return 0
+
+
+def _add_device_verbs(verbs) -> None:
+    p = verbs.add_parser(
+        "devices", help="list device profiles and detect this machine", description=cmd_devices.__doc__
+    )
+    p.add_argument("name", nargs="?", help="show one profile in full, with the reason for each choice")
+    p.add_argument("--json", action="store_true", help="print profiles and the detected machine as JSON")
+    p.set_defaults(func=cmd_devices)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgekit", description="Deploy real-time object detectors to CPUs, phones and the Raspberry Pi."
@@ -362,13 +405,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", help="force a backend (default: by file type)")
     p.add_argument("--imgsz", type=_imgsz, help="input size for models without metadata, or dynamic ones")
     p.add_argument("--names", type=_names, help="class names (comma-separated or a file, one per line)")
+    p.add_argument("--device", help="take threads and hints from a device profile (see: edgekit devices)")
     p.set_defaults(func=cmd_predict)
 
     p = verbs.add_parser("convert", help="convert a checkpoint to verified artifacts", description=cmd_convert.__doc__)
     p.add_argument("checkpoint", help="checkpoint file (.pt/.pth) or built-in architecture name (e.g. yolov9-c)")
-    p.add_argument("--to", default="onnx", help="formats, comma-separated: onnx, openvino, tflite, coreml, or all")
-    p.add_argument("--precision", default="fp32", help="precisions, comma-separated: fp32, fp16, int8, or all")
-    p.add_argument("--imgsz", type=_imgsz, default=[640], help="input size: SIZE or HEIGHT,WIDTH (default 640)")
+    p.add_argument("--to", help="formats, comma-separated: onnx, openvino, tflite, coreml, or all (default onnx)")
+    p.add_argument("--precision", help="precisions, comma-separated: fp32, fp16, int8, or all (default fp32)")
+    p.add_argument("--imgsz", type=_imgsz, help="input size: SIZE or HEIGHT,WIDTH (default 640)")
+    p.add_argument(
+        "--device", help="pick formats, precisions and input size from a device profile (see: edgekit devices)"
+    )
     p.add_argument("--half", action="store_true", help="same as --precision fp16")
     p.add_argument("--calib", help="INT8 calibration images: an image folder, a YOLO dataset yaml or a COCO json")
     p.add_argument("--calib-size", type=_positive, default=300, help="calibration images to use (default 300)")
@@ -423,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=_imgsz, default=[640], help="input size for GFLOPs (default 640)")
     p.add_argument("--arch", help="DAMO-YOLO: the variant of a state_dict checkpoint")
     p.set_defaults(func=cmd_inspect)
+    _add_device_verbs(verbs)
     return parser
 
 
