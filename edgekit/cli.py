@@ -110,6 +110,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     frames = 0
     totals = [0.0, 0.0, 0.0]
+    interrupted = False
     with _video_target(save, source) as video_tmp:
         writer = None
         try:
@@ -144,6 +145,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     if not writer.isOpened():
                         raise EdgekitError(f"cannot write a video to {save}")
                 writer.write(drawn)
+        except KeyboardInterrupt:  # Ctrl-C ends a camera or stream run; what was recorded is kept
+            if video_tmp is not None and writer is None:
+                raise  # nothing recorded: no empty video is left behind
+            interrupted = True
         finally:
             if writer is not None:
                 writer.release()
@@ -154,19 +159,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if source.skipped:
         print(f"edgekit: error: {len(source.skipped)} unreadable image(s) skipped", file=sys.stderr)
         return 1
+    if interrupted:
+        print("edgekit: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
 @contextlib.contextmanager
 def _video_target(save: Path | None, source) -> Iterator[Path | None]:
     """A temporary video path (renamed into `save` on success) for video and camera sources, else None."""
-    if save is None or source.kind not in ("video", "camera"):
+    if save is None or source.kind in ("image", "folder"):
         yield None
         return
     from edgekit.fileio import atomic_path
 
-    stem = Path(str(source.spec)).stem if source.kind == "video" else f"camera{source.index}"
-    with atomic_path(save / f"{stem}.mp4") as tmp:
+    with atomic_path(save / f"{source.stem}.mp4") as tmp:
         yield tmp
 
 
