@@ -7,7 +7,6 @@ import socket
 import sys
 import threading
 import time
-import types
 
 import cv2
 import numpy as np
@@ -21,6 +20,7 @@ from edgekit.devices.sources import Backoff, LatestFrame, Source
 from edgekit.errors import EdgekitError
 from edgekit.runtimes.detector import load
 
+from standins import picamera2 as standin_picamera2
 from videos import frame_index, write_marked_video
 
 
@@ -153,79 +153,14 @@ def test_mjpeg_stream_that_drops_is_reopened():
     assert source.reconnects == 1
 
 
-# picamera2: a stand-in with exactly the calls the adapter makes
-
-
-class _Request:
-    def __init__(self, buffers):
-        self.buffers = buffers
-
-
-class _MappedArray:
-    def __init__(self, request, stream):
-        self.array = request.buffers[stream]
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-class _Picamera2:
-    """Renders the bundled photo into the configured main and lores buffers; YUV420 rows padded to 64."""
-
-    instances: list = []
-
-    def __init__(self, camera_num=0):
-        self.camera_num, self.pre_callback, self.calls = camera_num, None, []
-        _Picamera2.instances.append(self)
-
-    def create_video_configuration(self, main, lores, controls):
-        self.calls.append("create_video_configuration")
-        return {"main": main, "lores": lores, "controls": controls}
-
-    def configure(self, config):
-        self.calls.append("configure")
-        self.config = config
-
-    def start(self, show_preview=False):
-        self.calls.append(("start", show_preview))
-
-    def _buffer(self, stream):
-        spec = self.config[stream]
-        w, h = spec["size"]
-        bgr = cv2.resize(cv2.imread(str(sample_image())), (w, h), interpolation=cv2.INTER_AREA)
-        fmt = spec["format"]
-        if fmt == "YUV420":
-            stride = -(-w // 64) * 64
-            padded = cv2.copyMakeBorder(bgr, 0, 0, 0, stride - w, cv2.BORDER_CONSTANT)
-            return cv2.cvtColor(padded, cv2.COLOR_BGR2YUV_I420)
-        order = {"RGB888": bgr, "BGR888": bgr[..., ::-1], "XRGB8888": bgr, "XBGR8888": bgr[..., ::-1]}[fmt]
-        if fmt.startswith("X"):
-            order = np.concatenate([order, np.full((h, w, 1), 255, np.uint8)], axis=2)
-        return np.ascontiguousarray(order)
-
-    def capture_array(self, name="main"):
-        self.calls.append(("capture_array", name))
-        request = _Request({"main": self._buffer("main"), "lores": self._buffer("lores")})
-        if self.pre_callback is not None:
-            self.pre_callback(request)
-        return request.buffers[name].copy()
-
-    def stop(self):
-        self.calls.append("stop")
-
-    def close(self):
-        self.calls.append("close")
+# picamera2: tests/standins/picamera2.py offers exactly the calls the adapter makes
 
 
 @pytest.fixture()
 def standin(monkeypatch):
-    module = types.SimpleNamespace(Picamera2=_Picamera2, MappedArray=_MappedArray)
-    monkeypatch.setitem(sys.modules, "picamera2", module)
-    _Picamera2.instances.clear()
-    return module
+    monkeypatch.setitem(sys.modules, "picamera2", standin_picamera2)
+    standin_picamera2.instances.clear()
+    return standin_picamera2
 
 
 def test_picamera2_is_imported_only_when_used():
@@ -247,7 +182,7 @@ def test_picamera_lores_frames_are_bgr_at_the_model_size(standin, lores_format):
     # a 288-wide lores stream: YUV420 rows are padded to a stride of 320, which must be cut off
     options = {"main": (1280, 960), "imgsz": (256, 288), "lores_format": lores_format}
     frame = next(iter(Source("picamera", live=False, picamera=options)))
-    cam = _Picamera2.instances[0]
+    cam = standin.instances[0]
     assert cam.config["lores"] == {"size": (288, 216), "format": lores_format}
     assert cam.config["main"] == {"size": (1280, 960), "format": "XRGB8888"}
     expected = cv2.resize(cv2.imread(str(sample_image())), (288, 216), interpolation=cv2.INTER_AREA)
