@@ -380,6 +380,64 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _thread_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected thread counts like 1,2,4, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive thread counts like 1,2,4, got {text!r}")
+    return values
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Profile a model file on this machine: latency percentiles and FPS, the pre / infer / post split, a threads
+    sweep, per-operator times, load time, peak memory, and temperature, clock and throttling on a Raspberry Pi."""
+    from edgekit.fileio import atomic_write_bytes
+    from edgekit.runtimes.profile import format_report, profile_model, runs_csv
+
+    bars: dict = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc=stage, unit="run", file=sys.stderr, leave=False)
+        bars[stage].update(done - bars[stage].n)
+        if done == total:
+            bars.pop(stage).close()
+
+    model, _ = _resolve_model_and_source(args.model, None)
+    report = profile_model(
+        model,
+        image=args.image,
+        runs=args.runs,
+        warmup=args.warmup,
+        threads=args.threads,
+        device=args.device,
+        backend=args.backend,
+        sweep=None if args.sweep is None else ([] if args.no_sweep else args.sweep),
+        operators=not args.no_ops,
+        progress=None if args.quiet else progress,
+    )
+    if args.no_sweep:
+        report.sweep = []
+    if args.csv:
+        atomic_write_bytes(Path(args.csv), runs_csv(report).encode())
+    if args.plot:
+        from edgekit.runtimes.profile_plot import save_plot
+
+        save_plot(report, args.plot)
+    if args.json:
+        print(report.to_json())
+    else:
+        print(format_report(report))
+        for what, path in (("csv", args.csv), ("plot", args.plot)):
+            if path:
+                print(f"{what:<10} {path}")
+    return 0
+
+
 def _add_device_verbs(verbs) -> None:
     p = verbs.add_parser(
         "devices", help="list device profiles and detect this machine", description=cmd_devices.__doc__
@@ -387,6 +445,24 @@ def _add_device_verbs(verbs) -> None:
     p.add_argument("name", nargs="?", help="show one profile in full, with the reason for each choice")
     p.add_argument("--json", action="store_true", help="print profiles and the detected machine as JSON")
     p.set_defaults(func=cmd_devices)
+
+    p = verbs.add_parser("profile", help="measure a model's latency, stages, threads, operators and memory here",
+                         description=cmd_profile.__doc__)
+    p.add_argument("model", nargs="?", help="model file (default: the embedded demo model)")
+    p.add_argument("--image", help="image to run on (default: the bundled sample image)")
+    p.add_argument("--runs", type=_positive, default=100, help="timed runs (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs first (default 10)")
+    p.add_argument("--threads", type=_positive, help="inference threads (default: the device profile's or engine's)")
+    p.add_argument("--device", help="take threads from a device profile (see: edgekit devices)")
+    p.add_argument("--backend", help="force a backend (default: by file type)")
+    p.add_argument("--sweep", type=_thread_list, default=None, help="thread counts to compare (default 1,2,4..cores)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the threads sweep")
+    p.add_argument("--no-ops", action="store_true", help="skip the per-operator profile")
+    p.add_argument("--json", action="store_true", help="print the whole report (every run and sample) as JSON")
+    p.add_argument("--csv", metavar="FILE", help="write one row per run (times, temperature, clock) to FILE")
+    p.add_argument("--plot", metavar="PNG", help="write latency over time with temperature and clock as a PNG")
+    p.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    p.set_defaults(func=cmd_profile)
 
 
 def build_parser() -> argparse.ArgumentParser:
