@@ -230,3 +230,42 @@ def test_lores_size_keeps_the_main_aspect():
     assert picamera.lores_size((1280, 720), 320) == (320, 180)
     assert picamera.lores_size((640, 480), (480, 640)) == (640, 480)
     assert picamera.lores_size((2304, 1296), (320, 320)) == (320, 180)
+
+
+def test_predict_on_a_stream_ctrl_c_keeps_a_playable_video(tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    from edgekit.assets import default_model
+
+    server = MjpegServer(port=0).start()
+    done = threading.Event()
+    scene = cv2.imread(str(sample_image()))
+
+    def publish():
+        while not done.is_set():
+            server.publish(scene)
+            time.sleep(0.03)
+
+    threading.Thread(target=publish, daemon=True).start()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(p) for p in sys.path if p])}
+    proc = subprocess.Popen([sys.executable, "-m", "edgekit.cli", "predict", str(default_model()),
+                             f"http://127.0.0.1:{server.port}/stream.mjpg", "--save", str(tmp_path), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = [proc.stdout.readline() for _ in range(5)]
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        done.set()
+        server.stop()
+    assert proc.returncode == 130 and err.strip().endswith("edgekit: interrupted"), err
+    printed = len(lines) + len(rest.splitlines())
+    cap = cv2.VideoCapture(str(tmp_path / "stream.mp4"))
+    count, decoded = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), []
+    while (frame := cap.read()[1]) is not None:
+        decoded.append(frame.shape)
+    # the last printed frame may have been interrupted before it was written
+    assert printed - 1 <= count == len(decoded) <= printed and set(decoded) == {scene.shape}
+    assert [p.name for p in tmp_path.iterdir()] == ["stream.mp4"]
