@@ -19,6 +19,9 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# distribution and library-folder names -> the package a user knows (opencv-python-headless ships cv2 and
+# opencv_python_headless.libs)
+ALIASES = {"cv2": "opencv", "opencv_python_headless": "opencv", "ai_edge_litert": "ai-edge-litert"}
 
 
 def tree_mb(path: Path) -> float:
@@ -34,7 +37,8 @@ def packages_mb(site: Path) -> dict[str, float]:
     """Size per top-level entry of site-packages (package folders, .libs folders and .dist-info merged)."""
     sizes: dict[str, float] = {}
     for entry in site.iterdir():
-        name = entry.name.split("-")[0].split(".")[0].lower().removesuffix("_libs")
+        name = entry.name.split("-")[0].split(".")[0].lower()
+        name = ALIASES.get(name, name)
         sizes[name] = sizes.get(name, 0.0) + (tree_mb(entry) if entry.is_dir() else entry.stat().st_size / 1e6)
     return sizes
 
