@@ -78,6 +78,7 @@ class PiCamera:
         self._module = module
         self._overlay: Detections | None = None
         self._lock = threading.Lock()
+        self._capturing = threading.Lock()
         self.cam = None
 
     def open(self) -> PiCamera:
@@ -108,11 +109,15 @@ class PiCamera:
 
     def capture(self) -> np.ndarray:
         """The next lores frame as BGR (the model's input, before the letterbox)."""
-        return to_bgr(self.cam.capture_array("lores"), self.lores_format, self.lores)
+        with self._capturing:  # the capture thread and the main thread never call picamera2 at once
+            array = self.cam.capture_array("lores")
+        return to_bgr(array, self.lores_format, self.lores)
 
     def capture_main(self) -> np.ndarray:
         """The next main-stream frame as BGR, with the overlay drawn."""
-        return to_bgr(self.cam.capture_array("main"), self.main_format, self.main)
+        with self._capturing:
+            array = self.cam.capture_array("main")
+        return to_bgr(array, self.main_format, self.main)
 
     def show(self, detections: Detections | None) -> None:
         """Detections in lores pixels, drawn on every main-stream frame from now on (None clears them)."""
@@ -133,6 +138,8 @@ class PiCamera:
     def close(self) -> None:
         """Stop and release the camera."""
         if self.cam is not None:
+            with self._capturing:
+                pass  # let a capture in progress finish first
             try:
                 self.cam.stop()
             finally:
