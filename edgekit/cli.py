@@ -81,7 +81,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from edgekit.runtimes.detector import load
 
     model, source_spec = _resolve_model_and_source(args.model, args.source)
-    detector = load(model, backend=args.backend, threads=args.threads, imgsz=args.imgsz, names=args.names)
+    detector = load(
+        model, backend=args.backend, threads=args.threads, imgsz=args.imgsz, names=args.names, device=args.device
+    )
     if args.conf is not None:
         detector.conf = args.conf
     if args.iou is not None:
@@ -100,9 +102,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise EdgekitError(f"--save {save} is the source folder; choose another folder so no image is overwritten")
     log = sys.stderr if args.json else sys.stdout
     print(f"{model.name}: {detector!r}", file=log)
+    if detector.device is not None:
+        from edgekit.devices.profiles import profile_hints
+
+        print(f"device {detector.device.name}: {detector.engine.threads or 'default'} threads", file=log)
+        hints = profile_hints(detector.device, detector.engine.backend, detector.meta.precision, detector.meta.imgsz)
+        for hint in hints:
+            print(f"device {detector.device.name}: {hint}", file=log)
 
     frames = 0
     totals = [0.0, 0.0, 0.0]
+    interrupted = False
     with _video_target(save, source) as video_tmp:
         writer = None
         try:
@@ -137,6 +147,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     if not writer.isOpened():
                         raise EdgekitError(f"cannot write a video to {save}")
                 writer.write(drawn)
+        except KeyboardInterrupt:  # Ctrl-C ends a camera or stream run; what was recorded is kept
+            if video_tmp is not None and writer is None:
+                raise  # nothing recorded: no empty video is left behind
+            interrupted = True
         finally:
             if writer is not None:
                 writer.release()
@@ -147,19 +161,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if source.skipped:
         print(f"edgekit: error: {len(source.skipped)} unreadable image(s) skipped", file=sys.stderr)
         return 1
+    if interrupted:
+        print("edgekit: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
 @contextlib.contextmanager
 def _video_target(save: Path | None, source) -> Iterator[Path | None]:
     """A temporary video path (renamed into `save` on success) for video and camera sources, else None."""
-    if save is None or source.kind not in ("video", "camera"):
+    if save is None or source.kind in ("image", "folder"):
         yield None
         return
     from edgekit.fileio import atomic_path
 
-    stem = Path(str(source.spec)).stem if source.kind == "video" else f"camera{source.index}"
-    with atomic_path(save / f"{stem}.mp4") as tmp:
+    with atomic_path(save / f"{source.stem}.mp4") as tmp:
         yield tmp
 
 
@@ -176,9 +192,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     _converter_side()
     from edgekit.converters.convert import convert_many
     from edgekit.converters.options import ConvertOptions, option_names
-    precisions = "fp16" if args.half and args.precision == "fp32" else args.precision
+
+    formats, precision, size = args.to or "onnx", args.precision or "fp32", args.imgsz or [640]
+    if args.device:
+        from edgekit.devices.profiles import convert_plan, get_profile
+
+        plan = convert_plan(get_profile(args.device), args.calib is not None, args.to)
+        formats, precision = ",".join(plan.formats), args.precision or ",".join(plan.precisions)
+        size = args.imgsz or [plan.imgsz]
+        for note in plan.notes:
+            print(f"device   {args.device}: {note}")
+    precisions = "fp16" if args.half and precision == "fp32" else precision
     given = {name: getattr(args, name) for name in option_names() if hasattr(args, name)}
-    options = ConvertOptions.create(args.to, precisions, args.imgsz, args.out_dir, **given)
+    options = ConvertOptions.create(formats, precisions, size, args.out_dir, **given)
     results = convert_many(args.checkpoint, options=options)
     failed = [r for r in results if not r.ok]
     if failed:
@@ -331,6 +357,107 @@ def _format_inspect(report: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    """List the device profiles (format, precision, threads, input size, each with its reason) and say which
+    one fits this machine."""
+    from edgekit.devices.profiles import PROFILES, describe_profile, describe_profiles, detect_device, get_profile
+
+    detected = detect_device()
+    if args.json:
+        chosen = [get_profile(args.name)] if args.name else list(PROFILES.values())
+        print(json.dumps({"detected": detected.to_dict(), "profiles": [p.to_dict() for p in chosen]}, indent=2))
+    elif args.name:
+        print(describe_profile(get_profile(args.name)))
+    else:
+        print(describe_profiles(detected))
+    return 0
+
+
+def _thread_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected thread counts like 1,2,4, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive thread counts like 1,2,4, got {text!r}")
+    return values
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Profile a model file on this machine: latency percentiles and FPS, the pre / infer / post split, a threads
+    sweep, per-operator times, load time, peak memory, and temperature, clock and throttling on a Raspberry Pi."""
+    from edgekit.fileio import atomic_write_bytes
+    from edgekit.runtimes.profile import format_report, profile_model, runs_csv
+
+    bars: dict = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc=stage, unit="run", file=sys.stderr, leave=False)
+        bars[stage].update(done - bars[stage].n)
+        if done == total:
+            bars.pop(stage).close()
+
+    model, _ = _resolve_model_and_source(args.model, None)
+    report = profile_model(
+        model,
+        image=args.image,
+        runs=args.runs,
+        warmup=args.warmup,
+        threads=args.threads,
+        device=args.device,
+        backend=args.backend,
+        sweep=None if args.sweep is None else ([] if args.no_sweep else args.sweep),
+        operators=not args.no_ops,
+        progress=None if args.quiet else progress,
+    )
+    if args.no_sweep:
+        report.sweep = []
+    if args.csv:
+        atomic_write_bytes(Path(args.csv), runs_csv(report).encode())
+    if args.plot:
+        from edgekit.runtimes.profile_plot import save_plot
+
+        save_plot(report, args.plot)
+    if args.json:
+        print(report.to_json())
+    else:
+        print(format_report(report))
+        for what, path in (("csv", args.csv), ("plot", args.plot)):
+            if path:
+                print(f"{what:<10} {path}")
+    return 0
+
+
+def _add_device_verbs(verbs) -> None:
+    p = verbs.add_parser(
+        "devices", help="list device profiles and detect this machine", description=cmd_devices.__doc__
+    )
+    p.add_argument("name", nargs="?", help="show one profile in full, with the reason for each choice")
+    p.add_argument("--json", action="store_true", help="print profiles and the detected machine as JSON")
+    p.set_defaults(func=cmd_devices)
+
+    p = verbs.add_parser("profile", help="measure a model's latency, stages, threads, operators and memory here",
+                         description=cmd_profile.__doc__)
+    p.add_argument("model", nargs="?", help="model file (default: the embedded demo model)")
+    p.add_argument("--image", help="image to run on (default: the bundled sample image)")
+    p.add_argument("--runs", type=_positive, default=100, help="timed runs (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs first (default 10)")
+    p.add_argument("--threads", type=_positive, help="inference threads (default: the device profile's or engine's)")
+    p.add_argument("--device", help="take threads from a device profile (see: edgekit devices)")
+    p.add_argument("--backend", help="force a backend (default: by file type)")
+    p.add_argument("--sweep", type=_thread_list, default=None, help="thread counts to compare (default 1,2,4..cores)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the threads sweep")
+    p.add_argument("--no-ops", action="store_true", help="skip the per-operator profile")
+    p.add_argument("--json", action="store_true", help="print the whole report (every run and sample) as JSON")
+    p.add_argument("--csv", metavar="FILE", help="write one row per run (times, temperature, clock) to FILE")
+    p.add_argument("--plot", metavar="PNG", help="write latency over time with temperature and clock as a PNG")
+    p.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    p.set_defaults(func=cmd_profile)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgekit", description="Deploy real-time object detectors to CPUs, phones and the Raspberry Pi."
@@ -355,13 +482,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", help="force a backend (default: by file type)")
     p.add_argument("--imgsz", type=_imgsz, help="input size for models without metadata, or dynamic ones")
     p.add_argument("--names", type=_names, help="class names (comma-separated or a file, one per line)")
+    p.add_argument("--device", help="take threads and hints from a device profile (see: edgekit devices)")
     p.set_defaults(func=cmd_predict)
 
     p = verbs.add_parser("convert", help="convert a checkpoint to verified artifacts", description=cmd_convert.__doc__)
     p.add_argument("checkpoint", help="checkpoint file (.pt/.pth) or built-in architecture name (e.g. yolov9-c)")
-    p.add_argument("--to", default="onnx", help="formats, comma-separated: onnx, openvino, tflite, coreml, or all")
-    p.add_argument("--precision", default="fp32", help="precisions, comma-separated: fp32, fp16, int8, or all")
-    p.add_argument("--imgsz", type=_imgsz, default=[640], help="input size: SIZE or HEIGHT,WIDTH (default 640)")
+    p.add_argument("--to", help="formats, comma-separated: onnx, openvino, tflite, coreml, or all (default onnx)")
+    p.add_argument("--precision", help="precisions, comma-separated: fp32, fp16, int8, or all (default fp32)")
+    p.add_argument("--imgsz", type=_imgsz, help="input size: SIZE or HEIGHT,WIDTH (default 640)")
+    p.add_argument(
+        "--device", help="pick formats, precisions and input size from a device profile (see: edgekit devices)"
+    )
     p.add_argument("--half", action="store_true", help="same as --precision fp16")
     p.add_argument("--calib", help="INT8 calibration images: an image folder, a YOLO dataset yaml or a COCO json")
     p.add_argument("--calib-size", type=_positive, default=300, help="calibration images to use (default 300)")
@@ -418,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=_imgsz, default=[640], help="input size for GFLOPs (default 640)")
     p.add_argument("--arch", help="DAMO-YOLO: the variant of a state_dict checkpoint")
     p.set_defaults(func=cmd_inspect)
+    _add_device_verbs(verbs)
     return parser
 
 

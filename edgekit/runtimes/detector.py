@@ -21,6 +21,7 @@ from edgekit.runtimes.engine import Engine, TensorSpec, open_engine
 from edgekit.runtimes.preprocess import LetterboxInfo, dequantize, preprocess
 
 ImageLike = str | Path | np.ndarray
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Detector:
         self.multi_label = meta.decode.multi_label
         self.classes: list[int] | None = None
         self.timings = Timings()
+        self.device = None  # the DeviceProfile it was loaded for, if any
         if meta.random_weights:
             logging.getLogger("edgekit.runtimes").warning(
                 f"{engine.path.name} was converted from an architecture name: its weights are random and its "
@@ -238,7 +240,25 @@ def load(
     threads: int | None = None,
     imgsz: int | Sequence[int] | None = None,
     names: Sequence[str] | None = None,
+    device: str | None = None,
 ) -> Detector:
-    """Open a model file (engine chosen by its type) and return a ready Detector."""
+    """Open a model file (engine chosen by its type) and return a ready Detector.
+
+    `device` names a device profile (``edgekit devices`` lists them): its thread count is used unless
+    `threads` is given, and a model that is not what the profile prefers is logged as a hint.
+    """
+    profile = None
+    if device is not None:
+        from edgekit.devices.profiles import get_profile, resolve_threads
+
+        profile = get_profile(device)
+        threads = resolve_threads(profile, threads)
     engine = open_engine(path, backend=backend, threads=threads)
-    return Detector(engine, read_meta(engine, imgsz, names))
+    detector = Detector(engine, read_meta(engine, imgsz, names))
+    if profile is not None:
+        from edgekit.devices.profiles import profile_hints
+
+        for hint in profile_hints(profile, detector.engine.backend, detector.meta.precision, detector.meta.imgsz):
+            logger.info("%s: %s", profile.name, hint)
+        detector.device = profile
+    return detector

@@ -1,0 +1,335 @@
+"""Profiling a model file where it runs: latency percentiles and FPS, the pre / infer / post split, a threads
+sweep, per-operator times where the engine offers them (ONNX Runtime profiling, OpenVINO performance
+counters), model load time, peak memory, and the device's temperature, clock and throttling during the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.devices.profiles import detect_device
+from edgekit.devices.sources import read_image
+from edgekit.devices.telemetry import TelemetrySampler, vcgencmd_throttled
+from edgekit.errors import EdgekitError, require
+from edgekit.runtimes.detector import Detector, load
+
+# progress(stage, done, total): called as work advances, so a command line can show bars
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Latency:
+    """Summary of per-frame times in milliseconds."""
+
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    fps: float  # 1000 / mean
+
+    @classmethod
+    def of(cls, ms: Sequence[float]) -> Latency:
+        """Percentiles, mean, spread and frame rate of a list of millisecond times."""
+        a = np.asarray(ms, dtype=np.float64)
+        p50, p90, p99 = np.percentile(a, [50, 90, 99])
+        mean = float(a.mean())
+        return cls(*(round(float(v), 3) for v in (p50, p90, p99, mean, a.std(), a.min(), a.max())),
+                   round(1000.0 / mean, 2) if mean > 0 else 0.0)
+
+
+@dataclass
+class Operator:
+    """Time spent in one operator type per inference, as the engine reports it."""
+
+    op: str
+    ms: float
+    count: int
+    share: float  # of the summed operator time
+
+
+@dataclass
+class ProfileReport:
+    """Everything `edgekit profile` measured; `runs` holds one row per timed frame."""
+
+    model: str
+    backend: str
+    precision: str
+    imgsz: tuple[int, int]
+    threads: int | None
+    image: str
+    device: str | None
+    load_ms: float
+    rss_after_load_mb: float
+    peak_rss_mb: float
+    warmup: int
+    latency: Latency
+    stages: dict[str, float]  # mean ms of pre, infer, post, and their sum
+    runs: list[dict[str, float]] = field(default_factory=list)
+    sweep: list[dict[str, Any]] = field(default_factory=list)
+    operators: list[Operator] = field(default_factory=list)
+    operators_note: str = ""
+    telemetry: list[dict[str, Any]] = field(default_factory=list)
+    telemetry_summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain data (JSON-ready)."""
+        data = asdict(self)
+        data["imgsz"] = list(self.imgsz)
+        return data
+
+    def to_json(self) -> str:
+        """The report as a JSON document."""
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (VmHWM on Linux; ru_maxrss elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e6 if sys.platform == "darwin" else peak / 1024
+
+
+def current_rss_mb() -> float:
+    """Resident memory of this process now, in MB (0 where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _timed_runs(detector: Detector, image: np.ndarray, n: int, stage: str, progress: Progress | None,
+                clock_start: float) -> list[dict[str, float]]:
+    rows = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        detector(image)
+        t1 = time.perf_counter()
+        t = detector.timings
+        rows.append({"run": i, "t_s": round(t0 - clock_start, 4), "frame_ms": round((t1 - t0) * 1e3, 4),
+                     "pre_ms": round(t.pre, 4), "infer_ms": round(t.infer, 4), "post_ms": round(t.post, 4)})
+        if progress:
+            progress(stage, i + 1, n)
+    return rows
+
+
+def default_sweep(cores: int | None = None) -> list[int]:
+    """Thread counts worth trying: 1, 2, 4, ... up to the core count, and the core count itself."""
+    cores = cores or os.cpu_count() or 1
+    counts = {cores}
+    t = 1
+    while t < cores:
+        counts.add(t)
+        t *= 2
+    return sorted(counts)
+
+
+def operator_times(detector: Detector, image: np.ndarray, runs: int = 10) -> tuple[list[Operator], str]:
+    """Per-operator-type times per inference from the engine's own profiler; ([], why) where there is none."""
+    backend = detector.engine.backend
+    from edgekit.runtimes.preprocess import preprocess
+
+    tensor, _ = preprocess(image, detector.meta.input, detector.meta.imgsz)
+    feeds = {detector.input.name: tensor}
+    totals: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    if backend == "onnxruntime":
+        ort = require("onnxruntime", "onnxruntime")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if detector.engine.threads:
+            options.intra_op_num_threads = int(detector.engine.threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(tmp) / "ort")
+            session = ort.InferenceSession(str(detector.engine.path), options, providers=["CPUExecutionProvider"])
+            session.run(None, feeds)  # warm-up, excluded below by counting only the last `runs` calls
+            for _ in range(runs):
+                session.run(None, feeds)
+            events = json.loads(Path(session.end_profiling()).read_text())
+        runs_seen = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+        first_timed = runs_seen[-runs]["ts"] if len(runs_seen) >= runs else 0
+        for e in events:
+            if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= first_timed:
+                op = e.get("args", {}).get("op_name", "?")
+                totals[op] += e["dur"] / 1e3 / runs
+                counts[op] += 1
+        counts = {k: v // runs for k, v in counts.items()}
+    elif backend == "openvino":
+        ov = require("openvino", "openvino")
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True}
+        if detector.engine.threads:
+            config["INFERENCE_NUM_THREADS"] = int(detector.engine.threads)
+        compiled = ov.Core().compile_model(detector.engine.model, "CPU", config)
+        request = compiled.create_infer_request()
+        request.infer([tensor])
+        for _ in range(runs):
+            request.infer([tensor])
+            for info in request.profiling_info:
+                if str(info.status).endswith("EXECUTED"):
+                    totals[info.node_type] += info.real_time.total_seconds() * 1e3 / runs
+                    counts[info.node_type] += 1
+        counts = {k: v // runs for k, v in counts.items()}
+    else:
+        return [], f"{backend} offers no per-operator timings through its Python API"
+    total = sum(totals.values()) or 1.0
+    ops = [Operator(op, round(ms, 4), counts[op], round(ms / total, 4))
+           for op, ms in sorted(totals.items(), key=lambda kv: -kv[1])]
+    return ops, f"{backend} profiler, mean of {runs} inferences"
+
+
+def profile_model(
+    model: str | Path,
+    *,
+    image: str | Path | np.ndarray | None = None,
+    runs: int = 100,
+    warmup: int = 10,
+    threads: int | None = None,
+    device: str | None = None,
+    backend: str | None = None,
+    sweep: Sequence[int] | None = (),
+    sweep_runs: int = 20,
+    operators: bool = True,
+    telemetry_root: str | Path = "/",
+    throttled: Callable[[], int | None] = vcgencmd_throttled,
+    interval: float = 0.25,
+    progress: Progress | None = None,
+) -> ProfileReport:
+    """Profile a model file on one image (default: the bundled sample).
+
+    `sweep` lists thread counts to compare (None: `default_sweep()`; empty: no sweep). Telemetry is
+    sampled every `interval` seconds during the timed runs from `telemetry_root` (tests pass copies of a
+    Raspberry Pi's files).
+    """
+    if runs < 1 or warmup < 0:
+        raise EdgekitError(f"runs must be at least 1 and warm-up not negative (got {runs}, {warmup})")
+    from edgekit.assets import sample_image
+
+    if image is None:
+        image = sample_image()
+    name = Path(image).name if not isinstance(image, np.ndarray) else "array"
+    pixels = image if isinstance(image, np.ndarray) else read_image(image)
+    t0 = time.perf_counter()
+    detector = load(model, backend=backend, threads=threads, device=device)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    rss_after_load = current_rss_mb()
+    for i in range(warmup):
+        detector(pixels)
+        if progress:
+            progress("warm-up", i + 1, warmup)
+    sampler = TelemetrySampler(interval=interval, root=telemetry_root, throttled=throttled)
+    with sampler:
+        rows = _timed_runs(detector, pixels, runs, "runs", progress, sampler._start)
+    peak = peak_rss_mb()
+    for row in rows:  # the telemetry sample nearest each run
+        nearest = min(sampler.samples, key=lambda s: abs(s.t - row["t_s"]))
+        row.update(temp_c=nearest.temp_c, arm_mhz=nearest.arm_mhz, throttled=nearest.throttled)
+    stages = {k: round(float(np.mean([r[f"{k}_ms"] for r in rows])), 4) for k in ("pre", "infer", "post")}
+    stages["sum"] = round(stages["pre"] + stages["infer"] + stages["post"], 4)
+    report = ProfileReport(
+        model=str(model),
+        backend=detector.engine.backend,
+        precision=detector.meta.precision,
+        imgsz=tuple(detector.meta.imgsz),
+        threads=detector.engine.threads,
+        image=name,
+        device=device or detect_device().profile,
+        load_ms=round(load_ms, 2),
+        rss_after_load_mb=round(rss_after_load, 1),
+        peak_rss_mb=round(peak, 1),
+        warmup=warmup,
+        latency=Latency.of([r["frame_ms"] for r in rows]),
+        stages=stages,
+        runs=rows,
+        telemetry=sampler.to_list(),
+        telemetry_summary=sampler.summary(),
+    )
+    if operators:
+        report.operators, report.operators_note = operator_times(detector, pixels)
+    counts = default_sweep() if sweep is None else list(sweep)
+    for t in counts:
+        swept = load(model, backend=backend, threads=t)
+        for _ in range(min(warmup, 3)):
+            swept(pixels)
+        timed = _timed_runs(swept, pixels, sweep_runs, f"{t} threads", progress, time.perf_counter())
+        lat = Latency.of([r["frame_ms"] for r in timed])
+        report.sweep.append({"threads": t, "p50_ms": lat.p50, "mean_ms": lat.mean, "fps": lat.fps,
+                             "infer_ms": round(float(np.mean([r["infer_ms"] for r in timed])), 3)})
+        del swept
+    return report
+
+
+def format_report(report: ProfileReport, top_ops: int = 12) -> str:
+    """The report as the text `edgekit profile` prints."""
+    r, lat, st = report, report.latency, report.stages
+    lines = [
+        f"model      {r.model}  ({r.backend}, {r.precision}, {r.imgsz[0]}x{r.imgsz[1]}, "
+        f"threads {r.threads or 'default'}, device {r.device or 'unknown'})",
+        f"load       {r.load_ms:.1f} ms; RSS after load {r.rss_after_load_mb:.1f} MB, peak {r.peak_rss_mb:.1f} MB",
+        f"latency    {len(r.runs)} runs after {r.warmup} warm-up on {r.image}: p50 {lat.p50:.2f} ms  p90 {lat.p90:.2f}"
+        f"  p99 {lat.p99:.2f}  mean {lat.mean:.2f} +- {lat.std:.2f}  ({lat.fps:.1f} FPS)",
+        f"stages     pre {st['pre']:.2f} + infer {st['infer']:.2f} + post {st['post']:.2f} = {st['sum']:.2f} ms "
+        f"(frame mean {lat.mean:.2f} ms)",
+    ]
+    if r.sweep:
+        lines.append("threads    " + "   ".join(f"{s['threads']}: {s['p50_ms']:.2f} ms ({s['fps']:.1f} FPS)"
+                                                for s in r.sweep))
+    summary = r.telemetry_summary
+    if summary.get("temp_c") or summary.get("arm_mhz") or summary.get("throttled"):
+        parts = []
+        if summary.get("temp_c"):
+            parts.append(f"SoC {summary['temp_c'][0]:.1f}-{summary['temp_c'][1]:.1f} C")
+        if summary.get("arm_mhz"):
+            parts.append(f"ARM {summary['arm_mhz'][0]:.0f}-{summary['arm_mhz'][1]:.0f} MHz")
+        if summary.get("throttled"):
+            parts.append(f"throttled {summary['throttled']} ({', '.join(summary['flags']) or 'none'})")
+        lines.append(f"device     {'; '.join(parts)} over {summary['samples']} samples")
+    else:
+        lines.append("device     no temperature, clock or throttling readings on this machine")
+    if r.operators:
+        lines.append(f"operators  {r.operators_note}:")
+        for op in r.operators[:top_ops]:
+            lines.append(f"  {op.op:<24} {op.ms:8.3f} ms  {op.share * 100:5.1f}%  x{op.count}")
+        if len(r.operators) > top_ops:
+            rest = sum(op.ms for op in r.operators[top_ops:])
+            lines.append(f"  {'(' + str(len(r.operators) - top_ops) + ' more)':<24} {rest:8.3f} ms")
+    elif r.operators_note:
+        lines.append(f"operators  {r.operators_note}")
+    return "\n".join(lines)
+
+
+CSV_COLUMNS = ("run", "t_s", "frame_ms", "pre_ms", "infer_ms", "post_ms", "temp_c", "arm_mhz", "throttled")
+
+
+def runs_csv(report: ProfileReport) -> str:
+    """One CSV row per timed run: time, frame and stage milliseconds, and the telemetry nearest it."""
+    lines = [",".join(CSV_COLUMNS)]
+    for row in report.runs:
+        lines.append(",".join("" if row.get(c) is None else str(row[c]) for c in CSV_COLUMNS))
+    return "\n".join(lines) + "\n"

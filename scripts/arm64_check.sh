@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The thin runtime on aarch64: install numpy, onnxruntime, ai-edge-litert, opencv-python-headless, tqdm and
+# edgekit itself (no torch) into an emulated Debian bookworm arm64 userland, run `edgekit predict` and
+# `edgekit profile` there on ONNX and TFLite models converted on this machine, and check that the detections
+# equal the x86 run's. Timings under emulation say nothing about a real Pi; answers and installability do.
+#
+#   sudo apt-get install -y qemu-user-static debootstrap     # once
+#   scripts/arm64_check.sh [WORKDIR]                          # default /tmp/edgekit-arm64; ~10 min the first time
+#
+# Recipe and pitfalls: see the README section "On the device" (aarch64).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+WORK=${1:-/tmp/edgekit-arm64}
+ROOTFS=$WORK/rootfs
+SITE=$WORK/site
+WHEELS=$WORK/wheels
+MODELS=$WORK/models
+PYTHON=${PYTHON:-python3}
+export QEMU_CPU=${QEMU_CPU:-cortex-a76}   # Pi 5; cortex-a72 for a Pi 4 ("max" exposes SVE: spurious numpy warnings)
+mkdir -p "$WORK" "$MODELS"
+
+if [ ! -x "$ROOTFS/usr/bin/python3.11" ]; then
+    echo "== debootstrap (first stage) of bookworm arm64 into $ROOTFS"
+    debootstrap --arch=arm64 --foreign --variant=minbase \
+        --include=python3.11,python3.11-venv,libstdc++6,libgomp1,ca-certificates bookworm "$ROOTFS" >/dev/null
+    # the first stage fetches the packages (those debootstrap/base lists) without unpacking them
+    for deb in "$ROOTFS"/var/cache/apt/archives/*.deb; do
+        dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$ROOTFS" --keep-directory-symlink
+    done
+fi
+# onnxruntime crashes on import if it reads the host's x86 /proc/cpuinfo: qemu -L serves this Pi 5 one instead
+rm -rf "$ROOTFS/proc" && mkdir -p "$ROOTFS/proc"
+cp tests/fixtures/devices/rpi5/proc/cpuinfo "$ROOTFS/proc/cpuinfo"
+
+if [ ! -d "$SITE/onnxruntime" ]; then
+    echo "== aarch64 wheels (the ones a Pi picks) into $SITE"
+    PLATFORMS=(--platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64)
+    "$PYTHON" -m pip download --quiet --only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 \
+        --implementation cp -d "$WHEELS" "numpy<2.4" onnxruntime opencv-python-headless ai-edge-litert tqdm
+    "$PYTHON" -m pip install --quiet --no-deps --only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 \
+        --implementation cp --target "$SITE" "$WHEELS"/*.whl
+fi
+echo "== edgekit itself (pure Python) into $SITE"
+rm -rf "$SITE"/edgekit "$SITE"/edgekit-*.dist-info
+"$PYTHON" -m pip install --quiet --no-deps --target "$SITE" "$REPO"
+if [ -d "$SITE/torch" ]; then echo "torch was installed: the thin runtime must not need it" >&2; exit 1; fi
+du -sm "$SITE" | awk '{print "   installed: " $1 " MB (numpy, onnxruntime, ai-edge-litert, opencv-python-headless, tqdm, edgekit)"}'
+
+echo "== models, converted here"
+cp edgekit/assets/shapes.onnx "$MODELS/shapes.onnx"
+[ -f "$MODELS/shapes.tflite" ] || "$PYTHON" -m edgekit.cli convert edgekit/assets/shapes.pt --imgsz 320 --to tflite \
+    --out "$MODELS" >/dev/null
+IMAGE=$REPO/edgekit/assets/shapes.jpg
+
+arm() { PYTHONPATH=$SITE qemu-aarch64-static -L "$ROOTFS" "$ROOTFS/usr/bin/python3.11" "$@"; }
+echo "== machine under emulation: $(arm -c 'import platform; print(platform.machine(), platform.python_version())')"
+status=0
+for model in shapes.onnx shapes.tflite; do
+    "$PYTHON" -m edgekit.cli predict "$MODELS/$model" "$IMAGE" --json 2>/dev/null > "$WORK/x86-$model.json"
+    arm -m edgekit.cli predict "$MODELS/$model" "$IMAGE" --json 2>/dev/null > "$WORK/arm64-$model.json"
+    "$PYTHON" - "$WORK/x86-$model.json" "$WORK/arm64-$model.json" "$model" <<'PY' || status=1
+import json, sys
+x86, arm = (json.loads(open(p).read())["detections"] for p in sys.argv[1:3])
+name = sys.argv[3]
+same = len(x86) == len(arm) and all(
+    a["label"] == b["label"] and abs(a["confidence"] - b["confidence"]) <= 1e-3
+    and max(abs(u - v) for u, v in zip(a["xyxy"], b["xyxy"])) <= 0.5 for a, b in zip(x86, arm))
+worst = max((max(abs(u - v) for u, v in zip(a["xyxy"], b["xyxy"])) for a, b in zip(x86, arm)), default=0)
+print(f"   predict {name}: x86 {len(x86)} detections, arm64 {len(arm)}; labels and scores equal, "
+      f"boxes within {worst:.2g} px: {'ok' if same else 'DIFFERENT'}")
+sys.exit(0 if same else 1)
+PY
+    echo "   profile $model under emulation (timings are qemu's, not a Pi's):"
+    arm -m edgekit.cli profile "$MODELS/$model" --runs 5 --warmup 1 --no-sweep --quiet | sed 's/^/     /'
+done
+exit $status

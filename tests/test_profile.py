@@ -1,0 +1,143 @@
+"""`edgekit profile`: latency, stages that add up to the frame time, a threads sweep, per-operator times from
+ONNX Runtime and OpenVINO, telemetry from copies of a Raspberry Pi's files, JSON / CSV / PNG outputs."""
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgekit.assets import default_model
+from edgekit.cli import main
+from edgekit.runtimes.profile import Latency, default_sweep, profile_model
+from edgekit.runtimes.profile_plot import nice_ticks, render_profile
+
+FIXTURES = Path(__file__).parent / "fixtures" / "devices"
+
+
+@pytest.fixture(scope="module")
+def pi5_report():
+    return profile_model(default_model(), runs=30, warmup=3, sweep=[1, 2], sweep_runs=5,
+                         telemetry_root=FIXTURES / "rpi5", throttled=lambda: 0xE0008, interval=0.05)
+
+
+def test_stages_add_up_to_the_frame_time(pi5_report):
+    r = pi5_report
+    assert r.stages["sum"] == pytest.approx(r.stages["pre"] + r.stages["infer"] + r.stages["post"], abs=1e-3)
+    assert abs(r.latency.mean - r.stages["sum"]) <= max(0.5, 0.05 * r.latency.mean)
+    for row in r.runs:
+        assert row["pre_ms"] > 0 and row["infer_ms"] > 0 and row["post_ms"] > 0
+        assert row["pre_ms"] + row["infer_ms"] + row["post_ms"] <= row["frame_ms"] + 1e-3
+
+
+def test_latency_summary(pi5_report):
+    r = pi5_report
+    lat = r.latency
+    assert len(r.runs) == 30 and r.warmup == 3
+    assert lat.min <= lat.p50 <= lat.p90 <= lat.p99 <= lat.max
+    assert lat.fps == pytest.approx(1000 / lat.mean, rel=1e-3)
+    assert Latency.of([1, 2, 3, 4]).p50 == 2.5 and Latency.of([1, 2, 3, 4]).fps == 400.0
+    assert r.load_ms > 0 and 0 < r.rss_after_load_mb <= r.peak_rss_mb
+    starts = [row["t_s"] for row in r.runs]  # the x axis of the plot and the CSV
+    assert starts == sorted(starts) and starts[-1] > starts[0] >= 0
+
+
+def test_sweep_and_operators(pi5_report):
+    r = pi5_report
+    assert [s["threads"] for s in r.sweep] == [1, 2] and all(s["fps"] > 0 for s in r.sweep)
+    ops = {op.op: op for op in r.operators}
+    assert "Conv" in ops and ops["Conv"].count == 19 and r.operators[0].op == "Conv"
+    assert sum(op.share for op in r.operators) == pytest.approx(1, abs=0.01)
+    assert "onnxruntime profiler" in r.operators_note
+    assert default_sweep(4) == [1, 2, 4] and default_sweep(6) == [1, 2, 4, 6] and default_sweep(1) == [1]
+
+
+def test_telemetry_of_a_throttled_pi5(pi5_report):
+    s = pi5_report.telemetry_summary
+    assert s["temp_c"] == [84.35, 84.35] and s["arm_mhz"] == [1500.0, 1500.0] and s["throttled"] == "0xe0008"
+    assert "soft temperature limit" in s["flags"] and s["samples"] >= 2
+    assert all(row["temp_c"] == 84.35 and row["throttled"] == 0xE0008 for row in pi5_report.runs)
+
+
+def test_plot_is_a_readable_png(pi5_report):
+    image = render_profile(pi5_report)
+    assert image.shape == (850, 1280, 3)
+    top, bottom = image[80:440, 110:1170], image[510:750, 110:1170]
+    blue = np.all(np.abs(top.astype(int) - (200, 110, 30)) < 30, axis=2)
+    red = np.all(np.abs(bottom.astype(int) - (40, 40, 210)) < 30, axis=2)
+    green = np.all(np.abs(bottom.astype(int) - (40, 150, 40)) < 30, axis=2)
+    orange = np.all(np.abs(bottom.astype(int) - (120, 200, 255)) < 10, axis=2)
+    assert blue.sum() > 500 and red.sum() > 500 and green.sum() > 500 and orange.mean() > 0.5  # throttled all run
+
+
+def test_nice_ticks():
+    assert nice_ticks(0, 1.02) == [0, 0.25, 0.5, 0.75, 1, 1.25]
+    assert nice_ticks(0, 37.4) == [0, 10, 20, 30, 40]
+    assert nice_ticks(82, 87) == [82, 83, 84, 85, 86, 87]
+
+
+def test_profile_command_text_json_csv_plot(capsys, tmp_path):
+    csv, png = tmp_path / "runs.csv", tmp_path / "plot.png"
+    code = main(["profile", str(default_model()), "--runs", "20", "--warmup", "2", "--sweep", "1",
+                 "--csv", str(csv), "--plot", str(png)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    stages = re.search(r"pre ([\d.]+) \+ infer ([\d.]+) \+ post ([\d.]+) = ([\d.]+) ms \(frame mean ([\d.]+) ms\)", out)
+    pre, infer, post, total, frame = map(float, stages.groups())
+    assert pre + infer + post == pytest.approx(total, abs=0.015)
+    assert abs(frame - total) <= max(0.5, 0.05 * frame)
+    assert re.search(r"^threads    1: [\d.]+ ms \([\d.]+ FPS\)$", out, re.M)
+    assert re.search(r"^  Conv +[\d.]+ ms", out, re.M) and "peak" in out
+    rows = csv.read_text().splitlines()
+    assert rows[0] == "run,t_s,frame_ms,pre_ms,infer_ms,post_ms,temp_c,arm_mhz,throttled" and len(rows) == 21
+    plot = cv2.imread(str(png))
+    assert plot.shape == (850, 1280, 3) and plot.std() > 10
+    assert main(["profile", str(default_model()), "--runs", "5", "--warmup", "0", "--no-sweep", "--no-ops",
+                 "--json", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert len(doc["runs"]) == 5 and doc["sweep"] == [] and doc["operators"] == [] and err == ""
+    assert set(doc["latency"]) == {"p50", "p90", "p99", "mean", "std", "min", "max", "fps"}
+
+
+def test_profile_bad_input(capsys, tmp_path):
+    assert main(["profile", str(tmp_path / "missing.onnx")]) == 1
+    assert capsys.readouterr().err.strip() == f"edgekit: error: model not found: {tmp_path / 'missing.onnx'}"
+    assert main(["profile", str(default_model()), "--runs", "2", "--warmup", "0", "--no-sweep", "--no-ops",
+                 "--plot", str(tmp_path / "plot.jpg"), "--quiet"]) == 1
+    assert "--plot writes a PNG" in capsys.readouterr().err and not list(tmp_path.iterdir())
+    assert main(["profile", "--device", "pi9", "--quiet"]) == 1
+    assert "unknown device 'pi9'" in capsys.readouterr().err
+
+
+def test_openvino_performance_counters(tmp_path):
+    ov = pytest.importorskip("openvino")
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(default_model())).metadata_props}
+    model = ov.convert_model(str(default_model()))
+    model.set_rt_info(props["edgekit"], ["edgekit"])
+    ov.save_model(model, str(tmp_path / "shapes.xml"))
+    report = profile_model(tmp_path / "shapes.xml", runs=5, warmup=1, sweep=[])
+    assert report.backend == "openvino" and "openvino profiler" in report.operators_note
+    assert "Convolution" in {op.op for op in report.operators}
+
+
+def test_profile_and_camera_modules_run_without_torch_or_onnx():
+    import subprocess
+    import sys
+
+    from test_thin_runtime import BLOCKER
+
+    script = BLOCKER + (
+        "import edgekit.devices.picamera, edgekit.devices.mjpeg, edgekit.devices.loop, edgekit.devices.telemetry\n"
+        "from edgekit.cli import main\n"
+        "code = main(['profile', '--runs', '3', '--warmup', '0', '--no-sweep', '--quiet'])\n"
+        "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'picamera2')))\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout and "Conv" in done.stdout
