@@ -386,9 +386,14 @@ def _thread_list(text: str) -> list[int]:
 def cmd_profile(args: argparse.Namespace) -> int:
     """Profile a model file on this machine: latency percentiles and FPS, the pre / infer / post split, a threads
     sweep, per-operator times, load time, peak memory, and temperature, clock and throttling on a Raspberry Pi."""
-    from edgekit.fileio import atomic_write_bytes
+    from edgekit.fileio import atomic_write_bytes, check_output_folder
     from edgekit.runtimes.profile import format_report, profile_model, runs_csv
 
+    for flag, target in (("--csv", args.csv), ("--plot", args.plot)):
+        if target:  # checked before the runs, not after them
+            if Path(target).is_dir():
+                raise EdgekitError(f"{flag} {target} is a folder; give a file name")
+            check_output_folder(Path(target).parent, f"{flag} {target}: the folder")
     bars: dict = {}
 
     def progress(stage: str, done: int, total: int) -> None:

@@ -57,6 +57,14 @@ CASES = [
     (["convert", "{in}/demo.pt", "--out", "{out}", "--to", "onnx,tflite", "--phone"], "--phone makes a TFLite"),
     (["convert", "{in}/demo.pt", "--out", "{out}", "--precision", "int8", "--calib", "{in}/notes.txt"],
      "calibration data must be"),
+    (["convert", "{in}/demo.pt", "--out", "{out}", "--device", "nosuch"], "unknown device 'nosuch'"),
+    (["predict", "{in}/model.onnx", "{in}/scene.png", "--device", "nosuch"], "unknown device 'nosuch'"),
+    (["devices", "nosuch"], "unknown device 'nosuch'; known devices: rpi5"),
+    (["profile", "{in}/missing.onnx"], "model not found"),
+    (["profile", "{in}/junk.onnx"], "not a loadable ONNX model"),
+    (["profile", "{in}/model.onnx", "--runs", "3", "--plot", "{in}/a_file/p.png"], "{in}/a_file is a file"),
+    (["profile", "{in}/model.onnx", "--runs", "3", "--csv", "{in}/a_file/p.csv"], "{in}/a_file is a file"),
+    (["profile", "{in}/model.onnx", "--runs", "3", "--csv", "{in}"], "is a folder; give a file name"),
 ]
 
 
