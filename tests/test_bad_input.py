@@ -60,6 +60,9 @@ CASES = [
     (["convert", "{in}/demo.pt", "--out", "{out}", "--device", "nosuch"], "unknown device 'nosuch'"),
     (["predict", "{in}/model.onnx", "{in}/scene.png", "--device", "nosuch"], "unknown device 'nosuch'"),
     (["devices", "nosuch"], "unknown device 'nosuch'; known devices: rpi5"),
+    (["predict", "{in}/demo.pt"], "demo.pt is a training checkpoint, not a model edgekit runs: convert it first"),
+    (["predict", "{in}/model.onnx", "{in}/*.jpeg"], "no images match"),
+    (["convert", "{in}/model.onnx", "--out", "{out}"], "model.onnx is already a model edgekit runs"),
     (["profile", "{in}/missing.onnx"], "model not found"),
     (["profile", "{in}/junk.onnx"], "not a loadable ONNX model"),
     (["profile", "{in}/model.onnx", "--runs", "3", "--plot", "{in}/a_file/p.png"], "{in}/a_file is a file"),
@@ -141,3 +144,14 @@ def test_inspect_names_the_openvino_format(capsys, tmp_path):
     assert main(["inspect", str(tmp_path / "shapes_openvino")]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith(f"{tmp_path / 'shapes_openvino'}  (openvino, ")
+
+
+def test_globs_expand_like_yolo_predict(capsys, tmp_path):
+    for name in ("b.png", "a.png", "c.jpg"):
+        cv2.imwrite(str(tmp_path / name), om.scene())
+    model = om.save_with_meta(tmp_path / "m.onnx")
+    code = main(["predict", str(model), str(tmp_path / "*.png"), "--json"])
+    out = capsys.readouterr().out
+    import json
+
+    assert code == 0 and [json.loads(line)["source"] for line in out.splitlines()] == ["a.png", "b.png"]

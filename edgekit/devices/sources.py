@@ -7,6 +7,7 @@ never falls behind; a camera or stream that drops is reopened with backoff.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import sys
@@ -22,6 +23,7 @@ import numpy as np
 from edgekit.errors import EdgekitError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm", ".ppm"}
+CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 logger = logging.getLogger(__name__)
@@ -211,6 +213,17 @@ class Source:
             self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.files:
                 raise EdgekitError(f"no images in folder: {path}")
+        elif not path.exists() and any(c in text for c in "*?["):  # a glob, as `yolo predict` takes
+            self.kind = "folder"
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            self.files = [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            if not self.files:
+                raise EdgekitError(f"no images match {text}")
+        elif path.suffix.lower() in CHECKPOINT_SUFFIXES:
+            raise EdgekitError(
+                f"{path.name} is a training checkpoint, not a model edgekit runs: convert it first "
+                f"(edgekit convert {text}), then predict with the file that writes"
+            )
         elif not path.exists():
             raise EdgekitError(f"source not found: {path}")
         elif path.suffix.lower() in VIDEO_SUFFIXES:

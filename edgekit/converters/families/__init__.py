@@ -53,8 +53,16 @@ def open_source(
     return source
 
 
+ARTIFACT_SUFFIXES = (".onnx", ".tflite", ".xml", ".mlpackage", ".mlmodel", ".param")
+
+
 def _open(spec: str | Path, options: SourceOptions) -> SourceModel:
     path = Path(spec)
+    if path.suffix.lower() in ARTIFACT_SUFFIXES or (path.is_dir() and any(path.glob("*.xml"))):
+        raise EdgekitError(
+            f"{path.name} is already a model edgekit runs (edgekit predict {spec}); convert takes a training "
+            "checkpoint (.pt/.pth) or an architecture name"
+        )
     if path.is_file():
         ckpt = load_checkpoint(path)
         for family in FAMILIES:
