@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -179,9 +180,15 @@ def _video_target(save: Path | None, source) -> Iterator[Path | None]:
         yield tmp
 
 
-def _converter_side() -> None:
-    """Fail with the extra to install when the converter dependencies are missing."""
+def _converter_side(spec: str | None = None) -> None:
+    """Refuse a file that cannot be a checkpoint (before torch's slow import), then fail with the extra to
+    install when the converter dependencies are missing."""
     from edgekit.errors import require
+    from edgekit.fileio import check_checkpoint_file
+
+    if spec is not None and (Path(spec).suffix or "/" in spec or Path(spec).exists()) and not Path(spec).is_dir():
+        if Path(spec).suffix.lower() not in MODEL_SUFFIXES:
+            check_checkpoint_file(spec)
 
     require("torch", "convert")
     require("onnx", "convert")
@@ -189,7 +196,7 @@ def _converter_side() -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a checkpoint (or a built-in architecture) to verified artifacts: one per format x precision."""
-    _converter_side()
+    _converter_side(args.checkpoint)
     from edgekit.converters.convert import convert_many
     from edgekit.converters.options import ConvertOptions, option_names
 
@@ -270,7 +277,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _inspect_source(args: argparse.Namespace) -> int:
-    _converter_side()
+    _converter_side(args.model)
     import torch
 
     from edgekit.converters.families import open_source
@@ -280,11 +287,13 @@ def _inspect_source(args: argparse.Namespace) -> int:
     imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
     if any(s % source.stride for s in args.imgsz):
         raise EdgekitError(f"--imgsz {args.imgsz} must be a multiple of the model's stride {source.stride}")
+    print(f"inspect  {source.family} {source.variant}: making the deploy form ...", file=sys.stderr, flush=True)
     with torch.no_grad():
         exported = source.make_deploy()
         deploy = source.reference_deploy() if source.reference_deploy else exported
     forms = {}
     for form, model in (("training", source.training), ("deploy", deploy), ("exported", exported)):
+        print(f"inspect  counting the {form} form's GFLOPs at {imgsz} ...", file=sys.stderr, flush=True)
         forms[form] = {"params": count_params(model), "gflops": round(count_gflops(model, imgsz), 3)}
     report = {
         "source": str(args.model),
@@ -469,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"edgekit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+    parser.add_argument("--verbose", action="store_true", help="let other libraries' messages through")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
 
     p = verbs.add_parser(
@@ -564,8 +574,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from edgekit.logs import shown
+    from edgekit.logs import VERBOSE_ENV, shown
 
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"
     try:
         with shown(info=args.verb == "convert"):  # a conversion's progress lines go to stdout
             return args.func(args)

@@ -86,3 +86,21 @@ def check_output_folder(folder: str | os.PathLike, what: str = "output folder") 
     if not os.access(parent, os.W_OK | os.X_OK):
         raise EdgekitError(f"{what} {folder} cannot be written: no permission in {parent}")
     return folder
+
+
+def check_checkpoint_file(path: str | os.PathLike) -> Path:
+    """Raise EdgekitError unless `path` is a file in torch.save's zip format (checked without importing
+    torch, so an obviously wrong file is refused at once)."""
+    import zipfile
+
+    from edgekit.errors import EdgekitError
+
+    path = Path(path)
+    if not path.is_file():
+        raise EdgekitError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise EdgekitError(
+            f"{path.name}: not a torch checkpoint (expected the zip format torch.save has written since torch 1.6;"
+            " the file may be truncated)"
+        )
+    return path

@@ -74,8 +74,9 @@ def _lower_level_name(record: logging.LogRecord) -> bool:
 def silenced(stderr: bool = True) -> Iterator[None]:
     """Keep other libraries' prints, warnings and log records (below ERROR) off the terminal.
 
-    stdout is always captured; stderr too unless `stderr` is False. Exceptions pass through. Does
-    nothing when the ``EDGEKIT_VERBOSE`` environment variable is set.
+    stdout is always captured; stderr too unless `stderr` is False, at the file-descriptor level, so the
+    lines native code writes (absl, XNNPACK, oneDNN) are caught as well. Exceptions pass through. Does
+    nothing when the ``EDGEKIT_VERBOSE`` environment variable is set (``edgekit --verbose``).
     """
     if os.environ.get(VERBOSE_ENV):
         yield
@@ -88,9 +89,31 @@ def silenced(stderr: bool = True) -> Iterator[None]:
         with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
             warnings.simplefilter("ignore")
             if stderr:
-                with contextlib.redirect_stderr(sink):
+                with contextlib.redirect_stderr(sink), _native_stderr_silenced():
                     yield
             else:
                 yield
     finally:
         logging.disable(previous)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null while inside (what C++ libraries write to)."""
+    try:
+        fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else 2
+        saved = os.dup(fd)
+    except (OSError, ValueError, AttributeError):  # no real stderr (embedded, some test runners)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            if sys.__stderr__ is not None:
+                sys.__stderr__.flush()
+            os.dup2(null.fileno(), fd)
+            try:
+                yield
+            finally:
+                os.dup2(saved, fd)
+    finally:
+        os.close(saved)

@@ -193,6 +193,8 @@ def export_target(ctx: ExportContext, fmt: str, precision: str, out_dir: Path, s
         backend_type = BACKENDS[fmt]
         backend = backend_type(ctx, ctx.backend_options.get(fmt))
         target = out_dir / backend_type.artifact_name(stem, precision)
+        calibration = f" (calibrating on {len(ctx.calib)} images)" if precision == "int8" and ctx.calib else ""
+        log.info(f"writing  {fmt} {precision}{calibration} ...")
         with atomic_path(target, directory=backend_type.directory) as tmp:
             meta = backend.write(precision, tmp)
             verification = backend.verify(tmp, meta, precision)

@@ -10,7 +10,6 @@ before unpickling starts.
 
 from __future__ import annotations
 
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 from edgekit.errors import EdgekitError
+from edgekit.fileio import check_checkpoint_file
 
 # Namespaces whose classes and functions become inert records (module classes, training-time helpers).
 RECORD_NAMESPACES = (
@@ -118,14 +118,7 @@ class Checkpoint:
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load a torch checkpoint safely; module classes come back as inert records."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgekitError(f"checkpoint not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise EdgekitError(
-            f"{path.name}: not a torch checkpoint (expected the zip format torch.save has written since torch 1.6;"
-            " the file may be truncated)"
-        )
+    path = check_checkpoint_file(path)
     try:
         names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except Exception as exc:  # a damaged zip or pickle surfaces as various exception types

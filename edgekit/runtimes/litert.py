@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import EdgekitError, MissingExtraError
+from edgekit.logs import silenced
 from edgekit.runtimes.engine import Engine, TensorSpec
 from edgekit.runtimes.tflite_file import read_tflite_metadata
 
@@ -40,8 +41,9 @@ class LiteRTEngine(Engine):
         super().__init__(path, threads)
         Interpreter = interpreter_class()
         try:
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with silenced():  # the native "Created TensorFlow Lite XNNPACK delegate" line
+                self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EdgekitError(f"{self.path}: not a loadable TFLite model ({reason[:200]})") from None

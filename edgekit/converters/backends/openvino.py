@@ -4,7 +4,10 @@ metadata lives in the IR's rt_info."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +18,22 @@ from edgekit.logs import silenced
 from edgekit.meta import KEY, ModelMeta
 
 IR_NAME = "model.xml"  # inside the artifact folder, next to model.bin
+
+
+@contextlib.contextmanager
+def no_telemetry() -> Iterator[None]:
+    """OpenVINO's converter and NNCF send usage telemetry from a forked process; openvino-telemetry skips it in
+    CI (``CI=true``), which is the only switch it reads. Forking after JAX (litert-torch) has started risks a
+    deadlock, and a converter has no business phoning home: set it while they run."""
+    saved = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CI", None)
+        else:
+            os.environ["CI"] = saved
 
 
 def openvino_decode_region(model) -> list[str]:
@@ -49,12 +68,13 @@ class OpenVINOBackend(Backend):
 
     def write(self, precision: str, tmp: Path) -> ModelMeta:
         ov = require("openvino", "openvino")
-        model = ov.convert_model(str(fp32_onnx(self.ctx)))
+        with no_telemetry():
+            model = ov.convert_model(str(fp32_onnx(self.ctx)))
         if precision == "int8":
             nncf = require("nncf", "openvino")
             calibration = self.ctx.calibration()
             nncf.set_log_level(logging.ERROR)
-            with silenced():
+            with silenced(), no_telemetry():
                 model = nncf.quantize(
                     model,
                     nncf.Dataset(calibration),
