@@ -8,7 +8,9 @@ fails leaves nothing behind and does not stop the others.
 
 from __future__ import annotations
 
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -48,6 +50,39 @@ class TargetResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class Interrupts:
+    """Ctrl-C that a backend swallows still stops the conversion.
+
+    litert-torch's converter catches the KeyboardInterrupt a SIGINT raises inside it and finishes the export,
+    so while converting, every SIGINT is also counted, and :meth:`check` raises KeyboardInterrupt at the next
+    step boundary (before an artifact is renamed into place). Works in the main thread only, where Python
+    delivers signals; elsewhere it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._previous = None
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        self.count += 1
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a SIGINT arrived since the conversion started."""
+        if self.count:
+            raise KeyboardInterrupt
 
 
 def verification_images(renders: int = 2, noise: int = 1) -> list[np.ndarray]:
@@ -132,7 +167,7 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
     stem = source.name + (f"-{source.tag}" if source.tag else "") + ("-phone" if phone else "")
     results = []
     created = not out_dir.exists()
-    with tempfile.TemporaryDirectory(prefix="edgekit-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="edgekit-") as workdir, Interrupts() as interrupts:
         ctx = ExportContext(
             source=source,
             deploy=deploy,
@@ -145,7 +180,12 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
         )
         for fmt in options.formats:
             for precision in options.precisions:
-                result = export_target(ctx, fmt, precision, out_dir, stem)
+                try:
+                    result = export_target(ctx, fmt, precision, out_dir, stem, interrupts)
+                except KeyboardInterrupt:
+                    if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+                        out_dir.rmdir()
+                    raise
                 results.append(result)
                 if result.ok:
                     log.info(
@@ -185,8 +225,12 @@ def _size(path: Path) -> float:
     return path.stat().st_size / 1e6
 
 
-def export_target(ctx: ExportContext, fmt: str, precision: str, out_dir: Path, stem: str) -> TargetResult:
-    """Write, verify and place one artifact; errors are caught into the result, never half-written."""
+def export_target(
+    ctx: ExportContext, fmt: str, precision: str, out_dir: Path, stem: str, interrupts: Interrupts | None = None
+) -> TargetResult:
+    """Write, verify and place one artifact; errors are caught into the result, never half-written.
+    KeyboardInterrupt (also one a backend swallowed, seen through `interrupts`) propagates, leaving nothing."""
+    interrupts = interrupts or Interrupts()
     start = time.perf_counter()
     result = TargetResult(fmt, precision)
     try:
@@ -197,11 +241,14 @@ def export_target(ctx: ExportContext, fmt: str, precision: str, out_dir: Path, s
         log.info(f"writing  {fmt} {precision}{calibration} ...")
         with atomic_path(target, directory=backend_type.directory) as tmp:
             meta = backend.write(precision, tmp)
+            interrupts.check()
             verification = backend.verify(tmp, meta, precision)
+            interrupts.check()
             log.info(f"verify   {fmt} {precision}: " + verification.summary())
             if not verification.passed:
                 raise EdgekitError(f"verification failed: {verification.failures()}")
             backend.set_metadata(tmp, replace(meta, verification=verification.as_dict()))
+            interrupts.check()
         result.path = target
         result.size_mb = _size(target)
         result.verification = verification
