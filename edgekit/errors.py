@@ -19,6 +19,10 @@ class MissingExtraError(EdgekitError):
     """An optional backend is not installed."""
 
 
+# extras whose main package must be installed without its dependencies (see pyproject.toml)
+NO_DEPS = {"mediapipe": 'pip install --no-deps "mediapipe>=0.10.21"'}
+
+
 def require(module: str, extra: str) -> ModuleType:
     """Import an optional dependency, or explain which edgekit extra provides it.
 
@@ -33,6 +37,7 @@ def require(module: str, extra: str) -> ModuleType:
         with silenced():
             return importlib.import_module(module)
     except ImportError as exc:
+        also = f" && {NO_DEPS[extra]}" if extra in NO_DEPS else ""
         raise MissingExtraError(
-            f"{module} is not installed ({exc}); install it with: pip install 'edgekit[{extra}]'"
+            f"{module} is not installed ({exc}); install it with: pip install 'edgekit[{extra}]'{also}"
         ) from None
