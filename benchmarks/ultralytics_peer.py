@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import sys
 import time
@@ -143,6 +144,9 @@ def make(out: Path, image_path: Path) -> None:
 
 def serve() -> None:
     """Answer one JSON request per stdin line with per-frame timings of YOLO(model).predict(image)."""
+    sys.stdout.flush()
+    replies = os.fdopen(os.dup(1), "w")  # Ultralytics logs to stdout: everything on fd 1 goes to stderr instead
+    os.dup2(2, 1)
     import cv2
     from ultralytics import YOLO
 
@@ -172,7 +176,7 @@ def serve() -> None:
             reply["xyxy"] = result.boxes.xyxy.tolist()
             reply["cls"] = result.boxes.cls.tolist()
             reply["score"] = result.boxes.conf.tolist()
-        print(json.dumps(reply), flush=True)
+        print(json.dumps(reply), file=replies, flush=True)
 
 
 if __name__ == "__main__":

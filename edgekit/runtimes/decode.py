@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from edgekit.detections import Detections
@@ -192,20 +193,21 @@ def _greedy_rounds(
     return kept, np.sort(order[alive])
 
 
-def sparse_flatnonzero(mask: np.ndarray) -> np.ndarray:
-    """``np.flatnonzero`` of a mostly-false boolean array, reading it eight bytes at a time.
+def above(scores: np.ndarray, conf: float) -> np.ndarray:
+    """Flat indices (ascending) of the entries of a 2-d score array above `conf`, compared in its own dtype.
 
-    A detector's confidence mask ([A*C], a few true in a thousand) is scanned as uint64 words; only the
-    words holding a true value are expanded. Falls back to ``np.flatnonzero`` for dense or odd-sized masks.
+    For float32 (every detector output) OpenCV's compare + findNonZero scans the [A, C] array about twice
+    as fast as ``np.flatnonzero(scores > conf)``, with the same result (the threshold is rounded to float32
+    in both, as numpy does for a Python float).
     """
-    mask = np.ascontiguousarray(mask).reshape(-1)
-    if mask.size % 8 or mask.dtype != np.bool_:
-        return np.flatnonzero(mask)
-    words = np.flatnonzero(mask.view(np.uint64) != 0)
-    if words.size * 32 > mask.size:
-        return np.flatnonzero(mask)
-    flat = (words[:, None] * 8 + np.arange(8)).reshape(-1)
-    return flat[mask[flat]]
+    if scores.ndim == 2 and scores.dtype == np.float32 and min(scores.shape) >= 2 and scores.size >= 16:
+        # (OpenCV reads a Python number as a 4-element Scalar: an array shaped like one would be ambiguous)
+        found = cv2.findNonZero(cv2.compare(np.ascontiguousarray(scores), float(conf), cv2.CMP_GT))
+        if found is None:
+            return np.zeros(0, np.int64)
+        found = found.reshape(-1, 2).astype(np.int64)
+        return found[:, 1] * scores.shape[1] + found[:, 0]
+    return np.flatnonzero(scores.reshape(-1) > conf)
 
 
 def candidates(
@@ -235,7 +237,7 @@ def candidates(
         cls = rows.argmax(0)
         score = rows[cls, np.arange(len(anchor))]
     else:
-        flat = sparse_flatnonzero(scores.reshape(-1) > conf)
+        flat = above(scores, conf)
         if multi_label:
             if class_major:
                 cls, anchor = np.divmod(flat, n_anchor)
