@@ -1,7 +1,7 @@
 """Per-frame latency side by side with Ultralytics' predict, and the decode figures against named baselines.
 
     python benchmarks/bench_vs_ultralytics.py [--ultralytics-python REFVENV/bin/python] [--frames 30]
-        [--models yolo26n,yolov9t] [--formats onnx,openvino] [--work DIR]
+        [--models yolo26n,yolov9t] [--formats onnx,openvino,tflite] [--work DIR]
 
 Ultralytics (AGPL-3.0) is a benchmark-only peer: it runs in its own interpreter (``--ultralytics-python``,
 or this one when it can import ``ultralytics``) through benchmarks/ultralytics_peer.py; edgekit never
@@ -167,7 +167,8 @@ class Peer:
 
 
 def agreement(ref: edgekit.Detections, other: edgekit.Detections) -> float:
-    """Share of `ref`'s boxes that `other` has too (IoU >= 0.5, same class); 1.0 when both are empty."""
+    """Share of `ref`'s boxes that `other` has too: same class and IoU >= 0.5, or every coordinate within a
+    pixel (random weights put some boxes in the padding, clipped to zero area); 1.0 when both are empty."""
     if not len(ref):
         return 1.0 if not len(other) else 0.0
     if not len(other):
@@ -177,8 +178,9 @@ def agreement(ref: edgekit.Detections, other: edgekit.Detections) -> float:
         np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])).clip(0)
     area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
     iou = inter / (area(a) + area(b) - inter + 1e-9)
+    close = (np.abs(a - b) <= 1.0).all(-1)
     same = ref.class_id[:, None] == other.class_id[None]
-    return float(((iou >= 0.5) & same).any(1).mean())
+    return float((((iou >= 0.5) | close) & same).any(1).mean())
 
 
 def side_by_side(args, python: str, work: Path) -> list[tuple[str, float, float, bool]]:
@@ -199,17 +201,20 @@ def side_by_side(args, python: str, work: Path) -> list[tuple[str, float, float,
         for name in args.models.split(","):
             artifacts = {"same file": models / f"{name}.onnx"}
             out = work / name
-            if not all((out / f).exists() for f in ("done",)):
+            done = json.loads((out / "done").read_text()) if (out / "done").exists() else {}
+            needed = [f for f in args.formats.split(",") if f"{f} fp32" not in done]
+            if needed:
                 start = time.perf_counter()
-                results = convert_many(models / f"{name}.pt", args.formats, "fp32,int8", 640, out, calib=calib,
+                results = convert_many(models / f"{name}.pt", needed, "fp32,int8", 640, out, calib=calib,
                                        calib_size=32, nms=name.startswith("yolo26"), log=lambda s: None)
                 for r in results:
                     if not r.ok:
                         print(f"  {name} {r.format} {r.precision} FAILED: {r.error[:100]}")
-                (out / "done").write_text(json.dumps({f"{r.format} {r.precision}": str(r.path) for r in results
-                                                      if r.ok}))
+                done.update({f"{r.format} {r.precision}": str(r.path) for r in results if r.ok})
+                (out / "done").write_text(json.dumps(done))
                 print(f"{name}: edgekit converted {len(results)} artifacts in {time.perf_counter() - start:.0f} s")
-            for key, path in json.loads((out / "done").read_text()).items():
+            done = {k: v for k, v in done.items() if k.split()[0] in args.formats.split(",")}
+            for key, path in done.items():
                 artifacts[f"edgekit {key}"] = Path(path)
             checks += compare(args, peer, name, artifacts, image, image_path)
     finally:
@@ -289,7 +294,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=300, help="repetitions of each decode timing")
     parser.add_argument("--models", default="yolo26n,yolov9t")
-    parser.add_argument("--formats", default="onnx,openvino")
+    parser.add_argument("--formats", default="onnx,openvino,tflite")
     parser.add_argument("--work", help="folder kept between runs for the models and artifacts (default: temporary)")
     args = parser.parse_args()
     import onnxruntime

@@ -293,3 +293,11 @@ def test_above_equals_numpy_at_float32_thresholds():
         np.testing.assert_array_equal(decode.above(small, 0.5), np.flatnonzero(small.reshape(-1) > 0.5))
     wide = scores.astype(np.float64)
     np.testing.assert_array_equal(decode.above(wide, 0.3), np.flatnonzero(wide > 0.3))
+
+
+def test_priority_is_the_stable_descending_argsort():
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.uniform(-1, 1, 3000), 2).astype(np.float32)  # ties, negatives
+    scores[:4] = [0.0, -0.0, -0.0, 0.0]
+    for s in (scores, scores[::-1].copy(), scores.astype(np.float64), np.zeros(0, np.float32)):
+        np.testing.assert_array_equal(decode.priority(s), np.argsort(-s, kind="stable"))
