@@ -78,7 +78,11 @@ SPECS = [
     InputSpec(letterbox=Letterbox(align="topleft", pad_value=0)),
     InputSpec(letterbox=Letterbox(keep_ratio=False)),
     InputSpec(letterbox=Letterbox(rounding="floor")),
-    InputSpec(dtype="uint8", range=(0.0, 255.0), layout="NHWC"),  # not in place: preprocess() itself
+    InputSpec(dtype="uint8", range=(0.0, 255.0), layout="NHWC"),
+    InputSpec(dtype="int8", quant=(1 / 255, -128), layout="NHWC"),  # TFLite INT8: a lookup table
+    InputSpec(dtype="uint8", quant=(0.0079, 3), color="BGR"),
+    InputSpec(dtype="float16"),  # not in place: preprocess() itself
+    InputSpec(mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2)),
 ]
 
 
@@ -111,4 +115,4 @@ def test_preprocessor_writes_one_reused_tensor_in_place():
     fresh = Preprocessor(SPECS[-1], (64, 64))
     a, _ = fresh(np.zeros((64, 64, 3), np.uint8))
     b, _ = fresh(np.zeros((64, 64, 3), np.uint8))
-    assert a is not b  # integer inputs are made fresh every call
+    assert a is not b  # inputs with mean/std are made fresh every call

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -74,21 +74,34 @@ def fit(
 class Preprocessor:
     """Letterbox + tensor for one model, written in place into a tensor reused from call to call.
 
-    For float32 inputs without mean/std (what every edgekit and Ultralytics FP32/FP16 artifact takes), the
-    image is resized once into a reused buffer and converted straight into the content window of the
-    reused tensor; the padding is written only when the frame geometry changes. Other inputs (integer,
-    float16, mean/std) go through :func:`preprocess`. The tensor returned is the same array every call:
-    it holds the last frame only (copy it to keep it). Results equal :func:`preprocess`'s exactly.
+    Every input without mean/std (what edgekit and Ultralytics artifacts take): the image is resized once
+    into a reused buffer and converted straight into the content window of the reused tensor, and the
+    padding is written only when the frame geometry changes. float32 is a multiply per channel plane;
+    integer inputs (uint8 raw, or int8/uint8 quantized with a scale and zero point) are a 256-entry lookup
+    table computed with :func:`to_tensor`'s own arithmetic. Other inputs (float16, mean/std) go through
+    :func:`preprocess`. The tensor returned is the same array every call: it holds the last frame only (copy
+    it to keep it). Results equal :func:`preprocess`'s exactly.
     """
 
     def __init__(self, spec: InputSpec, imgsz: tuple[int, int]):
         self.spec = spec
         self.imgsz = (int(imgsz[0]), int(imgsz[1]))
-        self.in_place = spec.dtype == "float32" and spec.quant is None and spec.mean is None and spec.std is None
+        plain = spec.mean is None and spec.std is None
         self._scale = np.float32(1.0 / 255.0 if spec.range[1] == 1.0 else 1.0)
+        self._lut: np.ndarray | None = None
+        if plain and spec.dtype in ("uint8", "int8") and (spec.quant is not None or spec.dtype == "uint8"):
+            levels = np.arange(256, dtype=np.uint8).reshape(1, 256, 1)
+            self._lut = to_tensor(np.repeat(levels, 3, axis=2), replace(spec, layout="NHWC"), rgb=True)[0, 0, :, 0]
+        self.in_place = plain and (self._lut is not None or (spec.dtype == "float32" and spec.quant is None))
         self._tensor: np.ndarray | None = None
         self._resized: np.ndarray | None = None
         self._geometry: tuple | None = None
+
+    def _convert(self, pixels: np.ndarray, out: np.ndarray) -> None:
+        if self._lut is None:
+            np.multiply(pixels, self._scale, out=out, dtype=np.float32)
+        else:
+            out[...] = self._lut[pixels]
 
     def __call__(self, image: np.ndarray, rgb: bool = False) -> tuple[np.ndarray, LetterboxInfo]:
         """One HxWx3 uint8 image (BGR unless `rgb`) -> (tensor [1,3,H,W] or [1,H,W,3], LetterboxInfo)."""
@@ -101,7 +114,10 @@ class Preprocessor:
         geometry = (new_w, new_h, info.pad, lb.pad_value)
         if self._geometry != geometry:
             shape = (1, 3, out_h, out_w) if nchw else (1, out_h, out_w, 3)
-            self._tensor = np.full(shape, np.float32(lb.pad_value) * self._scale, np.float32)
+            if self._lut is None:
+                self._tensor = np.full(shape, np.float32(lb.pad_value) * self._scale, np.float32)
+            else:
+                self._tensor = np.full(shape, self._lut[lb.pad_value], self._lut.dtype)
             self._resized = np.empty((new_h, new_w, 3), np.uint8)
             self._geometry = geometry
         if image.shape[:2] == (new_h, new_w):
@@ -114,11 +130,11 @@ class Preprocessor:
         if nchw:
             channels = cv2.split(resized)
             for plane, channel in zip(self._tensor[0], channels[::-1] if swap else channels):
-                np.multiply(channel, self._scale, out=plane[window], dtype=np.float32)
+                self._convert(channel, plane[window])
         else:
             if swap:
                 resized = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
-            np.multiply(resized, self._scale, out=self._tensor[0][window], dtype=np.float32)
+            self._convert(resized, self._tensor[0][window])
         return self._tensor, info
 
 
