@@ -223,7 +223,13 @@ def side_by_side(args, python: str, work: Path) -> list[tuple[str, float, float,
 
 
 def compare(args, peer: Peer, name: str, artifacts: dict[str, Path], image, image_path: str):
+    from edgekit.runtimes.detector import Detector, read_meta
+    from edgekit.runtimes.ort import OnnxRuntimeEngine
+
     detectors = {label: edgekit.load(path) for label, path in artifacts.items()}
+    spinning = OnnxRuntimeEngine(artifacts["same file"], spinning=True)  # ONNX Runtime's default threads
+    detectors = {"same file": detectors["same file"], "same file, spin-waits": Detector(spinning, read_meta(spinning)),
+                 **{k: v for k, v in detectors.items() if k != "same file"}}
     same = detectors["same file"]
     busy = same(image, conf=0.25)
     kept_scores = np.sort(busy.confidence)[::-1]
@@ -278,12 +284,12 @@ def compare(args, peer: Peer, name: str, artifacts: dict[str, Path], image, imag
                            True))
     print(f"\n2. {name} at 640 on the bundled 640x480 photo, iou 0.7, {args.frames} frames per row "
           f"(ms, medians; speedup = Ultralytics' wall / this row's wall)")
-    print(f"{'scene':<6} {'conf':>5} {'runner':<26} {'kept':>4} {'wall':>7} {'pre':>6} {'infer':>7} {'post':>6} "
+    print(f"{'scene':<6} {'conf':>6} {'runner':<30} {'kept':>4} {'wall':>7} {'pre':>6} {'infer':>7} {'post':>6} "
           f"{'speedup':>7}  note")
     for scene, conf, label, k, med, speedup, note in rows:
         shown = "Ultralytics predict, same file" if label == "ultralytics" else f"edgekit {label}".replace(
             "edgekit edgekit", "edgekit")
-        print(f"{scene:<6} {conf:>5.3f} {shown:<26} {k:>4} {med['wall']:>7.1f} {med['pre']:>6.2f} "
+        print(f"{scene:<6} {conf:>6.4f} {shown:<30} {k:>4} {med['wall']:>7.1f} {med['pre']:>6.2f} "
               f"{med['infer']:>7.1f} {med['post']:>6.2f} {speedup:>6.2f}x  {note}")
     return checks
 

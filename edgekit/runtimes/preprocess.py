@@ -101,7 +101,9 @@ class Preprocessor:
         if self._lut is None:
             np.multiply(pixels, self._scale, out=out, dtype=np.float32)
         else:
-            out[...] = self._lut[pixels]
+            written = cv2.LUT(pixels, self._lut.reshape(1, 256), dst=out)
+            if not np.shares_memory(written, out):  # OpenCV could not write in place
+                out[...] = written
 
     def __call__(self, image: np.ndarray, rgb: bool = False) -> tuple[np.ndarray, LetterboxInfo]:
         """One HxWx3 uint8 image (BGR unless `rgb`) -> (tensor [1,3,H,W] or [1,H,W,3], LetterboxInfo)."""
