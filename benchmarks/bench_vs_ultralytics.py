@@ -1,7 +1,7 @@
 """Per-frame latency side by side with Ultralytics' predict, and the decode figures against named baselines.
 
     python benchmarks/bench_vs_ultralytics.py [--ultralytics-python REFVENV/bin/python] [--frames 30]
-        [--models yolo26n,yolov9t] [--formats onnx,openvino,tflite] [--work DIR]
+        [--models yolo26n,yolov9t,damoyolo-t] [--formats onnx,openvino,tflite] [--work DIR]
 
 Ultralytics (AGPL-3.0) is a benchmark-only peer: it runs in its own interpreter (``--ultralytics-python``,
 or this one when it can import ``ultralytics``) through benchmarks/ultralytics_peer.py; edgekit never
@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_runtime import detector_like_output, timed
 
 PEER = Path(__file__).resolve().parent / "ultralytics_peer.py"
+PEER_MODELS = {"yolo26n", "yolov9t"}  # what the peer builds and exports
 TARGET_NMS_MS = 1.0
 TARGET_E2E_MS = 0.3
 TARGET_SAME_FILE = 1.1
@@ -199,13 +200,16 @@ def side_by_side(args, python: str, work: Path) -> list[tuple[str, float, float,
     peer = Peer(python)
     try:
         for name in args.models.split(","):
-            artifacts = {"same file": models / f"{name}.onnx"}
+            if name in PEER_MODELS:
+                ckpt, artifacts = models / f"{name}.pt", {"same file": models / f"{name}.onnx"}
+            else:  # a family Ultralytics does not export: edgekit's artifacts only, against edgekit's FP32 ONNX
+                ckpt, artifacts = edgekit_checkpoint(name, models), {}
             out = work / name
             done = json.loads((out / "done").read_text()) if (out / "done").exists() else {}
             needed = [f for f in args.formats.split(",") if f"{f} fp32" not in done]
             if needed:
                 start = time.perf_counter()
-                results = convert_many(models / f"{name}.pt", needed, "fp32,int8", 640, out, calib=calib,
+                results = convert_many(ckpt, needed, "fp32,int8", 640, out, calib=calib,
                                        calib_size=32, nms=name.startswith("yolo26"), log=lambda s: None)
                 for r in results:
                     if not r.ok:
@@ -216,38 +220,57 @@ def side_by_side(args, python: str, work: Path) -> list[tuple[str, float, float,
             done = {k: v for k, v in done.items() if k.split()[0] in args.formats.split(",")}
             for key, path in done.items():
                 artifacts[f"edgekit {key}"] = Path(path)
-            checks += compare(args, peer, name, artifacts, image, image_path)
+            checks += compare(args, peer if name in PEER_MODELS else None, name, artifacts, image, image_path)
     finally:
         peer.close()
     return checks
 
 
-def compare(args, peer: Peer, name: str, artifacts: dict[str, Path], image, image_path: str):
+def edgekit_checkpoint(name: str, models: Path) -> Path:
+    """A seeded random checkpoint in the family's own layout, written by the tests' checkpoint writers."""
+    path = models / f"{name}.pth"
+    if not path.exists():
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from checkpoints import random_damo, write_damo_checkpoint
+
+        if not name.startswith("damoyolo"):
+            raise SystemExit(f"unknown model {name}: the peer makes {sorted(PEER_MODELS)}, edgekit adds damoyolo-*")
+        write_damo_checkpoint(random_damo(name, 80), path)
+    return path
+
+
+def compare(args, peer: Peer | None, name: str, artifacts: dict[str, Path], image, image_path: str):
+    """Time every artifact (and Ultralytics' predict on its own file, with a peer) in alternating blocks."""
     from edgekit.runtimes.detector import Detector, read_meta
     from edgekit.runtimes.ort import OnnxRuntimeEngine
 
     detectors = {label: edgekit.load(path) for label, path in artifacts.items()}
-    spinning = OnnxRuntimeEngine(artifacts["same file"], spinning=True)  # ONNX Runtime's default threads
-    detectors = {"same file": detectors["same file"], "same file, spin-waits": Detector(spinning, read_meta(spinning)),
-                 **{k: v for k, v in detectors.items() if k != "same file"}}
-    same = detectors["same file"]
-    busy = same(image, conf=0.25)
-    kept_scores = np.sort(busy.confidence)[::-1]
+    if peer is not None:
+        spinning = OnnxRuntimeEngine(artifacts["same file"], spinning=True)  # ONNX Runtime's default threads
+        detectors = {"same file": detectors["same file"],
+                     "same file, spin-waits": Detector(spinning, read_meta(spinning)),
+                     **{k: v for k, v in detectors.items() if k != "same file"}}
+    base_label = "ultralytics" if peer is not None else "edgekit onnx fp32"
+    same = detectors["same file" if peer is not None else base_label]
+    kept_scores = np.sort(same(image, conf=0.25, iou=0.7).confidence)[::-1]
     quiet_conf = float((kept_scores[2] + kept_scores[3]) / 2) if len(kept_scores) > 3 else 0.5
     rows, checks = [], []
     for scene, conf in (("busy", 0.25), ("quiet", quiet_conf)):
-        request = dict(model=str(artifacts["same file"]), image=image_path, conf=conf, iou=0.7)
-        peer.ask(**request, frames=3, warmup=2)
+        request = dict(model=str(artifacts.get("same file")), image=image_path, conf=conf, iou=0.7)
+        if peer is not None:
+            peer.ask(**request, frames=3, warmup=2)
         for d in detectors.values():
             for _ in range(3):
                 d(image, conf=conf, iou=0.7)
-        samples = {label: {"wall": [], "pre": [], "infer": [], "post": []} for label in ["ultralytics", *detectors]}
+        labels = (["ultralytics"] if peer is not None else []) + list(detectors)
+        samples = {label: {"wall": [], "pre": [], "infer": [], "post": []} for label in labels}
         kept = {}
         for _ in range(max(1, args.frames // BLOCK)):
-            reply = peer.ask(**request, frames=BLOCK)
-            for k in ("wall", "pre", "infer", "post"):
-                samples["ultralytics"][k] += reply[k]
-            kept["ultralytics"] = reply["kept"]
+            if peer is not None:
+                reply = peer.ask(**request, frames=BLOCK)
+                for k in ("wall", "pre", "infer", "post"):
+                    samples["ultralytics"][k] += reply[k]
+                kept["ultralytics"] = reply["kept"]
             for label, d in detectors.items():
                 for _ in range(BLOCK):
                     start = time.perf_counter()
@@ -257,14 +280,15 @@ def compare(args, peer: Peer, name: str, artifacts: dict[str, Path], image, imag
                         if k in samples[label]:
                             samples[label][k].append(v)
                     kept[label] = len(found)
-        theirs = peer.ask(**request, frames=1, boxes=True)
-        ultra = edgekit.Detections(np.asarray(theirs["xyxy"], np.float32).reshape(-1, 4),
-                                   np.asarray(theirs["score"], np.float32), np.asarray(theirs["cls"], np.int64),
-                                   same.names, image.shape[:2])
         ref = same(image, conf=conf, iou=0.7)
+        if peer is not None:
+            theirs = peer.ask(**request, frames=1, boxes=True)
+            ultra = edgekit.Detections(np.asarray(theirs["xyxy"], np.float32).reshape(-1, 4),
+                                       np.asarray(theirs["score"], np.float32), np.asarray(theirs["cls"], np.int64),
+                                       same.names, image.shape[:2])
         fp32 = {key.split()[1]: detectors[key](image, conf=conf, iou=0.7) for key in detectors
                 if key.endswith("fp32")}
-        base = statistics.median(samples["ultralytics"]["wall"])
+        base = statistics.median(samples[base_label]["wall"])
         for label, s in samples.items():
             med = {k: statistics.median(v) for k, v in s.items()}
             note = ""
@@ -279,11 +303,12 @@ def compare(args, peer: Peer, name: str, artifacts: dict[str, Path], image, imag
             if label == "same file":
                 checks.append((f"{name} {scene}: same file vs Ultralytics", base / med["wall"], TARGET_SAME_FILE, True))
         best = max((r for r in rows if r[0] == scene and r[2].endswith("int8")), key=lambda r: r[5], default=None)
-        if best is not None:
+        if best is not None and peer is not None:
             checks.append((f"{name} {scene}: best INT8 ({best[2].split()[1]}) vs Ultralytics", best[5], TARGET_INT8,
                            True))
+    against = "Ultralytics' wall" if peer is not None else "edgekit ONNX FP32's wall: Ultralytics has no such model"
     print(f"\n2. {name} at 640 on the bundled 640x480 photo, iou 0.7, {args.frames} frames per row "
-          f"(ms, medians; speedup = Ultralytics' wall / this row's wall)")
+          f"(ms, medians; speedup = {against} / this row's wall)")
     print(f"{'scene':<6} {'conf':>6} {'runner':<30} {'kept':>4} {'wall':>7} {'pre':>6} {'infer':>7} {'post':>6} "
           f"{'speedup':>7}  note")
     for scene, conf, label, k, med, speedup, note in rows:
@@ -299,7 +324,7 @@ def main() -> int:
     parser.add_argument("--ultralytics-python", help="an interpreter that imports ultralytics (its own venv)")
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=300, help="repetitions of each decode timing")
-    parser.add_argument("--models", default="yolo26n,yolov9t")
+    parser.add_argument("--models", default="yolo26n,yolov9t,damoyolo-t")
     parser.add_argument("--formats", default="onnx,openvino,tflite")
     parser.add_argument("--work", help="folder kept between runs for the models and artifacts (default: temporary)")
     args = parser.parse_args()
@@ -315,11 +340,11 @@ def main() -> int:
         real = {}
         if python:
             models = work / "models"
-            if not all((models / f"{m}.onnx").exists() for m in args.models.split(",")):
+            if not all((models / f"{m}.onnx").exists() for m in args.models.split(",") if m in PEER_MODELS):
                 print(f"\nbuilding and exporting {args.models} with Ultralytics ({python}) ...", flush=True)
                 subprocess.run([python, str(PEER), "make", str(models), str(assets.sample_image())], check=True,
                                stdout=subprocess.DEVNULL)
-            for name in args.models.split(","):
+            for name in [m for m in args.models.split(",") if m in PEER_MODELS]:
                 real_out = work / f"{name}_busy_output.npy"
                 if not real_out.exists() and (models / f"{name}.onnx").exists():
                     d = edgekit.load(models / f"{name}.onnx")

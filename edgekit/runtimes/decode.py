@@ -34,6 +34,7 @@ def _empty() -> Decoded:
 
 
 _PAIR_BUDGET = 2_000_000  # overlapping-pair candidates beyond which NMS falls back to rounds over kept boxes
+_PAIRS_PER_BOX = 64  # ... or beyond this many per box (big boxes everywhere): rounds are cheaper there
 _ROUNDS_FIRST = 8  # rounds over kept boxes before the pair graph settles the rest
 
 
@@ -49,8 +50,8 @@ def nms(
     `boxes` [N, 4] x1, y1, x2, y2 (any unit), `scores` [N]; a box goes when a kept box of its class with a
     higher score (or the same score and a lower index) overlaps it with IoU > `iou`. Returns kept indices,
     highest score first (ties keep input order, as OpenCV's stable sort does); with `limit`, only the first
-    `limit` of them, which greedy NMS decides from the best candidates alone, so only a prefix of the
-    candidates is examined when that prefix already keeps `limit` boxes.
+    `limit` of them, which greedy NMS decides from the best candidates alone: prefixes of 4 x `limit`
+    candidates, doubling, are tried until one keeps `limit` boxes.
 
     The greedy result is computed without a loop over kept boxes: a sweep along x lists the same-class pairs
     that overlap beyond `iou` (each pair once, oriented from the better box to the worse), then rounds
@@ -64,11 +65,13 @@ def nms(
         return np.zeros(0, np.int64)
     order = priority(np.asarray(scores))
     boxes, class_id = np.asarray(boxes), None if class_id is None else np.asarray(class_id)
-    if limit is not None and n > 4 * limit:
-        head = order[: 4 * limit]
+    size = 4 * limit if limit is not None else n
+    while size < n:  # the best `size` candidates decide the first `limit` kept boxes if they keep that many
+        head = order[:size]
         kept = _greedy(boxes[head].astype(np.float64), None if class_id is None else class_id[head], iou)
         if len(kept) >= limit:
             return head[kept[:limit]]
+        size *= 2
     kept = _greedy(boxes[order].astype(np.float64), None if class_id is None else class_id[order], iou)
     return order[kept if limit is None else kept[:limit]]
 
@@ -147,7 +150,7 @@ def _overlapping_pairs(
     end = np.searchsorted(sorted_key, reach + 1e-9 * span, side="left")  # strictly before the right edge
     count = np.maximum(end - np.arange(n) - 1, 0)
     total = int(count.sum())
-    if total > _PAIR_BUDGET:
+    if total > _PAIR_BUDGET or total > _PAIRS_PER_BOX * n:
         return None
     first = np.repeat(np.arange(n), count)
     step = np.arange(total) - np.repeat(np.cumsum(count) - count, count) + 1
