@@ -53,12 +53,14 @@ def nms(
     `limit` of them, which greedy NMS decides from the best candidates alone: prefixes of 4 x `limit`
     candidates, doubling, are tried until one keeps `limit` boxes.
 
-    The greedy result is computed without a loop over kept boxes: a sweep along x lists the same-class pairs
-    that overlap beyond `iou` (each pair once, oriented from the better box to the worse), then rounds
-    settle the boxes in parallel: a box with no unsettled better neighbour is kept, a box with a kept better
-    neighbour is dropped. A round settles at least the best unsettled box, and usually whole clusters, so
-    the rounds number the longest keep/drop chain (a handful), not the kept boxes. Where the sweep would
-    list more than a budget of pairs (huge boxes everywhere), the rounds run over kept boxes instead.
+    The greedy result is computed without a loop over every kept box. A few vectorized rounds keep the best
+    box of each class and drop what it overlaps (most of each cluster goes); then a sweep along x lists the
+    same-class pairs among the rest that overlap beyond `iou` (each pair once, from the better box to the
+    worse), and parallel rounds settle them: a box with no unsettled better neighbour is kept, a box with a
+    kept better neighbour is dropped. Each round settles at least the best unsettled box, usually whole
+    clusters, so they number the longest keep/drop chain, not the kept boxes. Where the sweep would list
+    too many pairs (big boxes everywhere), the first kind of round continues to the end instead. Tested
+    against the textbook one-box-at-a-time loop, ties included.
     """
     n = len(scores)
     if n == 0 or (limit is not None and limit <= 0):

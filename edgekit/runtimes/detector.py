@@ -39,7 +39,12 @@ class Timings:
 
 
 class Detector:
-    """Runs one model file on images: ``detector(image)`` returns Detections in source pixels."""
+    """Runs one model file on images: ``detector(image)`` returns Detections in source pixels.
+
+    Per frame, the input tensor is written in place into a buffer the Detector keeps, and the engine
+    reads and writes its own buffers (``Engine.infer``); the Detections returned own their arrays. A
+    Detector is therefore one stream's: give each thread its own.
+    """
 
     def __init__(self, engine: Engine, meta: ModelMeta):
         self.engine = engine
