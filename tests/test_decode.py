@@ -182,3 +182,122 @@ def test_vectorized_nms_equals_textbook_greedy(seed, agnostic):
     classes = None if agnostic else cls
     b = boxes[anchor].astype(np.float64)
     np.testing.assert_array_equal(decode.nms(b, score, 0.5, classes), one_at_a_time_nms(b, score, 0.5, classes))
+
+
+def textbook_keep(boxes, scores, iou, class_id=None, limit=None):
+    keep = one_at_a_time_nms(np.asarray(boxes, np.float64), np.asarray(scores), iou, class_id)
+    return keep if limit is None else keep[:limit]
+
+
+def crowded(seed, n=3000, classes=3, grid=False):
+    """Many small boxes in few classes: hundreds kept per class, chains of overlaps, many score ties."""
+    rng = np.random.default_rng(seed)
+    if grid:  # exact duplicates and boxes touching edge to edge
+        xy = rng.integers(0, 40, (n, 2)).astype(np.float64) * 0.025
+        wh = rng.choice([0.025, 0.05], (n, 2))
+    else:
+        xy = rng.uniform(0, 1, (n, 2))
+        wh = rng.uniform(0.005, 0.06, (n, 2))
+    boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+    scores = np.round(rng.uniform(0.2, 1, n), 2).astype(np.float32)  # ties everywhere
+    return boxes, scores, rng.integers(0, classes, n)
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("grid", [False, True])
+@pytest.mark.parametrize("iou", [0.0, 0.3, 0.7])
+def test_nms_with_hundreds_kept_per_class_equals_textbook(seed, grid, iou):
+    boxes, scores, cls = crowded(seed, n=400, grid=grid)
+    expected = textbook_keep(boxes, scores, iou, cls)
+    assert np.bincount(cls[expected]).max() > 30  # far more kept boxes per class than the first rounds settle
+    np.testing.assert_array_equal(decode.nms(boxes, scores, iou, cls), expected)
+    np.testing.assert_array_equal(decode.nms(boxes, scores, iou, cls, limit=50), expected[:50])
+    np.testing.assert_array_equal(decode.nms(boxes, scores, iou), textbook_keep(boxes, scores, iou))
+
+
+def test_nms_limit_reads_a_prefix_only_when_it_suffices():
+    boxes, scores, cls = crowded(7, n=600)
+    full = textbook_keep(boxes, scores, 0.5, cls)
+    for limit in (1, 10, 100, 140, len(full), len(full) + 5):
+        np.testing.assert_array_equal(decode.nms(boxes, scores, 0.5, cls, limit=limit), full[:limit])
+    assert decode.nms(boxes, scores, 0.5, cls, limit=0).size == 0
+
+
+def test_nms_pair_budget_fallback_equals_textbook(monkeypatch):
+    boxes, scores, cls = crowded(3, n=300, grid=True)
+    expected = textbook_keep(boxes, scores, 0.3, cls)
+    monkeypatch.setattr(decode, "_PAIR_BUDGET", 10)
+    np.testing.assert_array_equal(decode.nms(boxes, scores, 0.3, cls), expected)
+
+
+def test_nms_degenerate_boxes_are_never_suppressed():
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 5, 5], [8, 0, 2, 10], [0, 0, 10, 10], [3, 3, 3, 9]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5], np.float32)
+    expected = textbook_keep(boxes, scores, 0.5)
+    assert expected.tolist() == [0, 1, 2, 4]
+    np.testing.assert_array_equal(decode.nms(boxes, scores, 0.5), expected)
+
+
+def test_nms_on_a_real_detector_output_equals_textbook():
+    import edgekit
+    from edgekit import assets
+    from edgekit.devices import read_image
+    from edgekit.runtimes.preprocess import preprocess
+
+    detector = edgekit.load(assets.sample_image().with_name("shapes.onnx"))
+    tensor, _ = preprocess(read_image(assets.sample_image()), detector.meta.input, detector.meta.imgsz)
+    out = detector.engine.run({detector.input.name: tensor})
+    boxes, scores = out["boxes"][0], out["scores"][0]
+    anchor, cls, score = decode.candidates(scores, 0.05)
+    assert len(score) > 100
+    for iou in (0.3, 0.45, 0.7):
+        expected = textbook_keep(boxes[anchor], score, iou, cls)
+        np.testing.assert_array_equal(decode.nms(boxes[anchor], score, iou, cls), expected)
+        found = decode.decode_nms(boxes, scores, conf=0.05, iou=iou, max_det=30)
+        np.testing.assert_array_equal(found.xyxy, boxes[anchor][expected[:30]])
+
+
+def reference_candidates(scores, conf, multi_label):
+    """Plain definition: every pair above conf, or each anchor's argmax class where it is above conf."""
+    if multi_label:
+        anchor, cls = np.nonzero(scores > conf)
+        return anchor, cls, scores[anchor, cls]
+    cls = scores.argmax(1)
+    best = scores[np.arange(len(scores)), cls]
+    anchor = np.flatnonzero(best > conf)
+    return anchor, cls[anchor], best[anchor]
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+@pytest.mark.parametrize("class_major", [False, True])
+def test_candidates_equal_the_plain_definition(multi_label, class_major):
+    _, scores = synthetic_outputs(2, anchors=3000, classes=7, objects=30)
+    scores = np.round(scores, 1)  # ties between classes of one anchor: argmax takes the lowest class
+    scores[5] = 0.25  # exactly at the threshold: not above it
+    given = np.ascontiguousarray(scores.T) if class_major else scores
+    anchor, cls, score = decode.candidates(given, 0.25, multi_label=multi_label, class_major=class_major)
+    ref = reference_candidates(scores, 0.25, multi_label)
+    got = sorted(zip(anchor.tolist(), cls.tolist(), score.tolist()))
+    assert got == sorted(zip(*(r.tolist() for r in ref)))
+    assert len(got) > 50 and 5 not in anchor.tolist()
+
+
+def test_above_equals_numpy_at_float32_thresholds():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 1, (500, 13)).astype(np.float32)
+    scores[0, :3] = [np.float32(0.3), np.nextafter(np.float32(0.3), 1), np.nextafter(np.float32(0.3), 0)]
+    for conf in (0.3, 0.5, 0.999, 1.0):
+        np.testing.assert_array_equal(decode.above(scores, conf), np.flatnonzero(scores.reshape(-1) > conf))
+    for shape in [(4, 1), (1, 4), (2, 2), (4, 4), (16, 1), (1, 16), (2, 8)]:  # OpenCV's scalar-shaped arrays
+        small = rng.uniform(0, 1, shape).astype(np.float32)
+        np.testing.assert_array_equal(decode.above(small, 0.5), np.flatnonzero(small.reshape(-1) > 0.5))
+    wide = scores.astype(np.float64)
+    np.testing.assert_array_equal(decode.above(wide, 0.3), np.flatnonzero(wide > 0.3))
+
+
+def test_priority_is_the_stable_descending_argsort():
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.uniform(-1, 1, 3000), 2).astype(np.float32)  # ties, negatives
+    scores[:4] = [0.0, -0.0, -0.0, 0.0]
+    for s in (scores, scores[::-1].copy(), scores.astype(np.float64), np.zeros(0, np.float32)):
+        np.testing.assert_array_equal(decode.priority(s), np.argsort(-s, kind="stable"))

@@ -69,3 +69,50 @@ def test_stretch_and_floor_rounding():
     floored, _ = letterbox(np.full((100, 301, 3), 9, np.uint8), (128, 128), "topleft", 0, rounding="floor")
     assert (rounded[:, :, 0] == 9).sum(0).max() == round(100 * 128 / 301) == 43
     assert (floored[:, :, 0] == 9).sum(0).max() == int(100 * 128 / 301) == 42
+
+
+SPECS = [
+    InputSpec(),
+    InputSpec(layout="NHWC"),
+    InputSpec(color="BGR", range=(0.0, 255.0)),
+    InputSpec(letterbox=Letterbox(align="topleft", pad_value=0)),
+    InputSpec(letterbox=Letterbox(keep_ratio=False)),
+    InputSpec(letterbox=Letterbox(rounding="floor")),
+    InputSpec(dtype="uint8", range=(0.0, 255.0), layout="NHWC"),
+    InputSpec(dtype="int8", quant=(1 / 255, -128), layout="NHWC"),  # TFLite INT8: a lookup table
+    InputSpec(dtype="uint8", quant=(0.0079, 3), color="BGR"),
+    InputSpec(dtype="float16"),  # not in place: preprocess() itself
+    InputSpec(mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2)),
+]
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_preprocessor_equals_preprocess_as_frame_sizes_change(spec):
+    from edgekit.runtimes.preprocess import Preprocessor
+
+    rng = np.random.default_rng(0)
+    pre = Preprocessor(spec, (320, 256))
+    for shape in [(200, 400), (480, 640), (256, 320), (200, 400), (1000, 90), (200, 400)]:
+        image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        for rgb in (False, True):
+            tensor, info = pre(image, rgb)
+            expected, expected_info = preprocess(image, spec, (320, 256), rgb)
+            assert info == expected_info
+            assert tensor.dtype == expected.dtype
+            np.testing.assert_array_equal(tensor, expected)
+
+
+def test_preprocessor_writes_one_reused_tensor_in_place():
+    from edgekit.runtimes.preprocess import Preprocessor
+
+    pre = Preprocessor(InputSpec(), (64, 64))
+    first, _ = pre(np.full((32, 64, 3), 10, np.uint8))
+    kept = first.copy()
+    second, _ = pre(np.full((32, 64, 3), 200, np.uint8))
+    assert second is first  # the same buffer: no allocation per frame
+    assert not np.array_equal(first, kept)  # which is why the Detector consumes it before the next frame
+    np.testing.assert_array_equal(second, preprocess(np.full((32, 64, 3), 200, np.uint8), InputSpec(), (64, 64))[0])
+    fresh = Preprocessor(SPECS[-1], (64, 64))
+    a, _ = fresh(np.zeros((64, 64, 3), np.uint8))
+    b, _ = fresh(np.zeros((64, 64, 3), np.uint8))
+    assert a is not b  # inputs with mean/std are made fresh every call

@@ -146,3 +146,48 @@ def test_bad_files(tmp_path):
         detector(tmp_path / "bad.jpg")
     with pytest.raises(EdgekitError, match="HxWx3"):
         detector(np.zeros((4, 4, 5), np.uint8))
+
+
+def test_io_binding_gives_the_outputs_of_run(tmp_path):
+    from edgekit.runtimes.preprocess import preprocess
+
+    detector = edgekit.load(om.save_with_meta(tmp_path / "m.onnx"))
+    engine = detector.engine
+    feeds = [{"images": preprocess(om.scene(rect=r), detector.meta.input, (320, 320))[0]}
+             for r in ((100, 50, 300, 150), (10, 10, 60, 190))]
+    first = engine.infer(feeds[0])
+    first_values = {k: v.copy() for k, v in first.items()}
+    for name, value in engine.run(feeds[0]).items():
+        np.testing.assert_array_equal(first[name], value)
+    second = engine.infer(feeds[1])
+    for name, value in engine.run(feeds[1]).items():
+        np.testing.assert_array_equal(second[name], value)
+    assert any(not np.array_equal(first_values[n], second[n]) for n in second)  # the two frames differ
+    assert all(second[n] is first[n] for n in second)  # outputs are written into the same bound arrays
+
+
+def test_earlier_detections_survive_later_frames(tmp_path):
+    detector = edgekit.load(om.save_with_meta(tmp_path / "m.onnx"))
+    a = detector(om.scene())
+    copies = (a.xyxy.copy(), a.confidence.copy(), a.class_id.copy())
+    b = detector(om.scene(300, 300, rect=(30, 200, 120, 280), color=(0, 255, 0)))
+    assert b.labels[0] == "green" and not np.array_equal(b.xyxy[0], a.xyxy[0])
+    for kept, now in zip(copies, (a.xyxy, a.confidence, a.class_id)):
+        np.testing.assert_array_equal(kept, now)
+    np.testing.assert_allclose(detector(om.scene()).xyxy, a.xyxy)
+
+
+def test_openvino_shared_request_gives_the_outputs_of_run(tmp_path):
+    ov = pytest.importorskip("openvino")
+    from edgekit.runtimes.openvino import OpenVINOEngine
+    from edgekit.runtimes.preprocess import preprocess
+
+    onnx_path = om.save_with_meta(tmp_path / "m.onnx")
+    ov.save_model(ov.convert_model(str(onnx_path)), str(tmp_path / "m.xml"))
+    engine = OpenVINOEngine(tmp_path / "m.xml")
+    meta = edgekit.load(onnx_path).meta
+    for rect in ((100, 50, 300, 150), (10, 10, 60, 190)):
+        feed = {engine.inputs[0].name: preprocess(om.scene(rect=rect), meta.input, (320, 320))[0]}
+        shared = {k: v.copy() for k, v in engine.infer(feed).items()}
+        for name, value in engine.run(feed).items():
+            np.testing.assert_allclose(shared[name], value, rtol=1e-6, atol=1e-6)

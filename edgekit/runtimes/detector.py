@@ -18,7 +18,7 @@ from edgekit.errors import EdgekitError, MetadataError
 from edgekit.meta import ModelMeta
 from edgekit.runtimes import decode
 from edgekit.runtimes.engine import Engine, TensorSpec, open_engine
-from edgekit.runtimes.preprocess import LetterboxInfo, dequantize, preprocess
+from edgekit.runtimes.preprocess import LetterboxInfo, Preprocessor, dequantize, preprocess
 
 ImageLike = str | Path | np.ndarray
 logger = logging.getLogger(__name__)
@@ -41,7 +41,12 @@ class Timings:
 
 
 class Detector:
-    """Runs one model file on images: ``detector(image)`` returns Detections in source pixels."""
+    """Runs one model file on images: ``detector(image)`` returns Detections in source pixels.
+
+    Per frame, the input tensor is written in place into a buffer the Detector keeps, and the engine
+    reads and writes its own buffers (``Engine.infer``); the Detections returned own their arrays. A
+    Detector is therefore one stream's: give each thread its own.
+    """
 
     def __init__(self, engine: Engine, meta: ModelMeta):
         self.engine = engine
@@ -54,6 +59,7 @@ class Detector:
         self.multi_label = meta.decode.multi_label
         self.classes: list[int] | None = None
         self.timings = Timings()
+        self._preprocessor = Preprocessor(meta.input, meta.imgsz)
         self.device = None  # the DeviceProfile it was loaded for, if any
         if meta.random_weights:
             logging.getLogger("edgekit.runtimes").warning(
@@ -100,12 +106,16 @@ class Detector:
             for item in chunk:
                 is_path = isinstance(item, (str, Path))
                 image = read_image(item) if is_path else as_image(item)
-                tensor, info = preprocess(image, self.meta.input, self.meta.imgsz, rgb=rgb and not is_path)
+                rgb_image = rgb and not is_path
+                if len(chunk) == 1:  # one frame: written in place into the reused input tensor
+                    tensor, info = self._frame_preprocessor()(image, rgb=rgb_image)
+                else:
+                    tensor, info = preprocess(image, self.meta.input, self.meta.imgsz, rgb=rgb_image)
                 tensors.append(tensor)
                 infos.append(info)
             feed = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
             t1 = time.perf_counter()
-            outputs = self.engine.run({self.input.name: feed})
+            outputs = self.engine.infer({self.input.name: feed})
             t2 = time.perf_counter()
             results.extend(self.decode(outputs, infos, **options))
             t3 = time.perf_counter()
@@ -114,6 +124,12 @@ class Detector:
             timings.post += (t3 - t2) * 1e3
         self.timings = timings
         return results[0] if single else results
+
+    def _frame_preprocessor(self) -> Preprocessor:
+        pre = self._preprocessor
+        if pre.spec is not self.meta.input or pre.imgsz != tuple(self.meta.imgsz):  # the metadata was replaced
+            pre = self._preprocessor = Preprocessor(self.meta.input, self.meta.imgsz)
+        return pre
 
     @property
     def _dynamic_batch(self) -> bool:

@@ -49,6 +49,14 @@ class Engine(ABC):
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model; returns every output by name."""
 
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model without copies where the engine allows it (the Detector's per-frame call).
+
+        Inputs may be read in place and outputs may be the engine's own buffers: they hold this call's values
+        only until the next call. Engines that cannot share memory return what :meth:`run` returns.
+        """
+        return self.run(feeds)
+
     @abstractmethod
     def metadata(self) -> dict[str, str]:
         """The key/value metadata stored in the file (the `edgekit` key holds edgekit's)."""

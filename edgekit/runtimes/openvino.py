@@ -2,6 +2,9 @@
 
 Metadata lives in the IR's ``rt_info`` under ``edgekit``. Inference precision is pinned to f32 by
 default so results match the verified figures; pass ``precision_hint="bf16"`` on CPUs that have it.
+Threads: the LATENCY hint (one stream, as many threads as the plugin finds cores for) unless ``threads``
+sets ``INFERENCE_NUM_THREADS``. Per frame, :meth:`OpenVINOEngine.infer` shares the input array with the
+infer request and returns its output tensors without copies.
 """
 
 from __future__ import annotations
@@ -71,6 +74,13 @@ class OpenVINOEngine(Engine):
         ordered = [feeds[spec.name] for spec in self._inputs]
         results = self.request.infer(ordered)
         return {spec.name: np.asarray(results[port]) for spec, port in zip(self._outputs, self.compiled.outputs)}
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run with the input shared (no copy into the request) and the outputs returned as views of the
+        request's tensors, valid until the next call."""
+        ordered = [np.ascontiguousarray(feeds[spec.name]) for spec in self._inputs]
+        results = self.request.infer(ordered, share_inputs=True, share_outputs=True)
+        return {spec.name: results[port] for spec, port in zip(self._outputs, self.compiled.outputs)}
 
     def metadata(self) -> dict[str, str]:
         if self.model.has_rt_info([KEY]):
