@@ -358,8 +358,15 @@ def from_ultralytics(
     input_dtype: str,
     output_names: Sequence[str],
     output_shapes: Sequence[Sequence[Any]],
+    *,
+    normalized: bool = False,
+    input_shape: Sequence[Any] | None = None,
 ) -> ModelMeta:
-    """Read the metadata Ultralytics writes into exported models (names, stride, imgsz, task, end2end)."""
+    """Read the metadata Ultralytics writes into exported models (names, stride, imgsz, task, end2end).
+
+    `normalized`: the boxes are 0..1 of the input (Ultralytics' TFLite exports divide them by the image size;
+    its other formats give pixels). `input_shape` decides the layout (NHWC when the last axis holds 1 or 3
+    channels and the second does not)."""
     task = str(_literal(props, "task", "detect"))
     if task != "detect":
         raise MetadataError(f"Ultralytics '{task}' models are not supported yet (edgekit runs detect models)")
@@ -383,6 +390,8 @@ def from_ultralytics(
     if not end2end and not packed:
         raise MetadataError(f"Ultralytics output shape {shape} is neither [B, 4+{len(classes)}, A] nor [B, K, 6]")
     kind = "detections" if end2end else "packed"
+    dims = list(input_shape or [])
+    layout = "NHWC" if len(dims) == 4 and dims[3] in (1, 3) and dims[1] not in (1, 3) else "NCHW"
     description = props.get("description", "")
     variant = description.split()[1] if description.startswith("Ultralytics ") and len(description.split()) > 1 else ""
     return ModelMeta(
@@ -390,8 +399,8 @@ def from_ultralytics(
         variant=variant,
         classes=classes,
         imgsz=imgsz,
-        input=InputSpec(name=input_name, dtype=input_dtype if input_dtype in DTYPES else "float32"),
-        outputs=OutputSpec(kind=kind, names=list(output_names), normalized=False),
+        input=InputSpec(name=input_name, dtype=input_dtype if input_dtype in DTYPES else "float32", layout=layout),
+        outputs=OutputSpec(kind=kind, names=list(output_names), normalized=normalized),
         decode=DecodeSpec(method="none" if end2end else "nms", conf=0.25, iou=0.7, max_det=300),
         precision="fp16" if args.get("half") else ("int8" if args.get("int8") else "fp32"),
         stride=int(_literal(props, "stride", 32)),
@@ -449,3 +458,57 @@ def from_props(props: Mapping[str, str]) -> ModelMeta | None:
     if KEY not in props:
         return None
     return from_json(props[KEY])
+
+
+def _scalar(text: str) -> Any:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none", "~", ""):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_simple_yaml(text: str) -> dict[str, Any]:
+    """The block-style YAML subset exporters write for metadata (Ultralytics' ``metadata.yaml``): nested
+    ``key: value`` maps by indentation, ``- item`` lists of scalars, plain or quoted scalars. The thin runtime
+    carries no YAML library; anything beyond this subset is skipped, not guessed."""
+    lines = [(len(raw) - len(raw.lstrip(" ")), raw.strip()) for raw in text.splitlines()]
+    lines = [(indent, line) for indent, line in lines if line and not line.startswith(("#", "%", "---"))]
+
+    def block(start: int, indent: int) -> tuple[Any, int]:
+        if start < len(lines) and lines[start][1].startswith("- "):
+            items = []
+            i = start
+            while i < len(lines) and lines[i][0] == indent and lines[i][1].startswith("- "):
+                items.append(_scalar(lines[i][1][2:]))
+                i += 1
+            return items, i
+        mapping: dict[Any, Any] = {}
+        i = start
+        while i < len(lines) and lines[i][0] == indent:
+            key, sep, value = lines[i][1].partition(":")
+            if not sep:
+                i += 1
+                continue
+            key_value = _scalar(key)
+            if value.strip():
+                mapping[key_value] = _scalar(value)
+                i += 1
+            elif i + 1 < len(lines) and lines[i + 1][0] > indent:
+                mapping[key_value], i = block(i + 1, lines[i + 1][0])
+            elif i + 1 < len(lines) and lines[i + 1][0] == indent and lines[i + 1][1].startswith("- "):
+                mapping[key_value], i = block(i + 1, indent)  # a list at the key's own indentation
+            else:
+                mapping[key_value] = None
+                i += 1
+        return mapping, i
+
+    parsed, _ = block(0, lines[0][0]) if lines else ({}, 0)
+    return parsed if isinstance(parsed, dict) else {}

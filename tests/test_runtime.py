@@ -104,13 +104,19 @@ def test_ultralytics_exports_run(tmp_path):
     np.testing.assert_allclose(found.xyxy[1], expected_const_box("center"), atol=1e-3)
 
 
-def test_model_without_metadata_needs_imgsz(tmp_path):
+def test_model_without_metadata_takes_a_fixed_input_size_from_the_model(tmp_path):
     path = om.save(om.bright_box_model(), tmp_path / "bare.onnx")
-    with pytest.raises(MetadataError, match="neither edgekit nor Ultralytics metadata"):
-        edgekit.load(path)
+    bare = edgekit.load(path)  # the input is fixed at 320x320: no --imgsz needed
+    assert bare.meta.imgsz == (320, 320) and bare(om.scene()).labels == ["class0", "class2"]
     found = edgekit.load(path, imgsz=320, names=om.CLASSES)(om.scene())
     assert found.labels == ["red", "blue"]
-    assert edgekit.load(path, imgsz=320)(om.scene()).labels == ["class0", "class2"]
+    model = om.bright_box_model()  # the same graph with a dynamic height and width does need it
+    for axis, name in ((2, "height"), (3, "width")):
+        model.graph.input[0].type.tensor_type.shape.dim[axis].dim_param = name
+    dynamic = om.save(model, tmp_path / "dynamic.onnx")
+    with pytest.raises(MetadataError, match="neither edgekit nor Ultralytics metadata"):
+        edgekit.load(dynamic)
+    assert edgekit.load(dynamic, imgsz=320)(om.scene()).labels == ["class0", "class2"]
 
 
 def test_metadata_that_contradicts_the_model_is_refused(tmp_path):

@@ -207,8 +207,11 @@ def read_meta(
     image = engine.inputs[0]
     if found is None and meta_mod.is_ultralytics(props):
         found = meta_mod.from_ultralytics(
-            props, image.name, image.dtype, [o.name for o in engine.outputs], [o.shape for o in engine.outputs]
+            props, image.name, image.dtype, [o.name for o in engine.outputs], [o.shape for o in engine.outputs],
+            normalized=engine.backend == "litert", input_shape=image.shape,  # its TFLite boxes are 0..1
         )
+    if found is None and imgsz is None:
+        imgsz = _fixed_size(image.shape)  # a bare model with a fixed input needs no --imgsz
     if found is None:
         if imgsz is None:
             raise MetadataError(
@@ -236,6 +239,14 @@ def read_meta(
             raise MetadataError(f"{len(names)} class names given, the model has {found.num_classes} classes")
         found = replace(found, classes=list(names))
     return found
+
+
+def _fixed_size(shape: Sequence[Any]) -> tuple[int, int] | None:
+    """(height, width) of a fixed 4-D image input (NCHW when dimension 1 is 1 or 3 channels, else NHWC)."""
+    if len(shape) != 4:
+        return None
+    dims = shape[2:4] if _fixed(shape[1]) in (1, 3) else shape[1:3]
+    return (int(dims[0]), int(dims[1])) if all(_fixed(d) for d in dims) else None
 
 
 def _size(imgsz: int | Sequence[int]) -> tuple[int, int]:

@@ -10,6 +10,7 @@ import numpy as np
 
 from edgekit.errors import EdgekitError, MissingExtraError
 from edgekit.logs import silenced
+from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
 from edgekit.runtimes.tflite_file import read_tflite_metadata
 
@@ -76,4 +77,28 @@ class LiteRTEngine(Engine):
         return {d["name"]: self.interpreter.get_tensor(d["index"]) for d in self._out}
 
     def metadata(self) -> dict[str, str]:
-        return read_tflite_metadata(self.path)
+        """The file's text metadata entries (edgekit's JSON under ``edgekit``); for an Ultralytics export
+        without them, the ``metadata.json`` Ultralytics appends to the file as a zip archive."""
+        found = read_tflite_metadata(self.path)
+        if KEY not in found:
+            found.update(appended_metadata(self.path))
+        return found
+
+
+def appended_metadata(path: Path) -> dict:
+    """The metadata Ultralytics appends to its .tflite exports as a zip archive: ``metadata.json`` (its first
+    member, a Python literal, in older releases); {} when there is none."""
+    import ast
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if "metadata.json" in names:
+                data = json.loads(archive.read("metadata.json"))
+            else:
+                data = ast.literal_eval(archive.read(names[0]).decode()) if names else {}
+    except (zipfile.BadZipFile, OSError, ValueError, SyntaxError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}

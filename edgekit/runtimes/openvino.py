@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import EdgekitError, require
-from edgekit.meta import KEY
+from edgekit.meta import KEY, parse_simple_yaml
 from edgekit.runtimes.engine import Engine, TensorSpec
 
 _DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8", "i32": "int32", "i64": "int64"}
@@ -52,15 +52,18 @@ class OpenVINOEngine(Engine):
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EdgekitError(f"{xml}: not a loadable OpenVINO model ({reason[:200]})") from None
         self.request = self.compiled.create_infer_request()
-        self._inputs = [self._spec(port) for port in self.compiled.inputs]
-        self._outputs = [self._spec(port) for port in self.compiled.outputs]
+        self._inputs = [self._spec(port, f"input{i}") for i, port in enumerate(self.compiled.inputs)]
+        self._outputs = [self._spec(port, f"output{i}") for i, port in enumerate(self.compiled.outputs)]
 
-    def _spec(self, port) -> TensorSpec:
+    @staticmethod
+    def _spec(port, fallback: str) -> TensorSpec:
+        """The port's tensor name (a readable one before a "/..." node path); `fallback` (``output0``, as
+        Ultralytics' ONNX exports name it) when the IR gives the port none."""
         names = port.get_names()
-        preferred = [n for n in names if not n.startswith("/")] or sorted(names)
+        preferred = sorted(n for n in names if not n.startswith("/")) or sorted(names) or [fallback]
         shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
         kind = port.get_element_type().get_type_name()
-        return TensorSpec(sorted(preferred)[0], shape, _DTYPES.get(kind, kind))
+        return TensorSpec(preferred[0], shape, _DTYPES.get(kind, kind))
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -83,6 +86,15 @@ class OpenVINOEngine(Engine):
         return {spec.name: results[port] for spec, port in zip(self._outputs, self.compiled.outputs)}
 
     def metadata(self) -> dict[str, str]:
+        """edgekit's metadata from rt_info; for an Ultralytics export, its ``metadata.yaml`` beside the .xml
+        (names, stride, imgsz, task, end2end...), else the class labels it keeps in rt_info ``model_info``."""
         if self.model.has_rt_info([KEY]):
             return {KEY: self.model.get_rt_info([KEY]).astype(str)}
-        return {}
+        found: dict = {}
+        yaml_file = ir_file(self.path).parent / "metadata.yaml"
+        if yaml_file.is_file():
+            found = parse_simple_yaml(yaml_file.read_text(errors="replace"))
+        elif self.model.has_rt_info(["model_info", "labels"]):
+            labels = self.model.get_rt_info(["model_info", "labels"]).astype(str).split()
+            found = {"names": dict(enumerate(labels)), "author": "Ultralytics (rt_info)", "task": "detect"}
+        return found
