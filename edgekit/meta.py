@@ -61,6 +61,7 @@ class InputSpec:
     std: tuple[float, float, float] | None = None
     letterbox: Letterbox = field(default_factory=Letterbox)
     quant: tuple[float, int] | None = None  # (scale, zero_point) of an integer input tensor
+    channels: int = 3  # 3 (color, in `color` order) or 1 (grayscale: the frame's luminance)
 
 
 @dataclass
@@ -165,6 +166,13 @@ def _get(data: Mapping[str, Any], key: str, path: str, kind: type | tuple[type, 
     return value
 
 
+def _channels(inp: Mapping[str, Any]) -> int:
+    value = _get(inp, "channels", "input.", int, 3)
+    if value not in (1, 3):
+        raise _fail("input.channels", f"must be 1 or 3, got {value}")
+    return value
+
+
 def _choice(data: Mapping[str, Any], key: str, path: str, choices: Sequence[str], default: Any = ...) -> str:
     value = _get(data, key, path, str, default)
     if value not in choices:
@@ -230,6 +238,7 @@ def from_dict(data: Mapping[str, Any]) -> ModelMeta:
         layout=_choice(inp, "layout", "input.", LAYOUTS, "NCHW"),
         dtype=_choice(inp, "dtype", "input.", DTYPES, "float32"),
         color=_choice(inp, "color", "input.", COLORS, "RGB"),
+        channels=_channels(inp),
         range=rng,
         mean=_numbers(inp, "mean", "input.", 3, None),
         std=std,

@@ -43,7 +43,7 @@ def spread_logits(model: nn.Module, convs: list[nn.Conv2d], seed: int = 0, size:
     model.eval()
     head = model.model[-1]
     with torch.no_grad():
-        x = torch.rand(1, 3, size, size, generator=g)
+        x = torch.rand(1, getattr(model, "channels", 3), size, size, generator=g)
         model(x)
         if hasattr(head, "mode"):  # end-to-end heads run one branch at a time
             saved, head.mode = head.mode, "o2m"
@@ -192,12 +192,13 @@ def ultralytics_names(task_class: str = "DetectionModel") -> dict[type, str]:
     return names
 
 
-def random_ultralytics(arch: str, nc: int = 80, seed: int = 0):
-    """A seeded random Ultralytics model (YOLO26 or yolov9t..e) with meaningful statistics."""
+def random_ultralytics(arch: str, nc: int = 80, seed: int = 0, channels: int = 3):
+    """A seeded random Ultralytics model (YOLO26 or yolov9t..e) with meaningful statistics; `channels` 1 is a
+    grayscale model (``channels: 1`` in its yaml, as Ultralytics trains them)."""
     from edgekit.models import ultralytics
 
     torch.manual_seed(seed)
-    model = ultralytics.build(arch, nc)
+    model = ultralytics.build({**ultralytics.CONFIGS[arch], "channels": channels}, nc)
     randomize(model, seed)
     head = model.head
     branches = [head.cv3] + ([head.one2one_cv3] if head.end2end else [])

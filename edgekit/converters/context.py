@@ -62,7 +62,9 @@ class ExportContext:
 
     def reference_input(self, image: np.ndarray) -> tuple[np.ndarray, object]:
         """The source model's input for an image: RGB 0..1 NCHW float, fitted as the metadata says."""
-        spec = InputSpec(name=self.meta.input.name, letterbox=self.meta.input.letterbox)
+        spec = InputSpec(
+            name=self.meta.input.name, letterbox=self.meta.input.letterbox, channels=self.meta.input.channels
+        )
         return preprocess(image, spec, self.imgsz)
 
     def reference_outputs(self, image: np.ndarray, key: int | None = None) -> dict[str, np.ndarray]:
@@ -87,7 +89,9 @@ class ExportContext:
                 raise EdgekitError("INT8 needs calibration images: pass --calib (image folder, YOLO yaml or COCO json)")
             from edgekit.converters.calibration import calibration_tensors
 
-            spec = InputSpec(name=self.meta.input.name, letterbox=self.meta.input.letterbox)
+            spec = InputSpec(
+            name=self.meta.input.name, letterbox=self.meta.input.letterbox, channels=self.meta.input.channels
+        )
             self._calib_tensors = list(calibration_tensors(self.calib, spec, self.imgsz))
         return self._calib_tensors
 

@@ -97,8 +97,8 @@ def make_divisible(x: float, divisor: int) -> int:
 
 
 @torch.no_grad()
-def probe_strides(model: LayerGraph, size: int = 64) -> torch.Tensor:
-    """The head's strides, from the feature sizes it receives on a small dummy input."""
+def probe_strides(model: LayerGraph, size: int = 64, channels: int = 3) -> torch.Tensor:
+    """The head's strides, from the feature sizes it receives on a small dummy input of `channels`."""
     head = model.head
     seen: list[torch.Size] = []
 
@@ -113,7 +113,7 @@ def probe_strides(model: LayerGraph, size: int = 64) -> torch.Tensor:
     was_training = model.training
     model.eval()
     try:
-        model(torch.zeros(1, 3, size, size))
+        model(torch.zeros(1, channels, size, size))
     except _Stop:
         pass
     finally:

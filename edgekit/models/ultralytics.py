@@ -14,7 +14,7 @@ from edgekit.errors import EdgekitError
 from edgekit.models.checkpoint import Checkpoint, class_names, copy_batchnorm_eps, load_strict, state_dict
 from edgekit.models.graph import LayerGraph, probe_strides, set_batchnorm_eps
 from edgekit.models.ultralytics_configs import CONFIGS
-from edgekit.models.yolo_yaml import ULTRALYTICS, activation, default_activation, parse_layers
+from edgekit.models.yolo_yaml import ULTRALYTICS, activation, default_activation, input_channels, parse_layers
 
 TASKS = {
     "DetectionModel": "detect",
@@ -45,7 +45,8 @@ class UltralyticsYOLO(LayerGraph):
         self.yaml = cfg
         self.nc = int(cfg["nc"])
         self.names = [str(i) for i in range(self.nc)]
-        self.stride = probe_strides(self)
+        self.channels = input_channels(cfg)
+        self.stride = probe_strides(self, channels=self.channels)
 
     @property
     def end2end(self) -> bool:

@@ -15,7 +15,7 @@ from edgekit.errors import EdgekitError
 from edgekit.models import yolov9_blocks as B
 from edgekit.models.checkpoint import Checkpoint, Record, class_names, copy_batchnorm_eps, load_strict, state_dict
 from edgekit.models.graph import LayerGraph, probe_strides, set_batchnorm_eps
-from edgekit.models.yolo_yaml import YOLOV9, activation, default_activation, parse_layers
+from edgekit.models.yolo_yaml import YOLOV9, activation, default_activation, input_channels, parse_layers
 from edgekit.models.yolov9_configs import CONFIGS
 
 
@@ -37,7 +37,8 @@ class YOLOv9(LayerGraph):
         self.yaml = cfg
         self.nc = self_nc
         self.names = [str(i) for i in range(self_nc)]
-        self.stride = probe_strides(self)
+        self.channels = input_channels(cfg)
+        self.stride = probe_strides(self, channels=self.channels)
 
     @property
     def dual(self) -> bool:

@@ -168,8 +168,10 @@ def _check_io(engine: Engine, meta: ModelMeta) -> TensorSpec:
         raise MetadataError(f"metadata says input dtype {meta.input.dtype}, the model takes {spec.dtype}")
     hw = spec.shape[2:4] if meta.input.layout == "NCHW" else spec.shape[1:3]
     channels = spec.shape[1] if meta.input.layout == "NCHW" else spec.shape[3]
-    if _fixed(channels) not in (None, 3):
-        raise MetadataError(f"input '{spec.name}' has {channels} channels in {meta.input.layout} layout; expected 3")
+    if _fixed(channels) not in (None, meta.input.channels):
+        raise MetadataError(
+            f"input '{spec.name}' has {channels} channels in {meta.input.layout} layout; expected {meta.input.channels}"
+        )
     fixed_hw = tuple(_fixed(d) for d in hw)
     if all(fixed_hw) and fixed_hw != tuple(meta.imgsz):
         raise MetadataError(f"metadata says image size {list(meta.imgsz)}, the model takes {list(fixed_hw)}")

@@ -92,7 +92,9 @@ class Preprocessor:
         if plain and spec.dtype in ("uint8", "int8") and (spec.quant is not None or spec.dtype == "uint8"):
             levels = np.arange(256, dtype=np.uint8).reshape(1, 256, 1)
             self._lut = to_tensor(np.repeat(levels, 3, axis=2), replace(spec, layout="NHWC"), rgb=True)[0, 0, :, 0]
-        self.in_place = plain and (self._lut is not None or (spec.dtype == "float32" and spec.quant is None))
+        self.in_place = (
+            plain and spec.channels == 3 and (self._lut is not None or (spec.dtype == "float32" and spec.quant is None))
+        )
         self._tensor: np.ndarray | None = None
         self._resized: np.ndarray | None = None
         self._geometry: tuple | None = None
@@ -141,7 +143,23 @@ class Preprocessor:
 
 
 def to_tensor(image: np.ndarray, spec: InputSpec, rgb: bool = False) -> np.ndarray:
-    """Turn one letterboxed HxWx3 uint8 image into a batch-of-one tensor as `spec` describes."""
+    """Turn one letterboxed HxWx3 uint8 image into a batch-of-one tensor as `spec` describes (a one-channel
+    model gets the image's luminance, as cv2.COLOR_BGR2GRAY computes it)."""
+    if spec.channels == 1:
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY if rgb else cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        image = gray[:, :, None]
+        x = image if spec.dtype == "uint8" and spec.quant is None else np.multiply(
+            image, np.float32(1.0 / 255.0 if spec.range[1] == 1.0 else 1.0), dtype=np.float32
+        )
+        x = (x.transpose(2, 0, 1) if spec.layout == "NCHW" else x)[None]
+        x = np.ascontiguousarray(x)
+        if spec.mean is not None:
+            x = x - np.float32(spec.mean[0])
+        if spec.std is not None:
+            x = x / np.float32(spec.std[0])
+        if spec.quant is not None:
+            return quantize(x, spec.quant, spec.dtype)
+        return x.astype(np.float16) if spec.dtype == "float16" else x
     swap = (spec.color == "RGB") != rgb
     raw = spec.dtype == "uint8" and spec.quant is None
     scale = np.float32(1.0 / 255.0 if spec.range[1] == 1.0 else 1.0)

@@ -45,10 +45,11 @@ def export_coreml(module: torch.nn.Module, meta: ModelMeta, precision: str, visi
     """The ML Program for `module` (export form, NCHW 0..1 input), in `precision`, optionally with NMS."""
     ct = require("coremltools", "coreml")
     h, w = meta.imgsz
-    sample = torch.zeros(1, 3, h, w)
+    sample = torch.zeros(1, meta.input.channels, h, w)
     if vision:
         module = VisionHead(module, len(meta.classes))
-        inputs = [ct.ImageType(name="image", shape=sample.shape, scale=1.0 / 255.0, color_layout=ct.colorlayout.RGB)]
+        layout = ct.colorlayout.RGB if meta.input.channels == 3 else ct.colorlayout.GRAYSCALE
+        inputs = [ct.ImageType(name="image", shape=sample.shape, scale=1.0 / 255.0, color_layout=layout)]
         outputs = [ct.TensorType(name="raw_confidence"), ct.TensorType(name="raw_coordinates")]
     else:
         inputs = [ct.TensorType(name=meta.input.name, shape=sample.shape)]
@@ -109,7 +110,7 @@ def _vision_pipeline(ct, detector, meta: ModelMeta):
 
     pipeline = ct.models.pipeline.Pipeline(
         input_features=[
-            ("image", ct.models.datatypes.Array(3, *meta.imgsz)),
+            ("image", ct.models.datatypes.Array(meta.input.channels, *meta.imgsz)),
             ("iouThreshold", ct.models.datatypes.Double()),
             ("confidenceThreshold", ct.models.datatypes.Double()),
         ],
@@ -153,8 +154,9 @@ def check_coreml_structure(engine, meta: ModelMeta, imgsz: tuple[int, int]) -> N
     inputs = {t.name: t for t in engine.inputs}
     outputs = [t.name for t in engine.outputs]
     problems = []
-    if meta.input.name not in inputs or tuple(inputs[meta.input.name].shape) != (1, 3, h, w):
-        problems.append(f"input {meta.input.name} [1, 3, {h}, {w}] missing (found {list(inputs.items())})")
+    c = meta.input.channels
+    if meta.input.name not in inputs or tuple(inputs[meta.input.name].shape) != (1, c, h, w):
+        problems.append(f"input {meta.input.name} [1, {c}, {h}, {w}] missing (found {list(inputs.items())})")
     if outputs[: len(meta.outputs.names)] != list(meta.outputs.names):
         problems.append(f"outputs {outputs}, expected {meta.outputs.names}")
     if KEY not in engine.metadata():

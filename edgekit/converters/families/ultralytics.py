@@ -18,7 +18,7 @@ import torch
 from edgekit.converters.families.base import Family, SourceOptions, model_yaml, pickled_model
 from edgekit.converters.source import SourceModel, boxes_scores_from_packed
 from edgekit.errors import EdgekitError
-from edgekit.meta import DecodeSpec, OutputSpec
+from edgekit.meta import DecodeSpec, InputSpec, OutputSpec
 from edgekit.models import ultralytics as U
 from edgekit.models.checkpoint import Checkpoint
 from edgekit.models.fuse import reparameterize
@@ -104,6 +104,7 @@ def source_model(
         reference=reference,
         make_deploy=make_deploy,
         stride=int(model.stride.max()),
+        input=InputSpec(channels=model.channels),
         outputs=outputs,
         decode=decode,
         path=path,

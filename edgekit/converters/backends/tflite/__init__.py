@@ -46,7 +46,7 @@ class TFLiteBackend(Backend):
                 from edgekit.converters.backends.tflite.phone import PhoneHead
 
                 model = PhoneHead(model)
-            export_tflite(model, self.ctx.imgsz, path, self.options.uint8_input)
+            export_tflite(model, self.ctx.imgsz, path, self.options.uint8_input, self.ctx.meta.input.channels)
             return path
 
         key = f"tflite-fp32-phone{self.options.phone}-uint8{self.options.uint8_input}"
@@ -57,6 +57,8 @@ class TFLiteBackend(Backend):
 
         if self.ctx.nms_in_graph:
             raise EdgekitError("in-graph NMS is not available for TFLite (--phone builds MediaPipe's post-process op)")
+        if self.options.phone and self.ctx.meta.input.channels != 3:
+            raise EdgekitError("--phone: MediaPipe feeds RGB frames; this model takes one (grayscale) channel")
         if precision == "int8" and self.options.uint8_input:
             raise EdgekitError("--uint8-input applies to FP32/FP16 TFLite; INT8 TFLite already takes integer input")
         base = self.fp32_tflite()

@@ -48,11 +48,13 @@ class NHWCInput(torch.nn.Module):
         return self.model(x)
 
 
-def export_tflite(model: torch.nn.Module, imgsz: tuple[int, int], target: Path, uint8_input: bool = False) -> None:
-    """Convert the deploy module (NCHW, export form) into an NHWC .tflite at `target`."""
+def export_tflite(
+    model: torch.nn.Module, imgsz: tuple[int, int], target: Path, uint8_input: bool = False, channels: int = 3
+) -> None:
+    """Convert the deploy module (NCHW, export form, `channels` input planes) into an NHWC .tflite at `target`."""
     litert_torch = require("litert_torch", "tflite")
     h, w = imgsz
-    sample = torch.zeros(1, h, w, 3, dtype=torch.uint8 if uint8_input else torch.float32)
+    sample = torch.zeros(1, h, w, channels, dtype=torch.uint8 if uint8_input else torch.float32)
     with silenced():
         edge = litert_torch.convert(NHWCInput(model, uint8_input).eval(), (sample,))
         edge.export(str(target))
