@@ -12,13 +12,16 @@ from pathlib import Path
 from edgekit import __version__
 from edgekit.errors import EdgekitError
 
-MODEL_SUFFIXES = (".onnx", ".xml", ".tflite", ".mlpackage", ".mlmodel")
-
 
 def _is_artifact(text: str) -> bool:
-    """A model file edgekit runs (not a checkpoint): by suffix, or an OpenVINO IR folder."""
-    path = Path(text)
-    return path.suffix.lower() in MODEL_SUFFIXES or (path.is_dir() and any(path.glob("*.xml")))
+    """A model file or folder edgekit runs (not a checkpoint): one that a runtime engine's registry opens."""
+    from edgekit.runtimes.engine import backend_for
+
+    try:
+        backend_for(text)
+    except EdgekitError:
+        return False
+    return True
 
 
 def _floats(text: str) -> float:
@@ -351,7 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("convert", help="convert a checkpoint to verified artifacts", description=cmd_convert.__doc__)
     p.add_argument("checkpoint", help="checkpoint file (.pt/.pth) or built-in architecture name (e.g. yolov9-c)")
-    p.add_argument("--to", default="onnx", help="formats, comma-separated: onnx, openvino, tflite, coreml, or all")
+    p.add_argument(
+        "--to", default="onnx", help="formats, comma-separated: onnx, openvino, tflite, coreml, ncnn, or all"
+    )
     p.add_argument("--precision", default="fp32", help="precisions, comma-separated: fp32, fp16, int8, or all")
     p.add_argument("--imgsz", type=_imgsz, default=[640], help="input size: SIZE or HEIGHT,WIDTH (default 640)")
     p.add_argument("--half", action="store_true", help="same as --precision fp16")
