@@ -3,12 +3,15 @@
     python benchmarks/bench_backends.py [--families yolov9,yolo26,damo] [--imgsz 640] [--frames 30]
 
 For yolov9-t (deployed as gelan-t: PGI stripped), yolo26n (top-k in the runtime, the INT8-safe form) and
-damoyolo-t, each built from seeded random weights, `convert_many` writes ONNX, OpenVINO, TFLite and CoreML
-in FP32, FP16 and INT8 (calibrated on rendered shapes images) from one conversion, verifying each. Every
+damoyolo-t, each built from seeded random weights, `convert_many` writes ONNX, OpenVINO, TFLite, CoreML and
+NCNN in FP32, FP16 and INT8 (calibrated on rendered shapes images) from one conversion, verifying each (NCNN
+offers no INT8: its row says why). Every
 artifact that runs here is then timed by edgekit's own Detector on the bundled 640x480 photo:
 preprocess + inference + decode, median of `--frames` after warm-up, all cores. The baseline of each
 row is FP32 on the same backend, measured in the same run; the check at the end is the issue's target:
 INT8 faster than FP32 on every backend. CoreML packages are written and checked but run only on macOS.
+NCNN runs with its engine's defaults (FP32 arithmetic, as verified; FP16 storage/arithmetic are switches
+for ARM CPUs that have them, see edgekit/runtimes/ncnn.py).
 Random weights make latency and size representative, not detection agreement: their scores are nearly
 tied everywhere, so INT8 reorders them and the agreement with FP32 is low. The INT8 agreement gate
 (mAP50 >= 0.5, which trained models pass: see the README) is therefore reported here, not enforced.
@@ -74,7 +77,7 @@ def frame_ms(path: Path, frames: int) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default="yolov9,yolo26,damo")
-    parser.add_argument("--formats", default="onnx,openvino,tflite,coreml")
+    parser.add_argument("--formats", default="onnx,openvino,tflite,coreml,ncnn")
     parser.add_argument("--precisions", default="fp32,fp16,int8")
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--frames", type=int, default=30)

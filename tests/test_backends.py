@@ -90,8 +90,10 @@ def test_same_detections_on_every_engine(fp32_artifacts, family):
         boxes, scores, unmatched = match_rows(reference, other, 1e-4)  # order-free: equal scores may swap
         exact = int((boxes <= 0.05).sum())
         # random weights score uniform regions (the letterbox padding) identically, so NMS may keep either of
-        # two tied boxes; everything else must agree exactly
-        assert exact >= 0.95 * len(reference) and unmatched <= 0.05 * len(reference), (fmt, exact, len(reference))
+        # two tied boxes (one row in twenty, or one: NCNN kept a box 32 px beside ONNX's, same score, on gelan-t);
+        # everything else must agree exactly
+        allowed = max(1, 0.05 * len(reference))
+        assert len(reference) - exact <= allowed and unmatched <= allowed, (fmt, exact, len(reference))
         assert scores.max() <= 1e-4, fmt
 
 
