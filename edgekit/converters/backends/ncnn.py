@@ -84,6 +84,7 @@ class NCNNBackend(Backend):
     extra = "pnnx"
     suffix = "_ncnn"
     directory = True
+    precisions = ("fp32", "fp16")
 
     def torchscript(self) -> Path:
         """The deploy module (made NCNN-ready) traced to TorchScript, pnnx's input (made once)."""
