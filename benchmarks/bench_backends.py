@@ -4,14 +4,13 @@
 
 For yolov9-t (deployed as gelan-t: PGI stripped), yolo26n (top-k in the runtime, the INT8-safe form) and
 damoyolo-t, each built from seeded random weights, `convert_many` writes ONNX, OpenVINO, TFLite, CoreML and
-NCNN in FP32, FP16 and INT8 (calibrated on rendered shapes images) from one conversion, verifying each (NCNN
-offers no INT8: its row says why). Every
-artifact that runs here is then timed by edgekit's own Detector on the bundled 640x480 photo:
-preprocess + inference + decode, median of `--frames` after warm-up, all cores (or `--threads`: on a
-machine shared with other work, 1 thread keeps OpenMP engines such as NCNN from spinning against it).
-The baseline of each row is FP32 on the same backend, measured in the same run; the check at the end is
-the issue's target:
-INT8 faster than FP32 on every backend. CoreML packages are written and checked but run only on macOS.
+NCNN in FP32, FP16 and INT8 (calibrated on rendered shapes images; NCNN offers no INT8, so it is skipped)
+from one conversion, verifying each. Every artifact that runs here is then timed by edgekit's own Detector
+on the bundled 640x480 photo: preprocess + inference + decode, median of `--frames` after warm-up, all
+cores (or `--threads`: on a machine shared with other work, 1 thread keeps OpenMP engines such as NCNN from
+spinning against it). The baseline of each row is FP32 on the same backend, measured in the same run; the
+check at the end is the issue's target: INT8 faster than FP32 on every backend. CoreML packages are written
+and checked but run only on macOS.
 NCNN runs with its engine's defaults (FP32 arithmetic, as verified; FP16 storage/arithmetic are switches
 for ARM CPUs that have them, see edgekit/runtimes/ncnn.py).
 Random weights make latency and size representative, not detection agreement: their scores are nearly
