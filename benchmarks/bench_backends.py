@@ -1,14 +1,18 @@
 """Every format x precision for a small model of each family: file size and per-frame latency, one table.
 
-    python benchmarks/bench_backends.py [--families yolov9,yolo26,damo] [--imgsz 640] [--frames 30]
+    python benchmarks/bench_backends.py [--families yolov9,yolo26,damo] [--imgsz 640] [--frames 30] [--threads N]
 
 For yolov9-t (deployed as gelan-t: PGI stripped), yolo26n (top-k in the runtime, the INT8-safe form) and
-damoyolo-t, each built from seeded random weights, `convert_many` writes ONNX, OpenVINO, TFLite and CoreML
-in FP32, FP16 and INT8 (calibrated on rendered shapes images) from one conversion, verifying each. Every
-artifact that runs here is then timed by edgekit's own Detector on the bundled 640x480 photo:
-preprocess + inference + decode, median of `--frames` after warm-up, all cores. The baseline of each
-row is FP32 on the same backend, measured in the same run; the check at the end is the issue's target:
-INT8 faster than FP32 on every backend. CoreML packages are written and checked but run only on macOS.
+damoyolo-t, each built from seeded random weights, `convert_many` writes ONNX, OpenVINO, TFLite, CoreML and
+NCNN in FP32, FP16 and INT8 (calibrated on rendered shapes images; NCNN offers no INT8, so it is skipped)
+from one conversion, verifying each. Every artifact that runs here is then timed by edgekit's own Detector
+on the bundled 640x480 photo: preprocess + inference + decode, median of `--frames` after warm-up, all
+cores (or `--threads`: on a machine shared with other work, 1 thread keeps OpenMP engines such as NCNN from
+spinning against it). The baseline of each row is FP32 on the same backend, measured in the same run; the
+check at the end is the issue's target: INT8 faster than FP32 on every backend. CoreML packages are written
+and checked but run only on macOS.
+NCNN runs with its engine's defaults (FP32 arithmetic, as verified; FP16 storage/arithmetic are switches
+for ARM CPUs that have them, see edgekit/runtimes/ncnn.py).
 Random weights make latency and size representative, not detection agreement: their scores are nearly
 tied everywhere, so INT8 reorders them and the agreement with FP32 is low. The INT8 agreement gate
 (mAP50 >= 0.5, which trained models pass: see the README) is therefore reported here, not enforced.
@@ -56,9 +60,9 @@ FAMILIES = {
 }
 
 
-def frame_ms(path: Path, frames: int) -> tuple[float, float]:
+def frame_ms(path: Path, frames: int, threads: int | None = None) -> tuple[float, float]:
     """Median per-frame and inference-only milliseconds of edgekit's Detector on the sample photo."""
-    detector = edgekit.load(path, threads=os.cpu_count())
+    detector = edgekit.load(path, threads=threads or os.cpu_count())
     image = read_image(assets.sample_image())
     for _ in range(3):
         detector(image)
@@ -74,15 +78,17 @@ def frame_ms(path: Path, frames: int) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default="yolov9,yolo26,damo")
-    parser.add_argument("--formats", default="onnx,openvino,tflite,coreml")
+    parser.add_argument("--formats", default="onnx,openvino,tflite,coreml,ncnn")
     parser.add_argument("--precisions", default="fp32,fp16,int8")
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--calib-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=None, help="engine threads (default: every core)")
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
-        f"torch {torch.__version__}; input {args.imgsz}x{args.imgsz}, {args.frames} frames per artifact"
+        f"torch {torch.__version__}; input {args.imgsz}x{args.imgsz}, {args.frames} frames per artifact, "
+        f"{args.threads or os.cpu_count()} threads"
     )
     verify.INT8_MIN_MAP50 = 0.0  # random weights: report INT8 agreement, do not gate on it (see above)
     rows, checks = [], []
@@ -107,7 +113,7 @@ def main() -> int:
                 elif r.format == "coreml" and sys.platform != "darwin":
                     row["note"] = "runs on macOS only"
                 else:
-                    row["frame"], row["infer"] = frame_ms(r.path, args.frames)
+                    row["frame"], row["infer"] = frame_ms(r.path, args.frames, args.threads)
                     if r.precision == "fp32":
                         fp32[r.format] = row["frame"]
                     row["note"] = r.verification.summary()[:44]

@@ -13,13 +13,16 @@ from pathlib import Path
 from edgekit import __version__
 from edgekit.errors import EdgekitError
 
-MODEL_SUFFIXES = (".onnx", ".xml", ".tflite", ".mlpackage", ".mlmodel")
-
 
 def _is_artifact(text: str) -> bool:
-    """A model file edgekit runs (not a checkpoint): by suffix, or an OpenVINO IR folder."""
-    path = Path(text)
-    return path.suffix.lower() in MODEL_SUFFIXES or (path.is_dir() and any(path.glob("*.xml")))
+    """A model file or folder edgekit runs (not a checkpoint): one that a runtime engine's registry opens."""
+    from edgekit.runtimes.engine import backend_for
+
+    try:
+        backend_for(text)
+    except EdgekitError:
+        return False
+    return True
 
 
 def _floats(text: str) -> float:
@@ -187,7 +190,7 @@ def _converter_side(spec: str | None = None) -> None:
     from edgekit.fileio import check_checkpoint_file
 
     if spec is not None and (Path(spec).suffix or "/" in spec or Path(spec).exists()) and not Path(spec).is_dir():
-        if Path(spec).suffix.lower() not in MODEL_SUFFIXES:
+        if not _is_artifact(spec):  # an artifact gets convert's own message: it is already a model
             check_checkpoint_file(spec)
 
     require("torch", "convert")
@@ -237,7 +240,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
     report: dict = {
         "file": str(path),
-        "format": path.suffix.lstrip(".") if path.suffix.lower() in MODEL_SUFFIXES else engine.backend,
+        "format": path.suffix.lstrip(".") or engine.backend,
         "size_mb": round(size / 1e6, 3),
         "sha256": sha256_file(path),
         "backend": engine.backend,
@@ -502,7 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("convert", help="convert a checkpoint to verified artifacts", description=cmd_convert.__doc__)
     p.add_argument("checkpoint", help="checkpoint file (.pt/.pth) or built-in architecture name (e.g. yolov9-c)")
-    p.add_argument("--to", help="formats, comma-separated: onnx, openvino, tflite, coreml, or all (default onnx)")
+    p.add_argument(
+        "--to", help="formats, comma-separated: onnx, openvino, tflite, coreml, ncnn, or all (default onnx)"
+    )
     p.add_argument("--precision", help="precisions, comma-separated: fp32, fp16, int8, or all (default fp32)")
     p.add_argument("--imgsz", type=_imgsz, help="input size: SIZE or HEIGHT,WIDTH (default 640)")
     p.add_argument(

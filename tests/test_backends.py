@@ -1,4 +1,4 @@
-"""Backends and precisions: ONNX, OpenVINO, TFLite, CoreML in FP32/FP16/INT8, each run by its own engine."""
+"""Backends and precisions: ONNX, OpenVINO, TFLite, CoreML, NCNN in FP32/FP16/INT8, each run by its own engine."""
 
 import json
 import subprocess
@@ -50,7 +50,9 @@ def fp32_artifacts(checkpoints, tmp_path_factory):
     found = {}
     for family, ckpt in checkpoints.items():
         options = {"topk": "runtime"} if family == "yolo26" else {}
-        results = convert_many(ckpt, "onnx,openvino,tflite,coreml", "fp32", IMGSZ, out / family, **options, **quiet)
+        results = convert_many(
+            ckpt, "onnx,openvino,tflite,coreml,ncnn", "fp32", IMGSZ, out / family, **options, **quiet
+        )
         assert all(r.ok for r in results), [r.error for r in results]
         found[family] = {r.format: r for r in results}
     return found
@@ -59,11 +61,12 @@ def fp32_artifacts(checkpoints, tmp_path_factory):
 @pytest.mark.parametrize("family", ["yolov9", "yolo26", "damo"])
 def test_same_detections_on_every_engine(fp32_artifacts, family):
     results = fp32_artifacts[family]
-    detectors = {fmt: edgekit.load(results[fmt].path) for fmt in ("onnx", "openvino", "tflite")}
+    detectors = {fmt: edgekit.load(results[fmt].path) for fmt in ("onnx", "openvino", "tflite", "ncnn")}
     assert {f: d.engine.backend for f, d in detectors.items()} == {
         "onnx": "onnxruntime",
         "openvino": "openvino",
         "tflite": "litert",
+        "ncnn": "ncnn",
     }
     image = edgekit.devices.read_image(assets.sample_image())
 
@@ -79,7 +82,7 @@ def test_same_detections_on_every_engine(fp32_artifacts, family):
     reference_raw = raw(detectors["onnx"])
     reference = rows(detectors["onnx"](image, conf=0.3))
     assert len(reference) > 0
-    for fmt in ("openvino", "tflite"):
+    for fmt in ("openvino", "tflite", "ncnn"):
         got = raw(detectors[fmt])
         for name in ("boxes", "scores"):
             np.testing.assert_allclose(got[name], reference_raw[name], atol=1e-4, err_msg=f"{fmt} {name}")
@@ -87,8 +90,10 @@ def test_same_detections_on_every_engine(fp32_artifacts, family):
         boxes, scores, unmatched = match_rows(reference, other, 1e-4)  # order-free: equal scores may swap
         exact = int((boxes <= 0.05).sum())
         # random weights score uniform regions (the letterbox padding) identically, so NMS may keep either of
-        # two tied boxes; everything else must agree exactly
-        assert exact >= 0.95 * len(reference) and unmatched <= 0.05 * len(reference), (fmt, exact, len(reference))
+        # two tied boxes (one row in twenty, or one: NCNN kept a box 32 px beside ONNX's, same score, on gelan-t);
+        # everything else must agree exactly
+        allowed = max(1, 0.05 * len(reference))
+        assert len(reference) - exact <= allowed and unmatched <= allowed, (fmt, exact, len(reference))
         assert scores.max() <= 1e-4, fmt
 
 

@@ -180,6 +180,9 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
         )
         for fmt in options.formats:
             for precision in options.precisions:
+                if precision not in BACKENDS[fmt].precisions and len(options.precisions) > 1:
+                    log.info(f"skipped  {fmt} {precision}: {fmt} offers {', '.join(BACKENDS[fmt].precisions)}")
+                    continue  # asked for alone, it fails with the backend's reason
                 try:
                     result = export_target(ctx, fmt, precision, out_dir, stem, interrupts)
                 except KeyboardInterrupt:

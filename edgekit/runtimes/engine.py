@@ -71,6 +71,7 @@ BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "openvino": ("edgekit.runtimes.openvino", "OpenVINOEngine", (".xml",)),
     "litert": ("edgekit.runtimes.litert", "LiteRTEngine", (".tflite",)),
     "coreml": ("edgekit.runtimes.coreml", "CoreMLEngine", (".mlpackage", ".mlmodel")),
+    "ncnn": ("edgekit.runtimes.ncnn", "NCNNEngine", ("_ncnn", ".param")),
 }
 
 

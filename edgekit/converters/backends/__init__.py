@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from edgekit.converters.backends.base import PRECISIONS, Backend, NoOptions
 from edgekit.converters.backends.coreml import CoreMLBackend
+from edgekit.converters.backends.ncnn import NCNNBackend
 from edgekit.converters.backends.onnx import OnnxBackend
 from edgekit.converters.backends.openvino import OpenVINOBackend
 from edgekit.converters.backends.tflite import TFLiteBackend
@@ -17,6 +18,7 @@ BACKENDS: dict[str, type[Backend]] = {
     "openvino": OpenVINOBackend,
     "tflite": TFLiteBackend,
     "coreml": CoreMLBackend,
+    "ncnn": NCNNBackend,
 }
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "NoOptions"]

@@ -33,6 +33,7 @@ class Backend:
     extra: ClassVar[str] = ""  # the pip extra that installs what it needs to convert
     suffix: ClassVar[str] = ""  # file suffix, or folder suffix for directory artifacts
     directory: ClassVar[bool] = False  # the artifact is a folder
+    precisions: ClassVar[tuple[str, ...]] = PRECISIONS  # what it offers; others are skipped in multi-precision runs
     Options: ClassVar[type] = NoOptions
 
     def __init__(self, ctx: ExportContext, options: object | None = None):

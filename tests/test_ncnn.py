@@ -1,0 +1,208 @@
+"""NCNN: pnnx conversion to a NAME[-fp16]_ncnn folder (model.param + model.bin + metadata.json), its engine,
+what it refuses, and one-line errors for a missing ncnn or pnnx. FP32 agreement with every other engine is
+in test_backends.test_same_detections_on_every_engine."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import edgekit
+from edgekit import assets
+from edgekit.converters.backends.ncnn import PixelUnshuffleFocus, ncnn_ready, rename_blobs
+from edgekit.converters.convert import convert_many
+from edgekit.converters.verify import match_rows
+from edgekit.errors import EdgekitError
+from edgekit.models.damo_blocks import Focus
+from edgekit.runtimes.ncnn import NCNNEngine, param_io
+
+from checkpoints import (
+    random_damo,
+    random_ultralytics,
+    random_yolov9,
+    write_damo_checkpoint,
+    write_ultralytics_checkpoint,
+    write_yolov9_checkpoint,
+)
+
+IMGSZ = 160
+FAMILY_OPTIONS = {"yolov9": {}, "yolo26": {"topk": "runtime"}, "damo": {}}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    return {
+        "yolov9": write_yolov9_checkpoint(random_yolov9("gelan-t", nc=5), root / "gelan-t.pt"),
+        "yolo26": write_ultralytics_checkpoint(random_ultralytics("yolo26n", nc=5), root / "yolo26n.pt"),
+        "damo": write_damo_checkpoint(random_damo("damoyolo-t", 5), root / "damo-t.pth"),
+    }
+
+
+def rows(found):
+    return np.concatenate([found.xyxy, found.confidence[:, None], found.class_id[:, None]], 1).astype(np.float64)
+
+
+@pytest.mark.parametrize("family", ["yolov9", "yolo26", "damo"])
+def test_fp16_folder_detects_as_onnx_runtime_does(checkpoints, tmp_path, family):
+    options = FAMILY_OPTIONS[family]
+    onnx = convert_many(checkpoints[family], "onnx", "fp32", IMGSZ, tmp_path, **options)[0]
+    result = convert_many(checkpoints[family], "ncnn", "fp16", IMGSZ, tmp_path, **options)[0]
+    assert onnx.ok and result.ok, (onnx.error, result.error)
+    stem = onnx.path.name.removesuffix(".onnx")
+    assert result.path == tmp_path / f"{stem}-fp16_ncnn"
+    assert sorted(p.name for p in result.path.iterdir()) == ["metadata.json", "model.bin", "model.param"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([onnx.path.name, result.path.name])
+    assert result.verification.max_abs["boxes"] <= 1e-2 and result.verification.max_abs["scores"] <= 1e-2
+
+    ncnn, reference = edgekit.load(result.path), edgekit.load(onnx.path)
+    assert ncnn.engine.backend == "ncnn" and ncnn.meta.precision == "fp16"
+    image = edgekit.devices.read_image(assets.sample_image())
+    expected, got = rows(reference(image, conf=0.3)), rows(ncnn(image, conf=0.3))
+    assert len(expected) > 0
+    boxes, scores, unmatched = match_rows(expected, got, 1e-2)
+    # random weights score uniform regions (the letterbox padding) nearly alike, so FP16 weights may make NMS
+    # keep the other of two tied boxes: at most one row in twenty (or one) may differ, the rest agree
+    allowed = max(1, 0.05 * len(expected))
+    assert unmatched <= allowed and scores.max() <= 1e-2, (unmatched, len(expected), scores.max())
+    assert int((boxes > 0.5).sum()) <= allowed, (boxes, len(expected))
+
+
+def test_metadata_json_blob_names_and_fp16_weights(checkpoints, tmp_path):
+    results = convert_many(checkpoints["yolov9"], "ncnn", "fp32,fp16", IMGSZ, tmp_path)
+    assert all(r.ok for r in results), [r.error for r in results]
+    fp32, fp16 = (r.path for r in results)
+    assert (fp32.name, fp16.name) == ("gelan-t_ncnn", "gelan-t-fp16_ncnn")
+    meta = json.loads((fp16 / "metadata.json").read_text())
+    assert meta["precision"] == "fp16" and meta["family"] == "yolov9" and meta["imgsz"] == [IMGSZ, IMGSZ]
+    assert meta["verification"]["passed"] and meta["verification"]["backend"] == "ncnn"
+    assert meta["outputs"]["kind"] == "boxes_scores" and meta["outputs"]["names"] == ["boxes", "scores"]
+    assert param_io((fp32 / "model.param").read_text()) == (["images"], ["boxes", "scores"])
+    engine = NCNNEngine(fp32)
+    assert [i.name for i in engine.inputs] == ["images"] and engine.inputs[0].shape == (1, 3, IMGSZ, IMGSZ)
+    assert edgekit.load(fp32 / "model.param").meta == edgekit.load(fp32).meta
+    ratio = (fp16 / "model.bin").stat().st_size / (fp32 / "model.bin").stat().st_size
+    assert 0.45 < ratio < 0.55, ratio  # float16 weights
+
+
+def test_engine_switches(checkpoints, tmp_path):
+    folder = convert_many(checkpoints["yolo26"], "ncnn", "fp32", IMGSZ, tmp_path, topk="runtime")[0].path
+    x = np.random.default_rng(0).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
+    exact = NCNNEngine(folder, threads=1)
+    assert exact.net.opt.num_threads == 1 and not exact.net.opt.use_fp16_storage
+    half = NCNNEngine(folder, fp16_storage=True, fp16_arithmetic=True)
+    assert half.net.opt.use_fp16_storage and half.net.opt.use_fp16_arithmetic
+    a, b = exact.run({"images": x}), half.run({"images": x})
+    assert a["boxes"].shape == (1, (IMGSZ // 8) ** 2 + (IMGSZ // 16) ** 2 + (IMGSZ // 32) ** 2, 4)
+    assert a["scores"].shape[-1] == 5
+    for name in ("boxes", "scores"):
+        np.testing.assert_allclose(b[name], a[name], atol=2e-2)
+    with pytest.raises(EdgekitError, match="one image at a time"):
+        exact.run({"images": np.concatenate([x, x])})
+
+
+def test_focus_becomes_pixel_unshuffle_with_the_same_outputs():
+    torch.manual_seed(0)
+    focus = Focus(3, 16, 3).eval()
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(PixelUnshuffleFocus(focus)(x), focus(x), atol=1e-5, rtol=1e-5)
+        model = torch.nn.Sequential(focus, torch.nn.Identity())
+        ready = ncnn_ready(model)
+        assert isinstance(ready[0], PixelUnshuffleFocus) and isinstance(model[0], Focus)  # a copy is rewritten
+
+
+def test_param_io_and_rename():
+    text = (
+        "7767517\n4 5\n"
+        "Input in0 0 1 in0\n"
+        "Split splitncnn_0 1 2 in0 1 2\n"
+        "Convolution conv_0 1 1 1 out0 0=4 1=1\n"
+        "Sigmoid sigmoid_0 1 1 2 out1\n"
+    )
+    assert param_io(text) == (["in0"], ["out0", "out1"])
+    renamed = rename_blobs(text, {"in0": "images", "out0": "boxes", "out1": "scores"})
+    assert param_io(renamed) == (["images"], ["boxes", "scores"])
+    assert "Input images 0 1 images" in renamed and "Convolution conv_0 1 1 1 boxes 0=4 1=1" in renamed
+    with pytest.raises(EdgekitError, match=r"not an NCNN \.param"):
+        param_io("<?xml version='1.0'?>")
+
+
+def test_failed_ncnn_targets_leave_nothing_and_spare_the_others(checkpoints, tmp_path):
+    results = convert_many(checkpoints["yolo26"], "onnx,ncnn", "fp32", IMGSZ, tmp_path)  # top-k in the graph
+    assert [r.ok for r in results] == [True, False]
+    assert "--topk runtime" in results[1].error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["yolo26n.onnx"]
+    calib = assets.sample_image().parent
+    int8 = convert_many(checkpoints["yolov9"], "ncnn", "int8", IMGSZ, tmp_path / "int8", calib=calib)[0]
+    assert not int8.ok and "INT8 is not offered" in int8.error
+    assert list((tmp_path / "int8").iterdir()) == []
+    # asked for among others (--precision all), a precision NCNN does not offer is skipped, not failed
+    both = convert_many(assets.demo_checkpoint(), "ncnn", "fp16,int8", 320, tmp_path / "both", calib=calib)
+    assert [(r.precision, r.ok) for r in both] == [("fp16", True)]
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["shapes-fp16_ncnn"]
+
+
+BLOCK = (
+    "import sys\n"
+    "class Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == {name!r} or name.startswith({name!r} + '.'):\n"
+    "            raise ImportError('blocked')\n"
+    "sys.meta_path.insert(0, Block())\n"
+    "from edgekit.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+THIN = (  # the device side: predict with torch, onnx and pnnx unimportable, then name any that got imported
+    "import sys\n"
+    "BLOCKED = ('torch', 'onnx', 'pnnx')\n"
+    "class Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in BLOCKED:\n"
+    "            raise ImportError('blocked')\n"
+    "sys.meta_path.insert(0, Block())\n"
+    "from edgekit.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print(sorted(m for m in sys.modules if m.split('.')[0] in BLOCKED))\n"
+    "sys.exit(code)\n"
+)
+
+
+@pytest.mark.parametrize("missing", ["ncnn", "pnnx"])
+def test_missing_ncnn_or_pnnx_is_one_line_naming_the_extra(checkpoints, tmp_path, missing):
+    command = [sys.executable, "-c", BLOCK.format(name=missing), "convert", str(checkpoints["yolov9"])]
+    command += ["--to", "onnx,ncnn", "--imgsz", str(IMGSZ), "--out", str(tmp_path)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"pip install 'edgekit[{missing}]'" in proc.stdout
+    assert "1 of 2 target(s) failed (ncnn fp32)" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gelan-t.onnx"]
+
+
+def test_predict_and_inspect_an_ncnn_folder(checkpoints, tmp_path):
+    folder = convert_many(checkpoints["yolov9"], "ncnn", "fp32", IMGSZ, tmp_path)[0].path
+    cli = [sys.executable, "-m", "edgekit.cli"]
+    shown = subprocess.run([*cli, "inspect", str(folder), "--json"], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["backend"] == "ncnn" and report["metadata"]["verification"]["passed"]
+    assert [o["name"] for o in report["outputs"]] == ["boxes", "scores"]
+    found = subprocess.run(
+        [sys.executable, "-c", THIN, "predict", str(folder), "--json"], capture_output=True, text=True, timeout=300
+    )
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.splitlines()
+    assert json.loads(lines[0])["source"] == assets.sample_image().name and lines[-1] == "[]"
+    blocked = subprocess.run(
+        [sys.executable, "-c", BLOCK.format(name="ncnn"), "predict", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert blocked.returncode != 0 and "Traceback" not in blocked.stderr
+    lines = blocked.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgekit: error:") and "edgekit[ncnn]" in lines[0]
