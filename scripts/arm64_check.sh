@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The thin runtime on aarch64: install numpy, onnxruntime, ai-edge-litert, opencv-python-headless, tqdm and
-# edgekit itself (no torch) into an emulated Debian bookworm arm64 userland, run `edgekit predict` and
-# `edgekit profile` there on ONNX and TFLite models converted on this machine, and check that the detections
+# The thin runtime on aarch64: install numpy, onnxruntime, ai-edge-litert, ncnn, opencv-python-headless, tqdm
+# and edgekit itself (no torch) into an emulated Debian bookworm arm64 userland, run `edgekit predict` and
+# `edgekit profile` there on ONNX, TFLite and NCNN models converted on this machine, and check that the detections
 # equal the x86 run's. Timings under emulation say nothing about a real Pi; answers and installability do.
 #
 #   sudo apt-get install -y qemu-user-static debootstrap     # once
@@ -41,22 +41,32 @@ if [ ! -d "$SITE/onnxruntime" ]; then
     "$PYTHON" -m pip install --quiet --no-deps --only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 \
         --implementation cp --target "$SITE" "$WHEELS"/*.whl
 fi
+if [ ! -d "$SITE/ncnn" ]; then
+    echo "== the ncnn aarch64 wheel into $SITE"
+    PLATFORMS=(--platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64)
+    "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 \
+        --implementation cp -d "$WHEELS" ncnn
+    "$PYTHON" -m pip install --quiet --no-deps --only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 \
+        --implementation cp --target "$SITE" "$WHEELS"/ncnn-*.whl
+fi
 echo "== edgekit itself (pure Python) into $SITE"
 rm -rf "$SITE"/edgekit "$SITE"/edgekit-*.dist-info
 "$PYTHON" -m pip install --quiet --no-deps --target "$SITE" "$REPO"
 if [ -d "$SITE/torch" ]; then echo "torch was installed: the thin runtime must not need it" >&2; exit 1; fi
-du -sm "$SITE" | awk '{print "   installed: " $1 " MB (numpy, onnxruntime, ai-edge-litert, opencv-python-headless, tqdm, edgekit)"}'
+du -sm "$SITE" | awk '{print "   installed: " $1 " MB (numpy, onnxruntime, ai-edge-litert, ncnn, opencv-python-headless, tqdm, edgekit)"}'
 
 echo "== models, converted here"
 cp edgekit/assets/shapes.onnx "$MODELS/shapes.onnx"
 [ -f "$MODELS/shapes.tflite" ] || "$PYTHON" -m edgekit.cli convert edgekit/assets/shapes.pt --imgsz 320 --to tflite \
+    --out "$MODELS" >/dev/null
+[ -d "$MODELS/shapes_ncnn" ] || "$PYTHON" -m edgekit.cli convert edgekit/assets/shapes.pt --imgsz 320 --to ncnn \
     --out "$MODELS" >/dev/null
 IMAGE=$REPO/edgekit/assets/shapes.jpg
 
 arm() { PYTHONPATH=$SITE qemu-aarch64-static -L "$ROOTFS" "$ROOTFS/usr/bin/python3.11" "$@"; }
 echo "== machine under emulation: $(arm -c 'import platform; print(platform.machine(), platform.python_version())')"
 status=0
-for model in shapes.onnx shapes.tflite; do
+for model in shapes.onnx shapes.tflite shapes_ncnn; do
     "$PYTHON" -m edgekit.cli predict "$MODELS/$model" "$IMAGE" --json 2>/dev/null > "$WORK/x86-$model.json"
     arm -m edgekit.cli predict "$MODELS/$model" "$IMAGE" --json 2>/dev/null > "$WORK/arm64-$model.json"
     "$PYTHON" - "$WORK/x86-$model.json" "$WORK/arm64-$model.json" "$model" <<'PY' || status=1

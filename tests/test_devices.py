@@ -68,9 +68,9 @@ def test_every_profile_gives_a_reason_for_every_choice():
 
 def test_convert_plan_follows_the_profile():
     plan = profiles.convert_plan(profiles.get_profile("rpi5"), have_calibration=True)
-    assert (plan.formats, plan.precisions, plan.imgsz) == (["openvino", "onnx"], ["int8", "fp32"], 640)
+    assert (plan.formats, plan.precisions, plan.imgsz) == (["ncnn", "openvino"], ["int8", "fp32"], 640)
     plan = profiles.convert_plan(profiles.get_profile("rpi-zero-2w"), have_calibration=False)
-    assert (plan.formats, plan.precisions, plan.imgsz) == (["tflite", "onnx"], ["fp32"], 320)
+    assert (plan.formats, plan.precisions, plan.imgsz) == (["tflite", "ncnn"], ["fp32"], 320)
     assert any("--calib" in note for note in plan.notes)
     assert profiles.convert_plan(profiles.get_profile("rpi4"), False, formats="onnx").formats == ["onnx"]
 
@@ -92,7 +92,7 @@ def test_devices_verb(capsys):
     assert all(name in out for name in profiles.PROFILES) and "this machine:" in out
     assert main(["devices", "rpi5", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["profiles"][0]["name"] == "rpi5" and doc["profiles"][0]["formats"]["value"][0] == "openvino"
+    assert doc["profiles"][0]["name"] == "rpi5" and doc["profiles"][0]["formats"]["value"][0] == "ncnn"
     assert doc["detected"]["cores"] >= 1
 
 
