@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -76,9 +77,12 @@ def silenced(stderr: bool = True) -> Iterator[None]:
 
     stdout is always captured; stderr too unless `stderr` is False, at the file-descriptor level, so the
     lines native code writes (absl, XNNPACK, oneDNN) are caught as well. Exceptions pass through. Does
-    nothing when the ``EDGEKIT_VERBOSE`` environment variable is set (``edgekit --verbose``).
+    nothing when the ``EDGEKIT_VERBOSE`` environment variable is set (``edgekit --verbose``), and nothing
+    outside the main thread.
     """
-    if os.environ.get(VERBOSE_ENV):
+    if os.environ.get(VERBOSE_ENV) or threading.current_thread() is not threading.main_thread():
+        # what it swaps (sys.stdout, fd 2, logging.disable, the warning filters) is process-wide: swapped from
+        # two threads at once, the second save would capture the first's replacement and never restore
         yield
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

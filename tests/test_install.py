@@ -1,17 +1,22 @@
-"""Install hygiene: no two installed distributions provide the same top-level module (pip would let one
-overwrite the other's files: with mediapipe's own requirements, cv2 came from opencv-contrib-python, not from
-the opencv-python-headless edgekit asks for)."""
+"""Install hygiene: no two installed distributions install the same module files (pip lets one overwrite the
+other's: with mediapipe's own requirements, cv2 came from opencv-contrib-python, not from the
+opencv-python-headless edgekit asks for)."""
 
-import importlib.util
-from importlib.metadata import packages_distributions
+from importlib.metadata import distribution, packages_distributions
+
+
+def module_files(dist_name: str, module: str) -> set[str]:
+    files = distribution(dist_name).files or []
+    return {f.as_posix() for f in files if f.parts[0] == module and f.name != "__init__.py"}
 
 
 def test_no_module_has_two_providers():
     clashes = {}
     for module, dists in packages_distributions().items():
-        if len(set(dists)) < 2 or not module.isidentifier():
-            continue
-        spec = importlib.util.find_spec(module)
-        if spec is not None and spec.origin not in (None, "namespace"):  # namespace packages are shared by design
-            clashes[module] = sorted(set(dists))
+        dists = sorted(set(dists))
+        for i, a in enumerate(dists):
+            for b in dists[i + 1 :]:
+                shared = module_files(a, module) & module_files(b, module)
+                if shared:  # namespace packages (backports.*, google.*) share only their __init__.py
+                    clashes[module] = (a, b, sorted(shared)[:3])
     assert clashes == {}
