@@ -77,6 +77,7 @@ def test_backoff_doubles_and_gives_up():
 
 
 def test_video_that_disappears_is_reopened(tmp_path, caplog):
+    caplog.set_level("WARNING", logger="edgekit")  # independent of the root level other libraries may raise
     video = write_marked_video(tmp_path / "clip.mp4", frames=8)
     away = tmp_path / "moved.mp4"
     source = Source(video, loop=True, backoff=Backoff(first=0.1, longest=0.2, give_up=20))

@@ -256,8 +256,10 @@ def export_target(
         result.size_mb = _size(target)
         result.verification = verification
     except EdgekitError as exc:
+        interrupts.check()  # a backend may turn the KeyboardInterrupt of a Ctrl-C into its own error
         result.error = str(exc)
     except Exception as exc:  # a backend's own failure must not lose the other targets
+        interrupts.check()
         text = str(exc).strip().splitlines()
         result.error = f"{type(exc).__name__}: {text[0][:300] if text else ''}"
     result.seconds = time.perf_counter() - start

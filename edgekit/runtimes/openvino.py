@@ -9,6 +9,7 @@ infer request and returns its output tensors without copies.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,15 @@ from edgekit.meta import KEY, parse_simple_yaml
 from edgekit.runtimes.engine import Engine, TensorSpec
 
 _DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8", "i32": "int32", "i64": "int64"}
+
+
+def block_openvino_telemetry() -> None:
+    """Keep OpenVINO (and NNCF) from sending usage telemetry: ``import openvino`` alone forks a process to post
+    an event (openvino-telemetry's GA4 backend), which after JAX has started (litert-torch, in a conversion)
+    risks a deadlock, and a detector on a device has no business phoning home. Both fall back to a no-op stub
+    when ``openvino_telemetry`` cannot be imported; this makes it so, unless it was imported already."""
+    if "openvino_telemetry" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None
 
 
 def ir_file(path: Path) -> Path:
@@ -37,6 +47,7 @@ class OpenVINOEngine(Engine):
 
     def __init__(self, path: str | Path, threads: int | None = None, precision_hint: str = "f32"):
         super().__init__(path, threads)
+        block_openvino_telemetry()
         ov = require("openvino", "openvino")
         xml = ir_file(self.path)
         if not xml.with_suffix(".bin").is_file():

@@ -4,10 +4,7 @@ metadata lives in the IR's rt_info."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,24 +13,11 @@ from edgekit.converters.backends.onnx import fp32_onnx
 from edgekit.errors import EdgekitError, require
 from edgekit.logs import silenced
 from edgekit.meta import KEY, ModelMeta
+from edgekit.runtimes.openvino import block_openvino_telemetry
 
 IR_NAME = "model.xml"  # inside the artifact folder, next to model.bin
 
-
-@contextlib.contextmanager
-def no_telemetry() -> Iterator[None]:
-    """OpenVINO's converter and NNCF send usage telemetry from a forked process; openvino-telemetry skips it in
-    CI (``CI=true``), which is the only switch it reads. Forking after JAX (litert-torch) has started risks a
-    deadlock, and a converter has no business phoning home: set it while they run."""
-    saved = os.environ.get("CI")
-    os.environ["CI"] = "true"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("CI", None)
-        else:
-            os.environ["CI"] = saved
+block_openvino_telemetry()  # before anything imports openvino: see there
 
 
 def openvino_decode_region(model) -> list[str]:
@@ -67,14 +51,14 @@ class OpenVINOBackend(Backend):
     directory = True
 
     def write(self, precision: str, tmp: Path) -> ModelMeta:
+        block_openvino_telemetry()
         ov = require("openvino", "openvino")
-        with no_telemetry():
-            model = ov.convert_model(str(fp32_onnx(self.ctx)))
+        model = ov.convert_model(str(fp32_onnx(self.ctx)))
         if precision == "int8":
             nncf = require("nncf", "openvino")
             calibration = self.ctx.calibration()
             nncf.set_log_level(logging.ERROR)
-            with silenced(), no_telemetry():
+            with silenced():
                 model = nncf.quantize(
                     model,
                     nncf.Dataset(calibration),
