@@ -186,8 +186,7 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
                 try:
                     result = export_target(ctx, fmt, precision, out_dir, stem, interrupts)
                 except KeyboardInterrupt:
-                    if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-                        out_dir.rmdir()
+                    _remove_if_empty(out_dir, created)
                     raise
                 results.append(result)
                 if result.ok:
@@ -196,11 +195,16 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
                     )
                 else:
                     log.info(f"failed   {fmt} {precision}: {result.error}")
-    if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-        out_dir.rmdir()  # every target failed: leave no empty folder behind
+    _remove_if_empty(out_dir, created)  # every target failed: leave no empty folder behind
     if len(results) > 1:
         log.info(results_table(results))
     return results
+
+
+def _remove_if_empty(folder: Path, created: bool) -> None:
+    """Remove `folder` if this conversion created it and nothing was written into it."""
+    if created and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def convert(

@@ -138,13 +138,12 @@ class PiCamera:
     def close(self) -> None:
         """Stop and release the camera."""
         if self.cam is not None:
-            with self._capturing:
-                pass  # let a capture in progress finish first
-            try:
-                self.cam.stop()
-            finally:
-                self.cam.close()
-                self.cam = None
+            with self._capturing:  # a capture in progress finishes first, and none starts while stopping
+                try:
+                    self.cam.stop()
+                finally:
+                    self.cam.close()
+                    self.cam = None
 
     def __enter__(self) -> PiCamera:
         return self.open()

@@ -29,6 +29,8 @@ class CoreMLEngine(Engine):
                 self.spec = self.ct.utils.load_spec(str(self.path))
             except Exception as exc:  # coremltools raises several types for unreadable packages
                 raise EdgekitError(f"{self.path}: not a loadable CoreML model ({str(exc)[:200]})") from None
+        self._inputs = [self._spec(f) for f in self.spec.description.input]
+        self._outputs = [self._spec(f) for f in self.spec.description.output]
         self.model = None
         if platform.system() == "Darwin":
             self.model = self.ct.models.MLModel(str(self.path))
@@ -41,16 +43,9 @@ class CoreMLEngine(Engine):
             return TensorSpec(feature.name, shape, "float32")
         if kind == "imageType":
             image = feature.type.imageType
-            return TensorSpec(feature.name, (1, 3, int(image.height), int(image.width)), "uint8")
+            channels = 1 if image.colorSpace == image.GRAYSCALE else 3
+            return TensorSpec(feature.name, (1, channels, int(image.height), int(image.width)), "uint8")
         return TensorSpec(feature.name, (), "float64")
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return [self._spec(f) for f in self.spec.description.input]
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return [self._spec(f) for f in self.spec.description.output]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.model is None:

@@ -35,15 +35,18 @@ class Engine(ABC):
         self.path = Path(path)
         self.threads = threads
 
-    @property
-    @abstractmethod
-    def inputs(self) -> list[TensorSpec]:
-        """The model's inputs."""
+    _inputs: list[TensorSpec]  # each engine reads its tensors once, when it opens the model
+    _outputs: list[TensorSpec]
 
     @property
-    @abstractmethod
+    def inputs(self) -> list[TensorSpec]:
+        """The model's inputs."""
+        return self._inputs
+
+    @property
     def outputs(self) -> list[TensorSpec]:
-        """The model's outputs."""
+        """The model's outputs (the Detector looks them up every frame: kept, not rebuilt)."""
+        return self._outputs
 
     @abstractmethod
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -50,6 +50,8 @@ class LiteRTEngine(Engine):
             raise EdgekitError(f"{self.path}: not a loadable TFLite model ({reason[:200]})") from None
         self._in = self.interpreter.get_input_details()
         self._out = self.interpreter.get_output_details()
+        self._inputs = [self._spec(d) for d in self._in]
+        self._outputs = [self._spec(d) for d in self._out]
 
     @staticmethod
     def _spec(detail) -> TensorSpec:
@@ -57,14 +59,6 @@ class LiteRTEngine(Engine):
         quant = (float(scale), int(zero_point)) if scale else None
         shape = tuple(int(d) if d > 0 else None for d in detail.get("shape_signature", detail["shape"]))
         return TensorSpec(detail["name"], shape, np.dtype(detail["dtype"]).name, quant)
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return [self._spec(d) for d in self._in]
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return [self._spec(d) for d in self._out]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for detail in self._in:

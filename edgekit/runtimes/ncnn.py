@@ -116,14 +116,6 @@ class NCNNEngine(Engine):
             return None
         return (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one image: feeds are [1, C, H, W] float32; outputs come back with a leading batch axis of 1."""
         ncnn = self._ncnn

@@ -76,14 +76,6 @@ class OpenVINOEngine(Engine):
         kind = port.get_element_type().get_type_name()
         return TensorSpec(preferred[0], shape, _DTYPES.get(kind, kind))
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ordered = [feeds[spec.name] for spec in self._inputs]
         results = self.request.infer(ordered)

@@ -65,14 +65,6 @@ class OnnxRuntimeEngine(Engine):
         shape = tuple(d if isinstance(d, int) else (d or None) for d in arg.shape)
         return TensorSpec(arg.name, shape, _DTYPES.get(arg.type, arg.type))
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self._outputs]
         return dict(zip(names, self.session.run(names, feeds)))

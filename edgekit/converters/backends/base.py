@@ -9,6 +9,7 @@ backend's own dataclass (``Options``).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -25,7 +26,7 @@ class NoOptions:
     """A backend without options of its own."""
 
 
-class Backend:
+class Backend(ABC):
     """One artifact format. Subclasses set the class attributes and implement ``write``, ``engine`` and
     ``set_metadata``; ``verify`` has a default that fits formats running the contract's outputs."""
 
@@ -46,13 +47,13 @@ class Backend:
         tag = "" if precision == "fp32" else f"-{precision}"
         return f"{stem}{tag}{cls.suffix}"
 
+    @abstractmethod
     def write(self, precision: str, tmp: Path) -> ModelMeta:
         """Write the artifact for `precision` at `tmp`; return its metadata (without verification)."""
-        raise NotImplementedError(f"{type(self).__name__}.write")
 
+    @abstractmethod
     def engine(self, path: Path):
         """The runtime engine that runs the artifact at `path` (edgekit.runtimes)."""
-        raise NotImplementedError(f"{type(self).__name__}.engine")
 
     def verify(self, tmp: Path, meta: ModelMeta, precision: str) -> Verification:
         """Element-wise against the source (FP32/FP16), detection agreement where thresholds sit inside
@@ -65,6 +66,6 @@ class Backend:
             return verify_nms(self.ctx, engine, meta)
         return verify_elementwise(self.ctx, engine, meta, precision)
 
+    @abstractmethod
     def set_metadata(self, tmp: Path, meta: ModelMeta) -> None:
         """Store `meta` (now with its verification) in the artifact at `tmp`."""
-        raise NotImplementedError(f"{type(self).__name__}.set_metadata")
