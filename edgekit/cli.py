@@ -448,6 +448,79 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_val(args: argparse.Namespace) -> int:
+    """Measure a model's accuracy on a labelled split: mAP50-95, mAP50, precision, recall and per-class AP (COCO
+    evaluation by pycocotools, at conf 0.001 and 300 detections per image by default). MODEL is a model file of
+    any format or a checkpoint (run in torch, as the converters' reference)."""
+    from edgekit.errors import require
+    from edgekit.eval.datasets import load_dataset
+    from edgekit.eval.val import save_plots, validate
+    from edgekit.fileio import atomic_write_bytes, check_output_folder
+
+    if args.plots:
+        check_output_folder(Path(args.plots), "--plots")
+    if args.save_json:
+        if Path(args.save_json).is_dir():
+            raise EdgekitError(f"--save-json {args.save_json} is a folder; give a file name")
+        check_output_folder(Path(args.save_json).parent, f"--save-json {args.save_json}: the folder")
+    require("pycocotools", "val")
+    dataset = load_dataset(args.data, args.split, images=args.images)
+    model = args.model
+    if _is_artifact(model):
+        from edgekit.runtimes.detector import load
+
+        detect = load(model, backend=args.backend, threads=args.threads, imgsz=args.imgsz, names=args.names)
+        classes = len(detect.names)
+    else:
+        _converter_side(model)
+        from edgekit.converters.source_detector import open_source_detector
+
+        detect = open_source_detector(model, args.imgsz or [640], names=args.names, arch=args.arch)
+        classes = len(detect.names)
+    if classes != len(dataset.names):
+        raise EdgekitError(
+            f"{Path(model).name} has {classes} classes, the dataset {args.data} has {len(dataset.names)}; "
+            "validate on data labelled with the model's classes"
+        )
+    print(f"{Path(model).name}: {detect!r} on {len(dataset.items)} images of {args.data} ({args.split})",
+          file=sys.stderr if args.json else sys.stdout)
+    report = validate(
+        detect, dataset, conf=args.conf, iou=args.iou, max_det=args.max_det, progress=not args.quiet, model=str(model)
+    )
+    text = json.dumps(report.as_dict(), indent=2)
+    if args.save_json:
+        atomic_write_bytes(Path(args.save_json), (text + "\n").encode())
+    if args.json:
+        print(text)
+    else:
+        print(report.table())
+    if args.plots:
+        for path in save_plots(report, args.plots):
+            print(f"plot       {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _add_val_verb(verbs) -> None:
+    p = verbs.add_parser("val", help="measure a model's mAP on a labelled dataset", description=cmd_val.__doc__)
+    p.add_argument("model", help="model file (any format) or checkpoint (.pt/.pth)")
+    p.add_argument("--data", required=True, help="a YOLO data.yaml or a COCO json (its images beside it or --images)")
+    p.add_argument("--split", default="val", help="the data.yaml split to use (default val)")
+    p.add_argument("--images", help="COCO json: the image folder (default: looked for beside the json)")
+    p.add_argument("--conf", type=_floats, default=0.001, help="confidence threshold (default 0.001)")
+    p.add_argument("--iou", type=_floats, default=0.7, help="NMS IoU threshold (default 0.7)")
+    p.add_argument("--max-det", type=_positive, default=300, help="detections per image (default 300)")
+    p.add_argument("--imgsz", type=_imgsz, help="input size: for checkpoints (default 640) and dynamic models")
+    p.add_argument("--threads", type=_positive, help="inference threads (default: the backend's)")
+    p.add_argument("--backend", help="force a backend (default: by file type)")
+    p.add_argument("--names", type=_names, help="class names (comma-separated or a file, one per line)")
+    p.add_argument("--arch", help="DAMO-YOLO: the variant of a state_dict checkpoint")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--save-json", metavar="FILE", help="also write the JSON report to FILE")
+    p.add_argument("--plots", metavar="DIR", help="write pr_curve.png and confusion_matrix.png to DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=cmd_val)
+
+
 def _add_device_verbs(verbs) -> None:
     p = verbs.add_parser(
         "devices", help="list device profiles and detect this machine", description=cmd_devices.__doc__
@@ -569,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=_imgsz, default=[640], help="input size for GFLOPs (default 640)")
     p.add_argument("--arch", help="DAMO-YOLO: the variant of a state_dict checkpoint")
     p.set_defaults(func=cmd_inspect)
+    _add_val_verb(verbs)
     _add_device_verbs(verbs)
     return parser
 

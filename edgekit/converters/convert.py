@@ -19,17 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgekit import __version__
 from edgekit.converters.backends import BACKENDS
 from edgekit.converters.calibration import calibration_images
 from edgekit.converters.context import ExportContext
 from edgekit.converters.families import open_source
 from edgekit.converters.options import ConvertOptions
+from edgekit.converters.source_detector import artifact_meta
 from edgekit.converters.verify import Verification
 from edgekit.errors import EdgekitError
-from edgekit.fileio import atomic_path, check_output_folder, sha256_file
+from edgekit.fileio import atomic_path, check_output_folder
 from edgekit.logs import get_logger
-from edgekit.meta import ModelMeta, SourceInfo
 from edgekit.models.facts import count_params
 
 log = get_logger("edgekit.convert")
@@ -144,18 +143,7 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
     for note in source.notes:
         log.info(f"deploy   {note}")
     log.info(f"deploy   {count_params(deploy) / 1e6:.3f} M params")
-    meta = ModelMeta(
-        family=source.family,
-        variant=source.variant,
-        classes=list(source.classes),
-        imgsz=size,
-        input=source.input,
-        outputs=source.outputs,
-        decode=source.decode,
-        stride=source.stride,
-        source=SourceInfo(source.path.name, sha256_file(source.path), __version__) if source.path else None,
-        random_weights=source.random_weights,
-    )
+    meta = artifact_meta(source, size)
     if phone:  # MediaPipe stretches the image to the input size: so does every check of the phone file
         letterbox = replace(meta.input.letterbox, keep_ratio=False)
         meta = replace(meta, input=replace(meta.input, letterbox=letterbox))

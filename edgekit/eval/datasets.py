@@ -1,0 +1,237 @@
+"""Labelled detection datasets: a YOLO data.yaml (images/ + labels/ folders) or a COCO json with its images.
+
+``load_dataset`` checks what it reads and names the file and line of the first problem::
+
+    data = load_dataset("scenes/data.yaml", split="val")
+    for item in data.items:
+        image = cv2.imread(str(item.image))
+        boxes = item.pixel_boxes(*image.shape[:2])   # [N, 4] x1, y1, x2, y2 pixels; item.labels [N]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.devices.sources import IMAGE_SUFFIXES
+from edgekit.errors import EdgekitError
+from edgekit.logs import get_logger
+
+log = get_logger("edgekit.eval")
+
+EDGE_TOLERANCE = 0.01  # YOLO labels a hair outside 0..1 (rounding at the frame edge) are clipped, not refused
+
+
+@dataclass
+class LabeledImage:
+    """One image and its objects: ``boxes`` [N, 4] normalized x1, y1, x2, y2 (0..1 of the image) and ``labels``
+    [N] class ids."""
+
+    image: Path
+    boxes: np.ndarray
+    labels: np.ndarray
+
+    def pixel_boxes(self, height: int, width: int) -> np.ndarray:
+        """The boxes in pixels of an image `height` x `width`, [N, 4] float32."""
+        return (self.boxes * np.array([width, height, width, height], np.float32)).astype(np.float32)
+
+
+@dataclass
+class Dataset:
+    """A labelled split: class ``names``, its ``items``, where it came from, and how many images are
+    backgrounds (no objects)."""
+
+    names: list[str]
+    items: list[LabeledImage] = field(default_factory=list)
+    source: Path | None = None
+    backgrounds: int = 0
+
+    @property
+    def instances(self) -> int:
+        return int(sum(len(item.labels) for item in self.items))
+
+
+def _read_yaml(path: Path) -> dict:
+    text = path.read_text(errors="replace")
+    try:
+        import yaml
+    except ImportError:  # the thin runtime carries no YAML library: block-style data.yaml files still read
+        from edgekit.meta import parse_simple_yaml
+
+        data = parse_simple_yaml(text)
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise EdgekitError(f"{path}: not a readable YAML file ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise EdgekitError(f"{path}: expected a YOLO dataset yaml (train/val image folders and names)")
+    return data
+
+
+def _names(raw, source: Path) -> list[str]:
+    if isinstance(raw, dict):
+        try:
+            keys = sorted(int(k) for k in raw)
+        except (TypeError, ValueError):
+            raise EdgekitError(f"{source}: 'names' keys must be class ids 0..N-1") from None
+        if keys != list(range(len(keys))):
+            raise EdgekitError(f"{source}: 'names' must number the classes 0..{len(keys) - 1} without gaps")
+        return [str(raw[k] if k in raw else raw[str(k)]) for k in keys]
+    if isinstance(raw, list) and raw:
+        return [str(n) for n in raw]
+    raise EdgekitError(f"{source}: no class 'names' (a list, or a map from class id to name)")
+
+
+def _label_path(image: Path) -> Path:
+    parts = list(image.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts).with_suffix(".txt")
+    return image.with_suffix(".txt")
+
+
+def read_yolo_labels(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes [N, 4] (normalized xyxy) and class ids [N] of one YOLO label file (``class cx cy w h`` lines).
+
+    Raises EdgekitError naming the file and line of a malformed line, a class id outside 0..`num_classes`-1,
+    or coordinates that are not normalized to 0..1.
+    """
+    boxes, labels = [], []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{number}"
+        if len(fields) != 5:
+            raise EdgekitError(f"{where}: expected 'class cx cy w h', found {len(fields)} fields")
+        try:
+            cls = int(fields[0])
+            cx, cy, w, h = (float(v) for v in fields[1:])
+        except ValueError:
+            raise EdgekitError(f"{where}: not a label line ('class cx cy w h' numbers): {line.strip()[:60]}") from None
+        if not 0 <= cls < num_classes:
+            raise EdgekitError(f"{where}: class {cls} out of range (the dataset has {num_classes} classes)")
+        x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+        if w <= 0 or h <= 0 or min(x1, y1) < -EDGE_TOLERANCE or max(x2, y2) > 1 + EDGE_TOLERANCE:
+            raise EdgekitError(f"{where}: box not normalized to 0..1 (cx cy w h = {cx:g} {cy:g} {w:g} {h:g})")
+        boxes.append([x1, y1, x2, y2])
+        labels.append(cls)
+    box_array = np.clip(np.asarray(boxes, np.float32).reshape(-1, 4), 0, 1)
+    return box_array, np.asarray(labels, np.int64)
+
+
+def _images_of(entry, root: Path, source: Path) -> list[Path]:
+    images: list[Path] = []
+    for item in entry if isinstance(entry, list) else [entry]:
+        target = Path(str(item)) if Path(str(item)).is_absolute() else root / str(item)
+        if target.is_dir():
+            images += sorted(p for p in target.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif target.suffix == ".txt" and target.is_file():
+            for line in target.read_text().splitlines():
+                if line.strip():
+                    candidate = Path(line.strip())
+                    images.append(candidate if candidate.is_absolute() else root / candidate)
+        else:
+            raise EdgekitError(f"{source}: image folder not found: {target}")
+    return images
+
+
+def _from_yolo(path: Path, split: str) -> Dataset:
+    data = _read_yaml(path)
+    names = _names(data.get("names"), path)
+    root = Path(str(data.get("path") or path.parent))
+    if not root.is_absolute():
+        root = (path.parent / root).resolve()
+    if not data.get(split):
+        found = [s for s in ("train", "val", "test") if data.get(s)]
+        raise EdgekitError(f"{path}: no '{split}' split (it has: {', '.join(found) or 'none'})")
+    dataset = Dataset(names, source=path)
+    for image in _images_of(data[split], root, path):
+        if not image.is_file():
+            raise EdgekitError(f"{path}: image not found: {image}")
+        label = _label_path(image)
+        if label.is_file():
+            boxes, labels = read_yolo_labels(label, len(names))
+        else:
+            boxes, labels = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+        dataset.backgrounds += int(len(labels) == 0)
+        dataset.items.append(LabeledImage(image, boxes, labels))
+    return dataset
+
+
+def _from_coco(path: Path, images_dir: str | Path | None) -> Dataset:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EdgekitError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise EdgekitError(f"{path}: expected a COCO annotation file with 'images', 'annotations', 'categories'")
+    categories = sorted(
+        (c for c in data.get("categories") or [] if isinstance(c, dict) and "id" in c), key=lambda c: c["id"]
+    )
+    if not categories:
+        raise EdgekitError(f"{path}: no 'categories'")
+    index = {c["id"]: i for i, c in enumerate(categories)}
+    names = [str(c.get("name", c["id"])) for c in categories]
+    if images_dir is not None:
+        bases = [Path(images_dir)]
+    else:
+        bases = [path.parent, path.parent / "images", path.parent.parent, path.parent.parent / "images"]
+        split = path.stem.split("_")[-1]  # annotations/instances_val2017.json -> val2017/
+        bases += [path.parent.parent / split, path.parent.parent / "images" / split]
+    per_image: dict = {}
+    for number, ann in enumerate(data.get("annotations") or []):
+        if not isinstance(ann, dict) or "bbox" not in ann or "image_id" not in ann:
+            raise EdgekitError(f"{path}: annotation #{number} has no bbox or image_id")
+        if ann.get("category_id") not in index:
+            category = ann.get("category_id")
+            raise EdgekitError(f"{path}: annotation #{number}: category_id {category} is not in categories")
+        per_image.setdefault(ann["image_id"], []).append(ann)
+    dataset = Dataset(names, source=path)
+    for entry in data["images"]:
+        name = entry.get("file_name") if isinstance(entry, dict) else None
+        if not name or not entry.get("width") or not entry.get("height"):
+            raise EdgekitError(f"{path}: image entry without file_name, width and height: {str(entry)[:80]}")
+        found = next((b / name for b in bases if (b / name).is_file()), None)
+        if found is None:
+            raise EdgekitError(f"{path}: image '{name}' not found (looked in {', '.join(str(b) for b in bases[:3])})")
+        w, h = float(entry["width"]), float(entry["height"])
+        boxes, labels = [], []
+        for ann in per_image.get(entry.get("id"), []):
+            if ann.get("iscrowd"):
+                continue
+            x, y, bw, bh = (float(v) for v in ann["bbox"])
+            boxes.append([x / w, y / h, (x + bw) / w, (y + bh) / h])
+            labels.append(index[ann["category_id"]])
+        box_array = np.clip(np.asarray(boxes, np.float32).reshape(-1, 4), 0, 1)
+        dataset.backgrounds += int(not labels)
+        dataset.items.append(LabeledImage(found, box_array, np.asarray(labels, np.int64)))
+    return dataset
+
+
+def load_dataset(spec: str | Path, split: str = "val", images: str | Path | None = None) -> Dataset:
+    """A labelled split from a YOLO data.yaml (`split` picks train/val/test) or a COCO json (`images`: its
+    image folder, else looked for beside the json).
+
+    Raises EdgekitError (one line, naming the file and line where there is one) for a missing or unreadable
+    file, a missing image folder, malformed or out-of-range labels, or a split without images.
+    """
+    path = Path(spec)
+    if not path.is_file():
+        raise EdgekitError(f"dataset not found: {path}" if not path.exists() else f"not a dataset file: {path}")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        dataset = _from_yolo(path, split)
+    elif path.suffix.lower() == ".json":
+        dataset = _from_coco(path, images)
+    else:
+        raise EdgekitError(f"a dataset is a YOLO data.yaml or a COCO json: {path}")
+    if not dataset.items:
+        raise EdgekitError(f"{path}: the {split} split has no images")
+    if dataset.backgrounds:
+        log.warning(f"{dataset.backgrounds} of {len(dataset.items)} images have no labels (used as backgrounds)")
+    return dataset
