@@ -590,6 +590,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", help="INT8 calibration images: an image folder, a YOLO dataset yaml or a COCO json")
     p.add_argument("--calib-size", type=_positive, default=300, help="calibration images to use (default 300)")
     p.add_argument(
+        "--max-drop",
+        type=float,
+        help="INT8: the mAP50-95 points it may lose on labelled data; the most sensitive layers stay in float "
+        "until the measured drop fits (needs --val-data or a labelled --calib)",
+    )
+    p.add_argument(
+        "--val-data",
+        help="INT8: labelled held-out data (YOLO data.yaml or COCO json) its mAP50-95 drop is measured on",
+    )
+    p.add_argument(
         "--nms-in-graph",
         action="store_true",
         help="NMS inside the graph (ONNX, OpenVINO): outputs detections [1,K,6] and count",

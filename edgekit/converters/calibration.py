@@ -29,7 +29,7 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _from_yolo_yaml(path: Path) -> list[Path]:
+def _from_yolo_yaml(path: Path, split: str | None = None) -> list[Path]:
     try:
         import yaml
     except ImportError:
@@ -43,7 +43,7 @@ def _from_yolo_yaml(path: Path) -> list[Path]:
     root = Path(data.get("path") or path.parent)
     if not root.is_absolute():
         root = (path.parent / root).resolve()
-    entry = data.get("val") or data.get("train")
+    entry = data.get(split) if split else (data.get("val") or data.get("train"))
     if not entry:
         raise EdgekitError(f"{path}: the dataset yaml names neither 'val' nor 'train' images")
     images: list[Path] = []
@@ -83,15 +83,16 @@ def _from_coco_json(path: Path) -> list[Path]:
     return images
 
 
-def calibration_images(spec: str | Path, size: int = DEFAULT_SIZE) -> list[Path]:
-    """Up to `size` image paths from a folder, a YOLO dataset yaml or a COCO json (evenly spread)."""
+def calibration_images(spec: str | Path, size: int = DEFAULT_SIZE, split: str | None = None) -> list[Path]:
+    """Up to `size` image paths from a folder, a YOLO dataset yaml (its `split`, else val or train) or a COCO
+    json (evenly spread)."""
     path = Path(spec)
     if not path.exists():
         raise EdgekitError(f"calibration data not found: {path}")
     if path.is_dir():
         images = _images_in(path)
     elif path.suffix.lower() in (".yaml", ".yml"):
-        images = _from_yolo_yaml(path)
+        images = _from_yolo_yaml(path, split)
     elif path.suffix.lower() == ".json":
         images = _from_coco_json(path)
     else:

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgekit.converters.accuracy import AccuracyData
 from edgekit.converters.source import SourceModel
 from edgekit.errors import EdgekitError
+from edgekit.logs import get_logger
 from edgekit.meta import InputSpec, ModelMeta
 from edgekit.runtimes.preprocess import preprocess
 
@@ -37,6 +39,7 @@ class ExportContext:
     calib: list[Path] | None = None
     source_meta: ModelMeta | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)  # backend name -> its Options instance
+    accuracy: AccuracyData | None = None  # labelled data INT8 drops are measured on, and the budget
     _reference: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     _calib_tensors: list[np.ndarray] | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
@@ -101,3 +104,19 @@ class ExportContext:
 
         picks = self.calib[:: max(1, len(self.calib) // AGREEMENT_IMAGES)][:AGREEMENT_IMAGES] if self.calib else []
         return [read_image(p) for p in picks]
+
+    def reference_points(self) -> float:
+        """mAP50-95 points of the FP32 source on the accuracy data (measured once)."""
+
+        def make() -> float:
+            from edgekit.converters.accuracy import detector_points
+            from edgekit.converters.source_detector import SourceDetector
+
+            points = detector_points(SourceDetector(self.source, self.imgsz), self.accuracy)
+            get_logger("edgekit.convert").info(
+                f"accuracy FP32 source: mAP50-95 {points:.2f} on {len(self.accuracy.images)} images of "
+                f"{self.accuracy.name}"
+            )
+            return points
+
+        return self.once("reference-points", make)

@@ -19,6 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgekit.converters.accuracy import (
+    AccuracyBudgetError,
+    AccuracyData,
+    detector_points,
+    is_labelled,
+    load_accuracy_data,
+    median_latency_ms,
+)
 from edgekit.converters.backends import BACKENDS
 from edgekit.converters.calibration import calibration_images
 from edgekit.converters.context import ExportContext
@@ -29,6 +37,7 @@ from edgekit.converters.verify import Verification
 from edgekit.errors import EdgekitError
 from edgekit.fileio import atomic_path, check_output_folder
 from edgekit.logs import get_logger
+from edgekit.meta import ModelMeta
 from edgekit.models.facts import count_params
 
 log = get_logger("edgekit.convert")
@@ -45,6 +54,7 @@ class TargetResult:
     seconds: float = 0.0
     verification: Verification | None = None
     error: str | None = None
+    accuracy: dict | None = None  # INT8 on labelled data: points, reference, drop, float layers, speed-up
 
     @property
     def ok(self) -> bool:
@@ -128,7 +138,8 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
         raise EdgekitError(f"image size {list(size)} must be positive multiples of the model's stride {source.stride}")
     if "int8" in options.precisions and options.calib is None:
         raise EdgekitError("INT8 needs calibration images: pass --calib (an image folder, YOLO yaml or COCO json)")
-    calib = calibration_images(options.calib, options.calib_size) if options.calib is not None else None
+    accuracy, calib_split = _accuracy_data(options, len(source.classes))
+    calib = calibration_images(options.calib, options.calib_size, calib_split) if options.calib is not None else None
     if source.random_weights:
         log.warning(
             f"'{spec}' is an architecture name, not a checkpoint: the weights are seeded random numbers, so the "
@@ -165,6 +176,7 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
             calib=calib,
             source_meta=source_meta,
             backend_options={name: options.backend(name) for name in BACKENDS},
+            accuracy=accuracy,
         )
         for fmt in options.formats:
             for precision in options.precisions:
@@ -187,6 +199,87 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
     if len(results) > 1:
         log.info(results_table(results))
     return results
+
+
+def _accuracy_data(options: ConvertOptions, num_classes: int) -> tuple[AccuracyData | None, str | None]:
+    """The labelled data INT8 drops are measured on (--val-data, or a labelled --calib), and the split the
+    calibration should then take so the two do not share images."""
+    if options.max_drop is not None and options.max_drop < 0:
+        raise EdgekitError(f"--max-drop {options.max_drop:g}: a drop budget is 0 or more mAP50-95 points")
+    if "int8" not in options.precisions:
+        if options.max_drop is not None:
+            raise EdgekitError("--max-drop applies to INT8: add --precision int8")
+        return None, None
+    if options.val_data is not None:
+        return load_accuracy_data(options.val_data, num_classes, options.max_drop), None
+    if is_labelled(options.calib):
+        calib = Path(options.calib)
+        splits = _yaml_splits(calib)
+        if "train" in splits and "val" in splits:  # calibrate on train, measure on val
+            return load_accuracy_data(calib, num_classes, options.max_drop, "val"), "train"
+        log.warning(f"{calib.name}: the drop is measured on the calibration images themselves; pass --val-data "
+                    "with a held-out split for an unbiased figure")
+        return load_accuracy_data(calib, num_classes, options.max_drop, splits[0] if splits else "val"), None
+    if options.max_drop is not None:
+        raise EdgekitError(
+            "--max-drop needs labelled validation data: pass --val-data (a YOLO data.yaml or COCO json), or give "
+            "--calib as a labelled dataset"
+        )
+    return None, None
+
+
+def _yaml_splits(path: Path) -> list[str]:
+    if path.suffix.lower() == ".json":
+        return ["val"]
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    return [s for s in ("val", "train", "test") if data.get(s)]
+
+
+def measure_int8(ctx: ExportContext, backend, tmp: Path, meta: ModelMeta) -> dict:
+    """The INT8 artifact's mAP50-95 on the accuracy data against its FP32 source, and its speed against the
+    backend's FP32 form; raises AccuracyBudgetError when a --max-drop budget is missed."""
+    from edgekit.runtimes.detector import Detector
+
+    found = dict(meta.accuracy or {})
+    reference = ctx.reference_points()
+    engine = backend.engine(tmp)
+    points = found.get("map50_95")
+    if points is None:
+        points = detector_points(Detector(engine, meta), ctx.accuracy)
+    drop = reference - points
+    budget = ctx.accuracy.max_drop
+    if budget is not None and drop > budget:
+        raise AccuracyBudgetError(
+            f"--max-drop {budget:g} not met: INT8 reached mAP50-95 {points:.2f} against {reference:.2f} in float "
+            f"(drop {drop:.2f} points, {len(found.get('float_layers', []))} layer(s) in float)"
+        )
+    int8_ms = median_latency_ms(engine, meta)
+    fp32 = backend.fp32_engine()
+    fp32_ms = median_latency_ms(*fp32) if fp32 is not None else None
+    return {
+        "data": ctx.accuracy.name,
+        "images": len(ctx.accuracy.images),
+        "map50_95": round(points, 3),
+        "reference_map50_95": round(reference, 3),
+        "drop": round(drop, 3),
+        "max_drop": budget,
+        "float_layers": list(found.get("float_layers", [])),
+        "int8_ms": round(int8_ms, 3),
+        "fp32_ms": round(fp32_ms, 3) if fp32_ms is not None else None,
+        "speedup": round(fp32_ms / int8_ms, 3) if fp32_ms else None,
+    }
+
+
+def accuracy_summary(accuracy: dict) -> str:
+    """One line: mAP50-95, the drop (and budget), layers in float, speed against FP32."""
+    budget = f" (budget {accuracy['max_drop']:g})" if accuracy.get("max_drop") is not None else ""
+    speed = f", {accuracy['speedup']:.2f}x FP32 speed" if accuracy.get("speedup") else ""
+    return (
+        f"mAP50-95 {accuracy['map50_95']:.2f} vs {accuracy['reference_map50_95']:.2f} FP32, drop "
+        f"{accuracy['drop']:.2f}{budget}, {len(accuracy['float_layers'])} layer(s) in float{speed}"
+    )
 
 
 def _remove_if_empty(folder: Path, created: bool) -> None:
@@ -242,6 +335,11 @@ def export_target(
             log.info(f"verify   {fmt} {precision}: " + verification.summary())
             if not verification.passed:
                 raise EdgekitError(f"verification failed: {verification.failures()}")
+            if precision == "int8" and ctx.accuracy is not None:
+                meta = replace(meta, accuracy=measure_int8(ctx, backend, tmp, meta))
+                log.info(f"accuracy {fmt} int8: " + accuracy_summary(meta.accuracy))
+                result.accuracy = meta.accuracy
+                interrupts.check()
             backend.set_metadata(tmp, replace(meta, verification=verification.as_dict()))
             interrupts.check()
         result.path = target
@@ -259,14 +357,23 @@ def export_target(
 
 
 def results_table(results: Sequence[TargetResult]) -> str:
-    """format, precision, file, size MB, verification figures, seconds: one row per target."""
+    """format, precision, file, size MB, verification figures, seconds, and for INT8 measured on labelled data
+    the mAP50-95 drop, the layers kept in float and the speed-up over FP32: one row per target."""
     width = max([len("verification")] + [len(r.verification.summary()) for r in results if r.ok])
-    rows = [f"{'format':<9} {'precision':<9} {'file':<34} {'size MB':>8}  {'verification':<{width}} {'seconds':>7}"]
+    measured = any(r.accuracy for r in results)
+    extra = f"  {'mAP50-95':>8} {'drop':>6} {'float':>5} {'xFP32':>6}" if measured else ""
+    rows = [f"{'format':<9} {'precision':<9} {'file':<34} {'size MB':>8}  {'verification':<{width}} {'seconds':>7}"
+            + extra]
     for r in results:
         if r.ok:
+            a = r.accuracy
+            figures = ""
+            if a:
+                speed = f"{a['speedup']:>6.2f}" if a.get("speedup") else f"{'-':>6}"
+                figures = f"  {a['map50_95']:>8.2f} {a['drop']:>6.2f} {len(a['float_layers']):>5} {speed}"
             rows.append(
                 f"{r.format:<9} {r.precision:<9} {r.path.name:<34} {r.size_mb:>8.1f}  "
-                f"{r.verification.summary():<{width}} {r.seconds:>7.1f}"
+                f"{r.verification.summary():<{width}} {r.seconds:>7.1f}" + figures
             )
         else:
             rows.append(f"{r.format:<9} {r.precision:<9} {'-':<34} {'-':>8}  FAILED: {r.error[:200]}")

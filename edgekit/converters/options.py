@@ -36,6 +36,8 @@ class ConvertOptions:
     calib_size: int = DEFAULT_CALIB_SIZE
     names: list[str] | None = None  # replaces the class names
     nms_in_graph: bool = False  # NMS inside the graph (ONNX, OpenVINO): detections [1, K, 6] + count
+    max_drop: float | None = None  # INT8: the mAP50-95 points it may lose on labelled data (layers kept in float)
+    val_data: str | Path | None = None  # INT8: labelled held-out data the drop is measured on (yaml / COCO json)
     source: SourceOptions = field(default_factory=SourceOptions)
     backends: dict[str, Any] = field(default_factory=dict)  # backend name -> its Options instance
 

@@ -66,6 +66,11 @@ class Backend(ABC):
             return verify_nms(self.ctx, engine, meta)
         return verify_elementwise(self.ctx, engine, meta, precision)
 
+    def fp32_engine(self) -> tuple[object, ModelMeta] | None:
+        """An engine running this backend's FP32 form of the model, and its metadata (for the speed an INT8 file
+        gains over it); None when the backend cannot offer one."""
+        return None
+
     @abstractmethod
     def set_metadata(self, tmp: Path, meta: ModelMeta) -> None:
         """Store `meta` (now with its verification) in the artifact at `tmp`."""

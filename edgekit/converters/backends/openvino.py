@@ -42,6 +42,19 @@ def openvino_decode_region(model) -> list[str]:
     return region
 
 
+def float_convolutions(model) -> list[str]:
+    """Friendly names of the convolutions whose activation input is not quantized (no FakeQuantize before them);
+    on a float model, every convolution."""
+    names = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in ("Convolution", "GroupConvolution"):
+            continue
+        source = op.input(0).get_source_output().get_node()
+        if source.get_type_name() != "FakeQuantize":
+            names.append(op.get_friendly_name())
+    return names
+
+
 class OpenVINOBackend(Backend):
     """OpenVINO IR, run by the OpenVINO runtime."""
 
@@ -54,30 +67,89 @@ class OpenVINOBackend(Backend):
         block_openvino_telemetry()
         ov = require("openvino", "openvino")
         model = ov.convert_model(str(fp32_onnx(self.ctx)))
+        meta = replace(self.ctx.meta, precision=precision)
         if precision == "int8":
             nncf = require("nncf", "openvino")
             calibration = self.ctx.calibration()
             nncf.set_log_level(logging.ERROR)
-            with silenced():
-                model = nncf.quantize(
-                    model,
-                    nncf.Dataset(calibration),
-                    preset=nncf.QuantizationPreset.MIXED,
-                    subset_size=len(calibration),
-                    ignored_scope=nncf.IgnoredScope(names=openvino_decode_region(model), validate=False),
-                )
+            ignored = nncf.IgnoredScope(names=openvino_decode_region(model), validate=False)
+            if self.ctx.accuracy is not None and self.ctx.accuracy.max_drop is not None:
+                model, accuracy = self._within_budget(model, meta, calibration, ignored)
+                meta = replace(meta, accuracy=accuracy)
+            else:
+                with silenced():
+                    model = nncf.quantize(
+                        model,
+                        nncf.Dataset(calibration),
+                        preset=nncf.QuantizationPreset.MIXED,
+                        subset_size=len(calibration),
+                        ignored_scope=ignored,
+                    )
         elif precision not in ("fp32", "fp16"):
             raise EdgekitError(f"unknown precision {precision}")
-        meta = replace(self.ctx.meta, precision=precision)
         model.set_rt_info(meta.to_json(), [KEY])
         tmp.mkdir(parents=True, exist_ok=True)
         ov.save_model(model, str(tmp / IR_NAME), compress_to_fp16=precision == "fp16")
         return meta
 
+    def _within_budget(self, model, meta: ModelMeta, calibration: list, ignored) -> tuple[object, dict]:
+        """INT8 whose mAP50-95 drop fits --max-drop, by NNCF's quantize_with_accuracy_control: it ranks the
+        quantizers by their effect and reverts the worst to float until the validation metric (here the
+        mAP50-95 points of the accuracy data, decoded as the runtime decodes) is within the budget."""
+        import nncf
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+        from edgekit.converters.accuracy import CONF, IOU, MAX_DET
+        from edgekit.eval.metrics import ImageResult, mean_average_precision
+        from edgekit.runtimes.decode import decode_outputs
+        from edgekit.runtimes.preprocess import preprocess
+
+        data = self.ctx.accuracy
+        prepared = [preprocess(image, meta.input, tuple(meta.imgsz)) for image in data.images]
+
+        def validate(compiled, indices) -> tuple[float, None]:
+            predictions, truths = [], []
+            for i in indices:
+                tensor, info = prepared[i]
+                result = compiled(tensor)
+                raw = {name: result[compiled.output(name)] for name in meta.outputs.names}
+                found = decode_outputs(meta, raw, [info], conf=CONF, iou=IOU, max_det=MAX_DET)[0]
+                predictions.append(ImageResult(found.xyxy, found.class_id, found.confidence))
+                truths.append(data.truths[i])
+            return 100.0 * mean_average_precision(predictions, truths, len(meta.classes), MAX_DET).map50_95, None
+
+        with silenced():
+            quantized = nncf.quantize_with_accuracy_control(
+                model,
+                nncf.Dataset(calibration),
+                nncf.Dataset(list(range(len(prepared))), lambda i: prepared[i][0]),
+                validate,
+                max_drop=data.max_drop,
+                drop_type=nncf.DropType.ABSOLUTE,
+                preset=nncf.QuantizationPreset.MIXED,
+                subset_size=len(calibration),
+                ignored_scope=ignored,
+                advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                    ranking_subset_size=min(len(prepared), 100)
+                ),
+            )
+        reverted = [name for name in float_convolutions(quantized) if "/dfl/" not in name]
+        return quantized, {"float_layers": reverted}
+
     def engine(self, path: Path):
         from edgekit.runtimes.openvino import OpenVINOEngine
 
         return OpenVINOEngine(path)
+
+    def fp32_engine(self):
+        def make() -> Path:
+            ov = require("openvino", "openvino")
+            folder = self.ctx.workdir / "fp32_openvino"
+            folder.mkdir(exist_ok=True)
+            ov.save_model(ov.convert_model(str(fp32_onnx(self.ctx))), str(folder / IR_NAME), compress_to_fp16=False)
+            return folder
+
+        return self.engine(self.ctx.once("openvino-fp32", make)), replace(self.ctx.meta, precision="fp32")
 
     def set_metadata(self, tmp: Path, meta: ModelMeta) -> None:
         ov = require("openvino", "openvino")

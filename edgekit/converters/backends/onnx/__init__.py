@@ -62,6 +62,8 @@ class OnnxBackend(Backend):
             shutil.copyfile(base, tmp)
         elif precision == "fp16":
             onnx.save(half_onnx(onnx.load(str(base))), str(tmp))
+        elif precision == "int8" and self.ctx.accuracy is not None and self.ctx.accuracy.max_drop is not None:
+            meta = self._within_budget(base, tmp, meta)
         elif precision == "int8":
             quantize_onnx(base, tmp, self.ctx.calibration())
         else:
@@ -69,10 +71,39 @@ class OnnxBackend(Backend):
         self.set_metadata(tmp, meta)
         return meta
 
+    def _within_budget(self, base: Path, tmp: Path, meta: ModelMeta) -> ModelMeta:
+        """INT8 whose mAP50-95 drop fits --max-drop: the convolutions whose quantization adds the most error
+        kept in float, as few as the budget allows (converters.accuracy)."""
+        from edgekit.converters.accuracy import RANKING_IMAGES, detector_points, search_float_layers
+        from edgekit.converters.backends.onnx.quantize import onnx_ranking, quantize_onnx
+        from edgekit.runtimes.detector import Detector
+
+        calibration = self.ctx.calibration()
+
+        def quantize(exclude: list[str]) -> Path:
+            path = self.ctx.workdir / f"onnx-int8-float{len(exclude)}.onnx"
+            if not path.exists():
+                quantize_onnx(base, path, calibration, exclude)
+            return path
+
+        def measure(path: Path) -> float:
+            return detector_points(Detector(self.engine(path), meta), self.ctx.accuracy)
+
+        few = calibration[:: max(1, len(calibration) // RANKING_IMAGES)][:RANKING_IMAGES]
+        ranking = onnx_ranking(base, quantize([]), few)
+        found = search_float_layers(
+            quantize, measure, ranking, self.ctx.reference_points(), self.ctx.accuracy.max_drop
+        )
+        shutil.copyfile(found.path, tmp)
+        return replace(meta, accuracy={"map50_95": found.points, "float_layers": found.float_layers})
+
     def engine(self, path: Path):
         from edgekit.runtimes.ort import OnnxRuntimeEngine
 
         return OnnxRuntimeEngine(path)
+
+    def fp32_engine(self):
+        return self.engine(fp32_onnx(self.ctx)), replace(self.ctx.meta, precision="fp32")
 
     def set_metadata(self, tmp: Path, meta: ModelMeta) -> None:
         import onnx

@@ -10,6 +10,7 @@ stop the walk.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +51,12 @@ def half_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
         return onnxslim.slim(model)  # also restores the topological order the fp16 pass leaves unsorted
 
 
-def quantize_onnx(source: Path, target: Path, calibration: list[np.ndarray]) -> None:
+def quantize_onnx(
+    source: Path, target: Path, calibration: list[np.ndarray], exclude: Sequence[str] = ()
+) -> None:
     """Static INT8 (QDQ): per-channel int8 weights, uint8 activations calibrated on `calibration`
-    (preprocessed [1, 3, H, W] float32 tensors), the decode region left in float."""
+    (preprocessed [1, 3, H, W] float32 tensors), the decode region and the nodes named in `exclude` left in
+    float."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     model = onnx.load(str(source))
@@ -75,6 +79,60 @@ def quantize_onnx(source: Path, target: Path, calibration: list[np.ndarray]) -> 
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            nodes_to_exclude=onnx_decode_region(model),
+            nodes_to_exclude=onnx_decode_region(model) + list(exclude),
             extra_options={"WeightSymmetric": True},
         )
+
+
+SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Constant", "ConstantOfShape", "Range", "Cast", "Slice",
+             "Reshape", "Flatten", "Identity"}
+
+
+def onnx_layers(model: onnx.ModelProto) -> list[tuple[str, list[str], str]]:
+    """(node name, activation inputs, output) of every node the quantizer may quantize outside the decode
+    region (convolutions, and the adds, multiplies, concatenations, pools between them): the layers the
+    accuracy search may keep in float."""
+    region = set(onnx_decode_region(model))
+    weights = {i.name for i in model.graph.initializer}
+    return [
+        (node.name, [i for i in node.input if i and i not in weights], node.output[0])
+        for node in model.graph.node
+        if node.op_type not in SHAPE_OPS and node.name not in region and "/dfl/" not in node.name
+    ]
+
+
+def tensor_values(path: Path, names: Sequence[str], inputs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The values of the named intermediate tensors of the ONNX model at `path` for each input, made graph
+    outputs of an in-memory copy and run by ONNX Runtime."""
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    present = {out for node in model.graph.node for out in node.output} | {i.name for i in model.graph.input}
+    existing = {o.name for o in model.graph.output}
+    for name in names:
+        if name in present and name not in existing:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+            existing.add(name)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    wanted = [o.name for o in session.get_outputs() if o.name in set(names)]
+    values = []
+    for x in inputs:
+        outs = session.run(wanted, {input_name: x})
+        values.append(dict(zip(wanted, outs)))
+    for x, value in zip(inputs, values):
+        if input_name in names:
+            value[input_name] = x
+    return values
+
+
+def onnx_ranking(fp32: Path, int8: Path, inputs: Sequence[np.ndarray]) -> list[str]:
+    """Convolution nodes of the FP32 model ordered by the error their quantization adds in the INT8 one
+    (see converters.accuracy.rank_by_error), measured on `inputs`."""
+    from edgekit.converters.accuracy import rank_by_error
+
+    layers = onnx_layers(onnx.load(str(fp32)))
+    names = sorted({t for _, inputs, output in layers for t in [*inputs, output]})
+    return rank_by_error(tensor_values(fp32, names, inputs), tensor_values(int8, names, inputs), layers)

@@ -18,6 +18,9 @@ from edgekit.errors import EdgekitError
 from edgekit.meta import ModelMeta, OutputSpec
 
 
+FLOAT_IO = "float input and outputs"  # the first thing the accuracy search keeps in float: no int8 interface
+
+
 @dataclass(frozen=True)
 class TFLiteOptions:
     """TFLite's own options."""
@@ -53,7 +56,7 @@ class TFLiteBackend(Backend):
         return self.ctx.once(key, make)
 
     def write(self, precision: str, tmp: Path) -> ModelMeta:
-        from edgekit.converters.backends.tflite.export import finalize_tflite, quantize_tflite
+        from edgekit.converters.backends.tflite.export import quantize_tflite
 
         if self.ctx.nms_in_graph:
             raise EdgekitError("in-graph NMS is not available for TFLite (--phone builds MediaPipe's post-process op)")
@@ -62,13 +65,65 @@ class TFLiteBackend(Backend):
         if precision == "int8" and self.options.uint8_input:
             raise EdgekitError("--uint8-input applies to FP32/FP16 TFLite; INT8 TFLite already takes integer input")
         base = self.fp32_tflite()
+        accuracy = None
         if precision == "fp32":
             shutil.copyfile(base, tmp)
+        elif precision == "int8" and self.ctx.accuracy is not None and self.ctx.accuracy.max_drop is not None:
+            accuracy = self._within_budget(base, tmp)
         else:
-            calibration = (
-                [x.transpose(0, 2, 3, 1).copy() for x in self.ctx.calibration()] if precision == "int8" else None
-            )
+            calibration = self._nhwc_calibration() if precision == "int8" else None
             quantize_tflite(base, tmp, precision, calibration)
+        meta = self._finish(tmp, precision)
+        return replace(meta, accuracy=accuracy) if accuracy else meta
+
+    def _nhwc_calibration(self) -> list:
+        return self.ctx.once(
+            "tflite-calibration", lambda: [x.transpose(0, 2, 3, 1).copy() for x in self.ctx.calibration()]
+        )
+
+    def _within_budget(self, base: Path, tmp: Path) -> dict:
+        """INT8 whose mAP50-95 drop fits --max-drop: the ops whose quantization adds the most error kept in float,
+        as few as the budget allows (converters.accuracy)."""
+        from edgekit.converters.accuracy import RANKING_IMAGES, detector_points, search_float_layers
+        from edgekit.converters.backends.tflite.export import quantize_tflite, tflite_ranking
+        from edgekit.runtimes.detector import Detector
+
+        calibration = self._nhwc_calibration()
+        metas: dict[Path, ModelMeta] = {}
+
+        def quantize(exclude: list[str]) -> Path:
+            path = self.ctx.workdir / f"tflite-int8-phone{self.options.phone}-float{len(exclude)}.tflite"
+            if path not in metas:
+                ops = [name for name in exclude if name != FLOAT_IO]
+                quantize_tflite(base, path, "int8", calibration, ops)
+                if FLOAT_IO in exclude:  # int8 boxes cost localization at high IoU: float input and outputs
+                    from edgekit.converters.backends.tflite.export import read_model, write_model
+                    from edgekit.converters.backends.tflite.phone import float_interface
+
+                    model = read_model(path)
+                    float_interface(model)
+                    write_model(model, path)
+                raw = path.with_suffix(".raw.tflite")
+                shutil.copyfile(path, raw)  # the quantized network alone, for the ranking
+                metas[path] = self._finish(path, "int8")
+            return path
+
+        def measure(path: Path) -> float:
+            return detector_points(Detector(self.engine(path), metas[path]), self.ctx.accuracy)
+
+        few = calibration[:: max(1, len(calibration) // RANKING_IMAGES)][:RANKING_IMAGES]
+        plain = quantize([])
+        ranking = [FLOAT_IO, *tflite_ranking(base, plain.with_suffix(".raw.tflite"), few)]
+        found = search_float_layers(
+            quantize, measure, ranking, self.ctx.reference_points(), self.ctx.accuracy.max_drop
+        )
+        shutil.copyfile(found.path.with_suffix(".raw.tflite"), tmp)  # write() finishes it, as any other
+        return {"map50_95": found.points, "float_layers": found.float_layers}
+
+    def _finish(self, tmp: Path, precision: str) -> ModelMeta:
+        """Metadata, and for phone files the post-process op and MediaPipe's metadata, on a written network."""
+        from edgekit.converters.backends.tflite.export import finalize_tflite
+
         meta = self._meta(precision)
         if self.options.phone:
             from edgekit.converters.backends.tflite.phone import append_postprocess
@@ -122,6 +177,9 @@ class TFLiteBackend(Backend):
         from edgekit.runtimes.litert import LiteRTEngine
 
         return LiteRTEngine(path)
+
+    def fp32_engine(self):
+        return self.engine(self.fp32_tflite()), self._meta("fp32")
 
     def verify(self, tmp: Path, meta: ModelMeta, precision: str) -> Verification:
         if not self.options.phone:

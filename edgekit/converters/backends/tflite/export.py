@@ -9,6 +9,7 @@ tensors are renamed to the contract's names and the edgekit metadata is stored i
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,15 @@ def export_tflite(
         edge.export(str(target))
 
 
-def quantize_tflite(source: Path, target: Path, precision: str, calibration: list[np.ndarray] | None = None) -> None:
-    """FP16 weights, or full INT8 calibrated on `calibration` (NHWC float inputs), from an FP32 .tflite."""
+def quantize_tflite(
+    source: Path,
+    target: Path,
+    precision: str,
+    calibration: list[np.ndarray] | None = None,
+    exclude: Sequence[str] = (),
+) -> None:
+    """FP16 weights, or full INT8 calibrated on `calibration` (NHWC float inputs), from an FP32 .tflite; the
+    decode region and the ops whose output tensors are named in `exclude` stay in float."""
     require("ai_edge_quantizer", "tflite")
     from ai_edge_quantizer import quantizer, recipe
 
@@ -71,7 +79,7 @@ def quantize_tflite(source: Path, target: Path, precision: str, calibration: lis
             result = qt.quantize()
         elif precision == "int8":
             rules = recipe.static_wi8_ai8()
-            for name in tflite_decode_region(source):  # later rules win: the decode region stays float
+            for name in [*tflite_decode_region(source), *exclude]:  # later rules win: these stay float
                 rules.append({"regex": "^" + re.escape(name) + ";$", "operation": "*", "algorithm_key": "no_quantize"})
             qt = quantizer.Quantizer(str(source), rules)
             signature = next(iter(_signatures(source)))
@@ -222,3 +230,65 @@ def io_quantization(path: Path) -> tuple[tuple[float, int] | None, dict[str, tup
 
     engine = LiteRTEngine(path)
     return engine.inputs[0].quant, {o.name: o.quant for o in engine.outputs if o.quant}
+
+
+def tflite_layers(path: Path) -> list[tuple[str, list[str], str]]:
+    """(output tensor name, activation input names, output tensor name) of every op outside the decode region:
+    the ops the accuracy search may keep in float (named by their output tensor, as quantizer rules are)."""
+    model = read_model(path)
+    graph = model.subgraphs[0]
+    region = set(tflite_decode_region(path))
+    constant = {i for i, t in enumerate(graph.tensors) if model.buffers[t.buffer].data is not None}
+    layers = []
+    for op in graph.operators:
+        if not len(op.outputs):
+            continue
+        output = graph.tensors[op.outputs[0]].name.decode()
+        if output in region:
+            continue
+        inputs = [graph.tensors[i].name.decode() for i in op.inputs if i >= 0 and i not in constant]
+        layers.append((output, inputs, output))
+    return layers
+
+
+def tflite_tensor_values(path: Path, names: Sequence[str], inputs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The named tensors of the .tflite at `path` for each NHWC float input, dequantized to float where the
+    file holds them as integers (the input itself is quantized as the file expects)."""
+    from edgekit.runtimes.litert import interpreter_class
+
+    with silenced():
+        interpreter = interpreter_class()(model_path=str(path), experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    details = {d["name"]: d for d in interpreter.get_tensor_details()}
+    feed = interpreter.get_input_details()[0]
+    wanted = [n for n in names if n in details]
+    values = []
+    for x in inputs:
+        if np.issubdtype(feed["dtype"], np.integer):
+            scale, zero = feed["quantization"]
+            info = np.iinfo(feed["dtype"])
+            x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(feed["dtype"])
+        interpreter.set_tensor(feed["index"], x)
+        interpreter.invoke()
+        found = {}
+        for name in wanted:
+            d = details[name]
+            value = interpreter.get_tensor(d["index"])
+            if np.issubdtype(value.dtype, np.integer):
+                scale, zero = d["quantization"]
+                if not scale:
+                    continue
+                value = (value.astype(np.float32) - zero) * scale
+            found[name] = value
+        values.append(found)
+    return values
+
+
+def tflite_ranking(fp32: Path, int8: Path, inputs: Sequence[np.ndarray]) -> list[str]:
+    """Ops of the float file ordered by the error their quantization adds in the INT8 one (see
+    converters.accuracy.rank_by_error), measured on NHWC `inputs`."""
+    from edgekit.converters.accuracy import rank_by_error
+
+    layers = tflite_layers(fp32)
+    names = sorted({t for _, sources, output in layers for t in [*sources, output]})
+    return rank_by_error(tflite_tensor_values(fp32, names, inputs), tflite_tensor_values(int8, names, inputs), layers)
