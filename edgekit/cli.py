@@ -500,6 +500,64 @@ def cmd_val(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """Convert a checkpoint once to each format x precision (--to / --precision, or a --device profile), then
+    validate and time every artifact here: format, precision, size, mAP50-95, ms per frame, FPS, speed-up over
+    FP32, parameters and GFLOPs. A target that fails is a row saying why."""
+    _converter_side(args.checkpoint)
+    from edgekit.converters.benchmark import run_benchmark
+    from edgekit.converters.options import ConvertOptions
+
+    formats, precision, size = args.to or "onnx,openvino,tflite", args.precision or "fp32,fp16,int8", args.imgsz
+    if args.device:
+        from edgekit.devices.profiles import convert_plan, get_profile
+
+        plan = convert_plan(get_profile(args.device), True, args.to)
+        formats, precision = ",".join(plan.formats), args.precision or ",".join(plan.precisions)
+        size = args.imgsz or [plan.imgsz]
+    options = ConvertOptions.create(
+        formats, precision, size or [640], args.out_dir, calib=args.calib, names=args.names, topk=args.topk,
+        arch=args.arch,
+    )
+    report = run_benchmark(
+        args.checkpoint, args.data, options, split=args.split, runs=args.runs, threads=args.threads,
+        progress=not args.quiet,
+    )
+    if args.json:
+        print(report.to_json())
+    elif args.markdown:
+        print(report.markdown())
+    else:
+        print(f"{Path(args.checkpoint).name} at {size[0] if size else 640}, {report.images} images of {args.data}, "
+              f"threads {args.threads or 'default'}")
+        print(report.table())
+    return 1 if all(r.error for r in report.rows) else 0
+
+
+def _add_benchmark_verb(verbs) -> None:
+    p = verbs.add_parser(
+        "benchmark", help="convert to every format, then validate and time each", description=cmd_benchmark.__doc__
+    )
+    p.add_argument("checkpoint", help="checkpoint file (.pt/.pth)")
+    p.add_argument("--data", required=True, help="labelled data: a YOLO data.yaml or a COCO json")
+    p.add_argument("--split", default="val", help="the data.yaml split to validate on (default val)")
+    p.add_argument("--to", help="formats, comma-separated (default onnx,openvino,tflite)")
+    p.add_argument("--precision", help="precisions, comma-separated (default fp32,fp16,int8)")
+    p.add_argument("--device", help="formats, precisions and input size from a device profile")
+    p.add_argument("--imgsz", type=_imgsz, help="input size (default 640)")
+    p.add_argument("--calib", help="INT8 calibration images (default: the data's own, its train split first)")
+    p.add_argument("--runs", type=_positive, default=50, help="timed frames per artifact (default 50)")
+    p.add_argument("--threads", type=_positive, help="inference threads (default: the backend's)")
+    p.add_argument("--topk", choices=["graph", "runtime"], default="graph", help="end-to-end models: see convert")
+    p.add_argument("--arch", help="DAMO-YOLO: the variant of a state_dict checkpoint")
+    p.add_argument("--names", type=_names, help="class names (comma-separated or a file, one per line)")
+    p.add_argument("--out", dest="out_dir", help="keep the artifacts in this folder (default: a temporary one)")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_benchmark)
+
+
 def _add_val_verb(verbs) -> None:
     p = verbs.add_parser("val", help="measure a model's mAP on a labelled dataset", description=cmd_val.__doc__)
     p.add_argument("model", help="model file (any format) or checkpoint (.pt/.pth)")
@@ -653,6 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", help="DAMO-YOLO: the variant of a state_dict checkpoint")
     p.set_defaults(func=cmd_inspect)
     _add_val_verb(verbs)
+    _add_benchmark_verb(verbs)
     _add_device_verbs(verbs)
     return parser
 
@@ -668,7 +727,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         os.environ[VERBOSE_ENV] = "1"
     try:
-        with shown(info=args.verb == "convert"):  # a conversion's progress lines go to stdout
+        # a conversion's progress lines go to stdout; a benchmark's to stderr (its table is the output)
+        info_stream = sys.stderr if args.verb == "benchmark" else None
+        with shown(info=args.verb in ("convert", "benchmark"), info_stream=info_stream):
             return args.func(args)
     except EdgekitError as exc:
         print(f"edgekit: error: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from typing import TextIO
 
 LOGGER = logging.getLogger("edgekit")
 LOGGER.addHandler(logging.NullHandler())
@@ -37,9 +38,10 @@ class _Below(logging.Filter):
 
 
 @contextlib.contextmanager
-def shown(info: bool = False) -> Iterator[None]:
+def shown(info: bool = False, info_stream: TextIO | None = None) -> Iterator[None]:
     """While inside, print edgekit's warnings and errors on stderr (``edgekit: warning: ...``) and, with
-    `info`, its INFO lines as plain lines on stdout (what the CLI does for a conversion's progress)."""
+    `info`, its INFO lines as plain lines on `info_stream` (default stdout: what the CLI does for a
+    conversion's progress)."""
     handlers: list[logging.Handler] = []
     warn = logging.StreamHandler(sys.stderr)
     warn.setFormatter(logging.Formatter("edgekit: %(levelname_lower)s: %(message)s"))
@@ -47,7 +49,7 @@ def shown(info: bool = False) -> Iterator[None]:
     warn.addFilter(_lower_level_name)
     handlers.append(warn)
     if info:
-        lines = logging.StreamHandler(sys.stdout)
+        lines = logging.StreamHandler(info_stream or sys.stdout)
         lines.setFormatter(logging.Formatter("%(message)s"))
         lines.setLevel(logging.INFO)
         lines.addFilter(_Below(logging.WARNING))

@@ -17,7 +17,8 @@ pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def shapes_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("shapes")
-    return synthetic.write_yolo_dataset(root / "calib", 60, seed=1), synthetic.write_yolo_dataset(root / "val", 40, seed=2)
+    calib = synthetic.write_yolo_dataset(root / "calib", 60, seed=1)
+    return calib, synthetic.write_yolo_dataset(root / "val", 40, seed=2)
 
 
 def test_search_keeps_the_fewest_top_ranked_layers_that_meet_the_budget(tmp_path):
@@ -92,7 +93,7 @@ def test_max_drop_keeps_layers_in_float_until_the_drop_fits(tmp_path, shapes_dat
     ],
 )
 def test_max_drop_bad_input(tmp_path, shapes_data, capsys, extra, message):
-    calib, val = shapes_data
+    _, val = shapes_data
     folder = tmp_path / "images"
     folder.mkdir()
     args = ["convert", str(assets.demo_checkpoint()), "--imgsz", "320", "--to", "onnx", "--calib", str(folder),
@@ -102,3 +103,18 @@ def test_max_drop_bad_input(tmp_path, shapes_data, capsys, extra, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_benchmark_prints_the_fields_table_with_a_failed_row_saying_why(tmp_path, shapes_data, capsys):
+    _, val = shapes_data
+    code = main(["benchmark", str(assets.demo_checkpoint()), "--data", str(val), "--imgsz", "320", "--to", "onnx,ncnn",
+                 "--precision", "fp32,int8", "--runs", "5", "--json", "--quiet"])
+    report = json.loads(capsys.readouterr().out)
+    rows = {(r["format"], r["precision"]): r for r in report["rows"]}
+    assert code == 0 and report["params_m"] == pytest.approx(0.78, abs=0.01) and report["gflops"] > 0
+    fp32, int8 = rows[("onnx", "fp32")], rows[("onnx", "int8")]
+    assert fp32["map50_95"] > 0.8 and abs(fp32["map50_95"] - int8["map50_95"]) < 0.05
+    assert int8["size_mb"] < fp32["size_mb"]
+    assert fp32["speedup"] == 1.0 and int8["speedup"] == pytest.approx(fp32["ms"] / int8["ms"], rel=0.01)
+    assert fp32["fps"] == pytest.approx(1000 / fp32["ms"], rel=0.01)
+    assert rows[("ncnn", "fp32")]["error"] is None and "INT8" in (rows[("ncnn", "int8")]["error"] or "")

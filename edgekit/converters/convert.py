@@ -335,7 +335,9 @@ def export_target(
             log.info(f"verify   {fmt} {precision}: " + verification.summary())
             if not verification.passed:
                 raise EdgekitError(f"verification failed: {verification.failures()}")
-            if precision == "int8" and ctx.accuracy is not None:
+            if precision == "int8" and ctx.accuracy is not None and verification.skipped:
+                log.warning(f"{fmt} int8: its accuracy on {ctx.accuracy.name} is not measured ({verification.skipped})")
+            elif precision == "int8" and ctx.accuracy is not None:
                 meta = replace(meta, accuracy=measure_int8(ctx, backend, tmp, meta))
                 log.info(f"accuracy {fmt} int8: " + accuracy_summary(meta.accuracy))
                 result.accuracy = meta.accuracy

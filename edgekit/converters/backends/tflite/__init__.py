@@ -17,7 +17,6 @@ from edgekit.converters.verify import Verification
 from edgekit.errors import EdgekitError
 from edgekit.meta import ModelMeta, OutputSpec
 
-
 FLOAT_IO = "float input and outputs"  # the first thing the accuracy search keeps in float: no int8 interface
 
 
