@@ -63,7 +63,7 @@ FAMILIES = {
 def frame_ms(path: Path, frames: int, threads: int | None = None) -> tuple[float, float]:
     """Median per-frame and inference-only milliseconds of edgekit's Detector on the sample photo."""
     detector = edgekit.load(path, threads=threads or os.cpu_count())
-    image = read_image(assets.sample_image())
+    image = read_image(assets.shapes_image())
     for _ in range(3):
         detector(image)
     totals, infers = [], []

@@ -189,7 +189,7 @@ def side_by_side(args, python: str, work: Path) -> list[tuple[str, float, float,
     from edgekit.converters.convert import convert_many
     from edgekit.eval.shapes import write_yolo_dataset
 
-    image_path = str(assets.sample_image())
+    image_path = str(assets.shapes_image())
     image = read_image(image_path)
     models = work / "models"
     targets.INT8_MIN_MAP50 = 0.0  # random weights: agreement is reported, not gated
@@ -342,13 +342,13 @@ def main() -> int:
             models = work / "models"
             if not all((models / f"{m}.onnx").exists() for m in args.models.split(",") if m in PEER_MODELS):
                 print(f"\nbuilding and exporting {args.models} with Ultralytics ({python}) ...", flush=True)
-                subprocess.run([python, str(PEER), "make", str(models), str(assets.sample_image())], check=True,
+                subprocess.run([python, str(PEER), "make", str(models), str(assets.shapes_image())], check=True,
                                stdout=subprocess.DEVNULL)
             for name in [m for m in args.models.split(",") if m in PEER_MODELS]:
                 real_out = work / f"{name}_busy_output.npy"
                 if not real_out.exists() and (models / f"{name}.onnx").exists():
                     d = edgekit.load(models / f"{name}.onnx")
-                    image = read_image(assets.sample_image())
+                    image = read_image(assets.shapes_image())
                     tensor, _ = edgekit.runtimes.preprocess.preprocess(image, d.meta.input, d.meta.imgsz)
                     np.save(real_out, d.engine.run({d.input.name: tensor})[d.meta.outputs.names[0]])
                 if real_out.exists():
@@ -357,7 +357,7 @@ def main() -> int:
         e2e = None
         if python and (work / "models" / "yolo26n-e2e.onnx").exists():
             d = edgekit.load(work / "models" / "yolo26n-e2e.onnx")
-            tensor, _ = edgekit.runtimes.preprocess.preprocess(read_image(assets.sample_image()), d.meta.input,
+            tensor, _ = edgekit.runtimes.preprocess.preprocess(read_image(assets.shapes_image()), d.meta.input,
                                                                d.meta.imgsz)
             e2e = d.engine.run({d.input.name: tensor})[d.meta.outputs.names[0]]
         checks += e2e_figure(args.repeat, e2e)

@@ -116,7 +116,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = random_ultralytics("yolo26n")
-        image = edgekit.devices.read_image(assets.sample_image())
+        image = edgekit.devices.read_image(assets.shapes_image())
         calibrate_scores(model, image, args.imgsz)
         ckpt = write_ultralytics_checkpoint(model, tmp / "yolo26n.pt")
         modes = {

@@ -197,7 +197,7 @@ def test_a_new_backend_needs_only_its_module_and_registry_lines(registered, tmp_
     ours = edgekit.load(folder)
     assert ours.engine.backend == "onnxdata" and ours.meta.verification["passed"]
     reference = edgekit.load(tmp_path / "shapes.onnx")
-    image = assets.sample_image()
+    image = assets.shapes_image()
     a, b = ours(image), reference(image)
     assert len(a) > 0 and a.labels == b.labels
     np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)

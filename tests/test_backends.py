@@ -68,7 +68,7 @@ def test_same_detections_on_every_engine(fp32_artifacts, family):
         "tflite": "litert",
         "ncnn": "ncnn",
     }
-    image = edgekit.devices.read_image(assets.sample_image())
+    image = edgekit.devices.read_image(assets.shapes_image())
 
     def raw(detector):  # the network outputs for the same preprocessed image
         from edgekit.runtimes.preprocess import preprocess
@@ -124,7 +124,7 @@ def test_coreml_structure_metadata(fp32_artifacts):
     assert meta["decode"]["method"] == "topk" and meta["verification"]["passed"]
     if sys.platform != "darwin":
         with pytest.raises(EdgekitError, match="run only on macOS"):
-            edgekit.load(path)(assets.sample_image())
+            edgekit.load(path)(assets.shapes_image())
 
 
 def test_coreml_vision_pipeline(checkpoints, tmp_path):
@@ -161,7 +161,7 @@ def test_int8_keeps_detecting_on_every_backend(checkpoints, calib, tmp_path, fam
         figures = result.verification.extra
         assert figures["map50"] >= 0.5 and figures["reference_detections"] > 0, (result.format, figures)
         detector = edgekit.load(result.path)
-        assert detector.meta.precision == "int8" and len(detector(assets.sample_image(), conf=0.3)) > 0
+        assert detector.meta.precision == "int8" and len(detector(assets.shapes_image(), conf=0.3)) > 0
 
 
 def test_int8_tflite_is_integer_with_quant_params_in_metadata(checkpoints, calib, tmp_path):
@@ -205,13 +205,13 @@ def test_nms_in_graph(checkpoints, tmp_path):
     plain = edgekit.load(
         convert_many(checkpoints["yolov9"], "onnx", "fp32", IMGSZ, tmp_path / "plain", **quiet)[0].path
     )
-    expected = plain(assets.sample_image())
+    expected = plain(assets.shapes_image())
     for result in results:
         assert result.ok, result.error
         assert result.verification.max_abs["nms_unmatched"] == 0
         detector = edgekit.load(result.path)
         assert detector.meta.outputs.names == ["detections", "count"]
-        found = detector(assets.sample_image())
+        found = detector(assets.shapes_image())
         assert len(found) == len(expected)
         np.testing.assert_allclose(np.sort(found.confidence), np.sort(expected.confidence), atol=1e-4)
 
@@ -222,7 +222,7 @@ def test_uint8_input_tflite(checkpoints, tmp_path):
     assert result.ok, result.error
     detector = edgekit.load(result.path)
     assert detector.meta.input.dtype == "uint8" and detector.engine.inputs[0].dtype == "uint8"
-    assert len(detector(assets.sample_image(), conf=0.3)) > 0
+    assert len(detector(assets.shapes_image(), conf=0.3)) > 0
 
 
 def test_calibration_sources(calib, tmp_path, caplog):

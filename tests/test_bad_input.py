@@ -108,13 +108,13 @@ def test_architecture_names_warn_and_mark_random_weights(capsys, tmp_path):
 
     detector = edgekit.load(tmp_path / "yolo26n-topk.onnx")
     assert detector.meta.random_weights is True
-    code = main(["predict", str(tmp_path / "yolo26n-topk.onnx"), str(assets.sample_image()), "--json"])
+    code = main(["predict", str(tmp_path / "yolo26n-topk.onnx"), str(assets.shapes_image()), "--json"])
     err = capsys.readouterr().err
     assert code == 0 and "edgekit: warning: yolo26n-topk.onnx was converted from an architecture name" in err
     code = main(["inspect", str(tmp_path / "yolo26n-topk.onnx")])
     out, err = capsys.readouterr()
     assert "weights    RANDOM" in out and "edgekit: warning:" in err
-    trained = main(["inspect", str(assets.default_model())])
+    trained = main(["inspect", str(assets.shapes_model())])
     out, err = capsys.readouterr()
     assert trained == 0 and "RANDOM" not in out and err == ""
 

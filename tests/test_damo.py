@@ -111,7 +111,7 @@ def test_convert_and_predict(tmp_path, arch):
     assert meta.family == "damo-yolo" and meta.variant == arch and meta.decode.multi_label
     assert meta.input.range == (0.0, 1.0) and meta.input.color == "RGB"
     assert not meta.input.letterbox.keep_ratio  # stretched, as the reference's transforms do since v0.3.0
-    found = detector(assets.sample_image(), conf=0.3)
+    found = detector(assets.shapes_image(), conf=0.3)
     assert found.image_size == (480, 640) and len(found) > 0
 
 
@@ -123,7 +123,7 @@ def test_convert_large_variants(tmp_path, arch):
 
 def test_runtime_preprocessing_is_the_references(tmp_path):
     """The runtime's input tensor equals DAMO-YOLO's test transform applied to the same photo."""
-    image = cv2.imread(str(assets.sample_image()))
+    image = cv2.imread(str(assets.shapes_image()))
     rgb = image[..., ::-1]
     stretched = open_source("damoyolo-t").input
     tensor, _ = preprocess(image, stretched, (256, 320))

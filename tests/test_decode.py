@@ -244,8 +244,8 @@ def test_nms_on_a_real_detector_output_equals_textbook():
     from edgekit.devices import read_image
     from edgekit.runtimes.preprocess import preprocess
 
-    detector = edgekit.load(assets.sample_image().with_name("shapes.onnx"))
-    tensor, _ = preprocess(read_image(assets.sample_image()), detector.meta.input, detector.meta.imgsz)
+    detector = edgekit.load(assets.shapes_image().with_name("shapes.onnx"))
+    tensor, _ = preprocess(read_image(assets.shapes_image()), detector.meta.input, detector.meta.imgsz)
     out = detector.engine.run({detector.input.name: tensor})
     boxes, scores = out["boxes"][0], out["scores"][0]
     anchor, cls, score = decode.candidates(scores, 0.05)

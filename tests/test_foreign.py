@@ -30,14 +30,14 @@ def test_ultralytics_exports_run_with_their_metadata(name, backend, agree):
         assert meta.outputs.names == ["output0"]  # the IR's output port has no tensor name
     expected = json.loads((FIXTURES / f"{name}.predict.json").read_text())
     theirs = {tuple(np.round(np.asarray(r, float), 1)) for r in expected["rows"]}
-    ours = rows(detector(assets.sample_image(), conf=expected["conf"]))
+    ours = rows(detector(assets.shapes_image(), conf=expected["conf"]))
     # every score of this random-weight model ties, so which boxes fill the last of the 300 places may differ
     assert len(ours) == len(theirs) == 300 and len(ours & theirs) >= agree * 300
 
 
 def test_predict_and_inspect_on_an_ultralytics_openvino_folder(capsys):
     folder = FIXTURES / "tiny26_openvino_model"
-    assert main(["predict", str(folder), str(assets.sample_image()), "--json"]) == 0
+    assert main(["predict", str(folder), str(assets.shapes_image()), "--json"]) == 0
     out = capsys.readouterr().out
     found = json.loads(out)["detections"]  # at the model's conf 0.25 every tied 0.431 score passes: max_det 300
     assert len(found) == 300 and {d["label"] for d in found} == {"square"}

@@ -33,7 +33,7 @@ def test_grayscale_checkpoint_converts_and_verifies_everywhere(gray_artifacts):
 
 
 def test_the_runtime_feeds_luminance_and_every_engine_agrees(gray_artifacts):
-    image = cv2.imread(str(assets.sample_image()))
+    image = cv2.imread(str(assets.shapes_image()))
     onnx, tflite, openvino = (edgekit.load(gray_artifacts[f].path) for f in ("onnx", "tflite", "openvino"))
     spec = onnx.meta.input
     x, _ = preprocess(image, spec, (128, 128))
@@ -57,5 +57,5 @@ def test_a_three_channel_model_still_takes_gray_frames():
     gray = np.full((60, 80), 100, np.uint8)
     x, _ = preprocess(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), spec, (64, 64))
     assert x.shape == (1, 3, 64, 64)
-    detector = edgekit.load(assets.default_model())
+    detector = edgekit.load(assets.shapes_model())
     assert len(detector(gray)) == len(detector(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)))

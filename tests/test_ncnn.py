@@ -60,7 +60,7 @@ def test_fp16_folder_detects_as_onnx_runtime_does(checkpoints, tmp_path, family)
 
     ncnn, reference = edgekit.load(result.path), edgekit.load(onnx.path)
     assert ncnn.engine.backend == "ncnn" and ncnn.meta.precision == "fp16"
-    image = edgekit.devices.read_image(assets.sample_image())
+    image = edgekit.devices.read_image(assets.shapes_image())
     expected, got = rows(reference(image, conf=0.3)), rows(ncnn(image, conf=0.3))
     assert len(expected) > 0
     boxes, scores, unmatched = match_rows(expected, got, 1e-2)
@@ -136,7 +136,7 @@ def test_failed_ncnn_targets_leave_nothing_and_spare_the_others(checkpoints, tmp
     assert [r.ok for r in results] == [True, False]
     assert "--topk runtime" in results[1].error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["yolo26n.onnx"]
-    calib = assets.sample_image().parent
+    calib = assets.shapes_image().parent
     int8 = convert_many(checkpoints["yolov9"], "ncnn", "int8", IMGSZ, tmp_path / "int8", calib=calib)[0]
     assert not int8.ok and "INT8 is not offered" in int8.error
     assert not (tmp_path / "int8").exists()  # every target failed: not even the folder is left
@@ -196,7 +196,7 @@ def test_predict_and_inspect_an_ncnn_folder(checkpoints, tmp_path):
     )
     assert found.returncode == 0, found.stderr
     lines = found.stdout.splitlines()
-    assert json.loads(lines[0])["source"] == assets.sample_image().name and lines[-1] == "[]"
+    assert json.loads(lines[0])["source"] == assets.shapes_image().name and lines[-1] == "[]"
     blocked = subprocess.run(
         [sys.executable, "-c", BLOCK.format(name="ncnn"), "predict", str(folder)],
         capture_output=True,

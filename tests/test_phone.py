@@ -74,7 +74,7 @@ def test_phone_verification_and_edgekit_runtime(phone_yolov9):
     detector = edgekit.load(phone_yolov9.path)
     meta = detector.meta
     assert meta.outputs.kind == "postprocess" and not meta.input.letterbox.keep_ratio  # MediaPipe stretches
-    image = read_image(assets.sample_image())
+    image = read_image(assets.shapes_image())
     found = detector(image, conf=0.3)
     # the op's own rows for the photo, read by hand: the first `count` rows (y1, x1, y2, x2 normalized to the
     # stretched input), those scoring above 0.3, best first, x scaled to 640 and y to 480 pixels
@@ -108,11 +108,11 @@ def _iou(a, b):
 
 
 def test_mediapipe_object_detector_finds_what_edgekit_finds(phone_demo):
-    image = read_image(assets.sample_image())
+    image = read_image(assets.shapes_image())
     ours = _rows(edgekit.load(phone_demo.path)(image, conf=0.5))
     theirs = mediapipe_detect(phone_demo.path, [image], ["circle", "square", "triangle"], conf=0.5)[0]
     # and what the ONNX demo model finds on the same photo (letterboxed, not stretched: same objects)
-    onnx = _rows(edgekit.load(assets.default_model())(image, conf=0.5))
+    onnx = _rows(edgekit.load(assets.shapes_model())(image, conf=0.5))
     assert len(ours) >= 3 and len(theirs) == len(ours) and len(onnx) == len(ours)
     # MediaPipe resizes with its own sampler and rounds to pixels; the ONNX model sees a letterboxed, not a
     # stretched, image, so its boxes fit the same objects a little differently

@@ -21,8 +21,8 @@ def test_convert_and_predict_print_only_edgekits_lines(tmp_path):
     foreign = [line for line in proc.stdout.splitlines() if not line.startswith(PREFIXES)]
     assert foreign == []
     assert sum(line.startswith("writing ") for line in proc.stdout.splitlines()) == 2  # a line per stage
-    proc = run("predict", tmp_path / "shapes.tflite", assets.sample_image())
+    proc = run("predict", tmp_path / "shapes.tflite", assets.shapes_image())
     assert proc.returncode == 0 and proc.stderr == ""
     assert proc.stdout.splitlines()[0].startswith("shapes.tflite: Detector(")
-    verbose = run("--verbose", "predict", tmp_path / "shapes.tflite", assets.sample_image())
+    verbose = run("--verbose", "predict", tmp_path / "shapes.tflite", assets.shapes_image())
     assert "XNNPACK" in verbose.stderr

@@ -81,9 +81,9 @@ def _coco_stats(dataset_yaml, detector):
 
 def test_val_equals_pycocotools_run_directly_on_the_same_predictions(tmp_path):
     data = synthetic.write_yolo_dataset(tmp_path / "shapes", 24, seed=11)
-    detector = edgekit.load(assets.default_model())
+    detector = edgekit.load(assets.shapes_model())
     report = validate(detector, load_dataset(data, "val"), max_det=100, progress=False)  # COCO's summary: 100
-    map50_95, map50 = _coco_stats(data, edgekit.load(assets.default_model()))
+    map50_95, map50 = _coco_stats(data, edgekit.load(assets.shapes_model()))
     assert report.map50_95 == pytest.approx(map50_95, abs=1e-4)
     assert report.map50 == pytest.approx(map50, abs=1e-4)
     assert report.map50_95 > 0.5 and 0 < report.precision <= 1 and 0 < report.recall <= 1
@@ -92,7 +92,7 @@ def test_val_equals_pycocotools_run_directly_on_the_same_predictions(tmp_path):
 
 def test_val_cli_prints_json_and_writes_plots(tmp_path, capsys):
     data = synthetic.write_yolo_dataset(tmp_path / "shapes", 8, seed=2)
-    code = main(["val", str(assets.default_model()), "--data", str(data), "--json", "--quiet",
+    code = main(["val", str(assets.shapes_model()), "--data", str(data), "--json", "--quiet",
                  "--plots", str(tmp_path / "plots")])
     out = capsys.readouterr().out
     report = json.loads(out)
@@ -109,7 +109,7 @@ def test_a_checkpoint_validates_in_torch_like_its_artifact(tmp_path):
 
     data = load_dataset(synthetic.write_yolo_dataset(tmp_path / "shapes", 6, seed=4), "val")
     torch_report = validate(open_source_detector(assets.demo_checkpoint(), [320]), data, progress=False)
-    onnx_report = validate(edgekit.load(assets.default_model()), data, progress=False)
+    onnx_report = validate(edgekit.load(assets.shapes_model()), data, progress=False)
     assert torch_report.map50_95 == pytest.approx(onnx_report.map50_95, abs=0.01)
 
 
@@ -147,7 +147,7 @@ BAD = [
 @pytest.mark.parametrize(("how", "message"), BAD, ids=[m[:30] for _, m in BAD])
 def test_bad_datasets_fail_in_one_line_naming_the_file(tmp_path, capsys, how, message):
     data = _bad(tmp_path / "d", **how)
-    code = main(["val", str(assets.default_model()), "--data", str(data), "--plots", str(tmp_path / "plots")])
+    code = main(["val", str(assets.shapes_model()), "--data", str(data), "--plots", str(tmp_path / "plots")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and err[0].startswith("edgekit: error:") and message in err[0], err
     assert "unexpected" not in err[0] and not (tmp_path / "plots").exists()
@@ -156,8 +156,17 @@ def test_bad_datasets_fail_in_one_line_naming_the_file(tmp_path, capsys, how, me
 def test_an_empty_split_and_a_class_count_mismatch_are_refused(tmp_path, capsys):
     (tmp_path / "d" / "images" / "val").mkdir(parents=True)
     (tmp_path / "d" / "data.yaml").write_text("val: images/val\nnames: [a, b, c]\n")
-    assert main(["val", str(assets.default_model()), "--data", str(tmp_path / "d" / "data.yaml")]) == 1
+    assert main(["val", str(assets.shapes_model()), "--data", str(tmp_path / "d" / "data.yaml")]) == 1
     assert "the val split has no images" in capsys.readouterr().err
     data = procedural.write_dataset(tmp_path / "six", {"val": 1}, seed=0)
-    assert main(["val", str(assets.default_model()), "--data", str(data)]) == 1
+    assert main(["val", str(assets.shapes_model()), "--data", str(data)]) == 1
     assert "has 3 classes, the dataset" in capsys.readouterr().err
+
+
+def test_a_yaml_without_path_is_read_relative_to_its_own_folder(scenes, tmp_path, monkeypatch):
+    monkeypatch.chdir(scenes.parent.parent)
+    relative = scenes.relative_to(scenes.parent.parent)
+    assert not relative.is_absolute() and len(load_dataset(relative, "val").items) == 10
+    from edgekit.converters.calibration import calibration_images
+
+    assert len(calibration_images(relative, split="val")) == 10

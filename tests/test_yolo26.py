@@ -110,7 +110,7 @@ def test_predict_decodes_every_mode(converted):
     results = {}
     for mode, result in converted.items():
         detector = edgekit.load(result.path)
-        found = detector(assets.sample_image(), conf=0.3)
+        found = detector(assets.shapes_image(), conf=0.3)
         assert found.image_size == (480, 640) and len(found) > 0
         results[mode] = found
     graph, runtime = results["graph"], results["runtime"]
@@ -146,7 +146,7 @@ def test_cli_convert_and_predict(yolo26n, tmp_path):
             "edgekit.cli",
             "predict",
             str(tmp_path / "yolo26n-topk.onnx"),
-            str(assets.sample_image()),
+            str(assets.shapes_image()),
             "--json",
             "--conf",
             "0.3",
@@ -215,4 +215,4 @@ def test_yolo26s_every_mode(tmp_path, options):
     path = write_ultralytics_checkpoint(random_ultralytics("yolo26s", nc=7, seed=3), tmp_path / "yolo26s.pt")
     result = convert(path, imgsz=160, out_dir=tmp_path, **options)
     assert result.verification.passed
-    assert len(edgekit.load(result.path)(assets.sample_image(), conf=0.2)) > 0
+    assert len(edgekit.load(result.path)(assets.shapes_image(), conf=0.2)) > 0

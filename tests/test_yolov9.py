@@ -167,7 +167,7 @@ def _convert_and_check(tmp_path, arch, imgsz=160, nc=5):
 @pytest.mark.parametrize("arch", ["yolov9-t", "gelan-t"])
 def test_convert_small_checkpoints_and_predict(tmp_path, arch):
     _, detector = _convert_and_check(tmp_path, arch)
-    image = read_image(assets.sample_image())
+    image = read_image(assets.shapes_image())
     found = detector(image, conf=0.3)
     assert found.image_size == (480, 640) and len(found) > 0
     # the network's own outputs for the photo, decoded, then taken back through the letterbox by hand:
@@ -197,7 +197,7 @@ def test_half_and_dynamic_exports(tmp_path):
     dyn = convert(ckpt, imgsz=128, dynamic=True, out_dir=tmp_path / "d")
     detector = edgekit.load(dyn.path, imgsz=192)
     assert detector.meta.imgsz == (192, 192)
-    images = [read_image(assets.sample_image()), np.full((100, 120, 3), 200, np.uint8)]
+    images = [read_image(assets.shapes_image()), np.full((100, 120, 3), 200, np.uint8)]
     batch = detector(images)  # one run of a batch of two, each image decoded from its own outputs
     assert len(batch) == len(images)
     for together, image in zip(batch, images):

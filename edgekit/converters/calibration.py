@@ -40,8 +40,8 @@ def _from_yolo_yaml(path: Path, split: str | None = None) -> list[Path]:
         raise EdgekitError(f"{path}: not a readable YAML file ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise EdgekitError(f"{path}: expected a YOLO dataset yaml (path, train, val, names)")
-    root = Path(data.get("path") or path.parent)
-    if not root.is_absolute():
+    root = Path(str(data["path"])) if data.get("path") else Path(".")
+    if not root.is_absolute():  # relative to the yaml's own folder
         root = (path.parent / root).resolve()
     entry = data.get(split) if split else (data.get("val") or data.get("train"))
     if not entry:

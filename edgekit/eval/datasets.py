@@ -144,8 +144,8 @@ def _images_of(entry, root: Path, source: Path) -> list[Path]:
 def _from_yolo(path: Path, split: str) -> Dataset:
     data = _read_yaml(path)
     names = _names(data.get("names"), path)
-    root = Path(str(data.get("path") or path.parent))
-    if not root.is_absolute():
+    root = Path(str(data["path"])) if data.get("path") else Path(".")
+    if not root.is_absolute():  # relative to the yaml's own folder (Ultralytics: path absent means the yaml's folder)
         root = (path.parent / root).resolve()
     if not data.get(split):
         found = [s for s in ("train", "val", "test") if data.get(s)]
