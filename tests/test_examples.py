@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgekit.assets import default_model
+from edgekit.assets import shapes_model
 
 from videos import write_shapes_video
 
@@ -51,7 +51,7 @@ def test_example_help_and_install_header(name):
 
 def test_video_to_mp4_annotates_every_frame(tmp_path, shapes_video):
     out = tmp_path / "annotated.mp4"
-    done = example("video_to_mp4.py", default_model(), shapes_video, out)
+    done = example("video_to_mp4.py", shapes_model(), shapes_video, out)
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}: 20 frames" in done.stderr
     src, ann = cv2.VideoCapture(str(shapes_video)), cv2.VideoCapture(str(out))
@@ -64,7 +64,7 @@ def test_video_to_mp4_annotates_every_frame(tmp_path, shapes_video):
 
 def test_video_to_mp4_ctrl_c_leaves_a_playable_video(tmp_path, shapes_video):
     out = tmp_path / "annotated.mp4"
-    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "video_to_mp4.py"), str(default_model()), str(shapes_video),
+    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "video_to_mp4.py"), str(shapes_model()), str(shapes_video),
                              str(out), "--loop"], stderr=subprocess.PIPE, text=True, env=env())
     for line in proc.stderr:
         if line.startswith("frame 60:"):  # three passes of the looping file
@@ -84,7 +84,7 @@ def test_video_to_mp4_ctrl_c_leaves_a_playable_video(tmp_path, shapes_video):
 
 
 def test_video_to_mp4_bad_input_is_one_line(tmp_path):
-    done = example("video_to_mp4.py", default_model(), tmp_path / "missing.mp4", tmp_path / "out.mp4")
+    done = example("video_to_mp4.py", shapes_model(), tmp_path / "missing.mp4", tmp_path / "out.mp4")
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
         f"edgekit: error: source not found: {tmp_path / 'missing.mp4'}"
     ]
@@ -92,14 +92,14 @@ def test_video_to_mp4_bad_input_is_one_line(tmp_path):
 
 
 def test_webcam_detect_headless(shapes_video):
-    done = example("webcam_detect.py", default_model(), shapes_video, "--frames", 5)
+    done = example("webcam_detect.py", shapes_model(), shapes_video, "--frames", 5)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 5 and all("circle" in line and "triangle" in line and "FPS" in line for line in lines)
 
 
 def test_webcam_detect_camera_that_cannot_open():
-    done = example("webcam_detect.py", default_model(), "9")
+    done = example("webcam_detect.py", shapes_model(), "9")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("edgekit: error: cannot open camera 9: /dev/video9")
 
@@ -116,7 +116,7 @@ def test_pi_camera_detect_through_the_standin(tmp_path, shapes_video):
 
 
 def _start_stream_server(video: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "stream_server.py"), str(default_model()), str(video),
+    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "stream_server.py"), str(shapes_model()), str(video),
                              "--loop", "--port", "0"], stderr=subprocess.PIPE, text=True, env=env())
     line = proc.stderr.readline()
     found = re.search(r"at (http://\S+)", line)

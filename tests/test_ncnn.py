@@ -196,7 +196,7 @@ def test_predict_and_inspect_an_ncnn_folder(checkpoints, tmp_path):
     )
     assert found.returncode == 0, found.stderr
     lines = found.stdout.splitlines()
-    assert json.loads(lines[0])["source"] == assets.shapes_image().name and lines[-1] == "[]"
+    assert json.loads(lines[0])["source"] == assets.sample_image().name and lines[-1] == "[]"
     blocked = subprocess.run(
         [sys.executable, "-c", BLOCK.format(name="ncnn"), "predict", str(folder)],
         capture_output=True,

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgekit.assets import default_model
+from edgekit.assets import shapes_model
 from edgekit.cli import main
 from edgekit.runtimes.profile import Latency, default_sweep, profile_model
 from edgekit.runtimes.profile_plot import nice_ticks, render_profile
@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "devices"
 
 @pytest.fixture(scope="module")
 def pi5_report():
-    return profile_model(default_model(), runs=30, warmup=3, sweep=[1, 2], sweep_runs=5,
+    return profile_model(shapes_model(), runs=30, warmup=3, sweep=[1, 2], sweep_runs=5,
                          telemetry_root=FIXTURES / "rpi5", throttled=lambda: 0xE0008, interval=0.05)
 
 
@@ -80,7 +80,7 @@ def test_nice_ticks():
 
 def test_profile_command_text_json_csv_plot(capsys, tmp_path):
     csv, png = tmp_path / "runs.csv", tmp_path / "plot.png"
-    code = main(["profile", str(default_model()), "--runs", "20", "--warmup", "2", "--sweep", "1",
+    code = main(["profile", str(shapes_model()), "--runs", "20", "--warmup", "2", "--sweep", "1",
                  "--csv", str(csv), "--plot", str(png)])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -94,7 +94,7 @@ def test_profile_command_text_json_csv_plot(capsys, tmp_path):
     assert rows[0] == "run,t_s,frame_ms,pre_ms,infer_ms,post_ms,temp_c,arm_mhz,throttled" and len(rows) == 21
     plot = cv2.imread(str(png))
     assert plot.shape == (850, 1280, 3) and plot.std() > 10
-    assert main(["profile", str(default_model()), "--runs", "5", "--warmup", "0", "--no-sweep", "--no-ops",
+    assert main(["profile", str(shapes_model()), "--runs", "5", "--warmup", "0", "--no-sweep", "--no-ops",
                  "--json", "--quiet"]) == 0
     out, err = capsys.readouterr()
     doc = json.loads(out)
@@ -105,7 +105,7 @@ def test_profile_command_text_json_csv_plot(capsys, tmp_path):
 def test_profile_bad_input(capsys, tmp_path):
     assert main(["profile", str(tmp_path / "missing.onnx")]) == 1
     assert capsys.readouterr().err.strip() == f"edgekit: error: model not found: {tmp_path / 'missing.onnx'}"
-    assert main(["profile", str(default_model()), "--runs", "2", "--warmup", "0", "--no-sweep", "--no-ops",
+    assert main(["profile", str(shapes_model()), "--runs", "2", "--warmup", "0", "--no-sweep", "--no-ops",
                  "--plot", str(tmp_path / "plot.jpg"), "--quiet"]) == 1
     assert "--plot writes a PNG" in capsys.readouterr().err and not list(tmp_path.iterdir())
     assert main(["profile", "--device", "pi9", "--quiet"]) == 1
@@ -116,8 +116,8 @@ def test_openvino_performance_counters(tmp_path):
     ov = pytest.importorskip("openvino")
     import onnx
 
-    props = {p.key: p.value for p in onnx.load(str(default_model())).metadata_props}
-    model = ov.convert_model(str(default_model()))
+    props = {p.key: p.value for p in onnx.load(str(shapes_model())).metadata_props}
+    model = ov.convert_model(str(shapes_model()))
     model.set_rt_info(props["edgekit"], ["edgekit"])
     ov.save_model(model, str(tmp_path / "shapes.xml"))
     report = profile_model(tmp_path / "shapes.xml", runs=5, warmup=1, sweep=[])

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from edgekit.assets import default_model
+from edgekit.assets import shapes_model
 from edgekit.devices.sources import Backoff, Source
 from edgekit.runtimes.detector import load
 from edgekit.runtimes.profile import current_rss_mb
@@ -21,7 +21,7 @@ def test_camera_loop_10000_frames_without_growth_and_with_a_drop(tmp_path):
     # a 500 FPS file: the live reader paces it like a (fast) camera without slowing the soak down
     video = write_shapes_video(tmp_path / "camera.mp4", frames=50, fps=500)
     away = tmp_path / "unplugged.mp4"
-    detector = load(default_model())
+    detector = load(shapes_model())
     source = Source(video, live=True, loop=True, backoff=Backoff(first=0.1, longest=0.5, give_up=30))
     baseline = None
     frames = 0

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgekit.assets import default_model, sample_image
+from edgekit.assets import shapes_model, shapes_image
 from edgekit.detections import Detections
 from edgekit.devices import picamera
 from edgekit.devices.mjpeg import MjpegServer
@@ -186,7 +186,7 @@ def test_picamera_lores_frames_are_bgr_at_the_model_size(standin, lores_format):
     cam = standin.instances[0]
     assert cam.config["lores"] == {"size": (288, 216), "format": lores_format}
     assert cam.config["main"] == {"size": (1280, 960), "format": "XRGB8888"}
-    expected = cv2.resize(cv2.imread(str(sample_image())), (288, 216), interpolation=cv2.INTER_AREA)
+    expected = cv2.resize(cv2.imread(str(shapes_image())), (288, 216), interpolation=cv2.INTER_AREA)
     assert frame.image.shape == (216, 288, 3) and frame.image.flags.c_contiguous
     tolerance = 6 if lores_format == "YUV420" else 0  # chroma subsampling
     assert np.abs(frame.image.astype(int) - expected).mean() <= tolerance
@@ -194,7 +194,7 @@ def test_picamera_lores_frames_are_bgr_at_the_model_size(standin, lores_format):
 
 
 def test_picamera_detects_on_lores_and_draws_on_main_in_the_callback(standin):
-    detector = load(default_model())
+    detector = load(shapes_model())
     with picamera.PiCamera(0, main=(1280, 960), imgsz=detector.meta.imgsz, preview=True) as camera:
         found = detector(camera.capture())
         assert found.counts() == {"circle": 4, "triangle": 3, "square": 1}
@@ -238,11 +238,11 @@ def test_predict_on_a_stream_ctrl_c_keeps_a_playable_video(tmp_path):
     import signal
     import subprocess
 
-    from edgekit.assets import default_model
+    from edgekit.assets import shapes_model
 
     server = MjpegServer(port=0).start()
     done = threading.Event()
-    scene = cv2.imread(str(sample_image()))
+    scene = cv2.imread(str(shapes_image()))
 
     def publish():
         while not done.is_set():
@@ -251,7 +251,7 @@ def test_predict_on_a_stream_ctrl_c_keeps_a_playable_video(tmp_path):
 
     threading.Thread(target=publish, daemon=True).start()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(p) for p in sys.path if p])}
-    proc = subprocess.Popen([sys.executable, "-m", "edgekit.cli", "predict", str(default_model()),
+    proc = subprocess.Popen([sys.executable, "-m", "edgekit.cli", "predict", str(shapes_model()),
                              f"http://127.0.0.1:{server.port}/stream.mjpg", "--save", str(tmp_path), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

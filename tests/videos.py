@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgekit.assets import sample_image
+from edgekit.assets import shapes_image
 
 
 def level(index: int) -> int:
@@ -32,7 +32,7 @@ def frame_index(image: np.ndarray, frames: int) -> int:
 
 def write_shapes_video(path: Path, frames: int = 30, fps: float = 15.0) -> Path:
     """The bundled shapes photo drifting a few pixels per frame: the demo model finds its shapes in every frame."""
-    image = cv2.imread(str(sample_image()))
+    image = cv2.imread(str(shapes_image()))
     h, w = image.shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     for i in range(frames):

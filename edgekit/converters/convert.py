@@ -95,13 +95,13 @@ class Interrupts:
 
 
 def verification_images(renders: int = 2, noise: int = 1) -> list[np.ndarray]:
-    """Images every artifact is verified on: the bundled photo, rendered scenes, and seeded noise."""
+    """Images every artifact is verified on: the bundled shapes image, rendered shapes, and seeded noise."""
     from edgekit import assets
     from edgekit.devices.sources import read_image
     from edgekit.eval.synthetic import render, sample_size
 
     rng = np.random.default_rng(0)
-    images = [read_image(assets.sample_image())]
+    images = [read_image(assets.shapes_image())]
     images += [render(rng, *sample_size(rng)).image for _ in range(renders)]
     images += [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(noise)]
     return images
@@ -214,6 +214,13 @@ def _accuracy_data(options: ConvertOptions, num_classes: int) -> tuple[AccuracyD
         return load_accuracy_data(options.val_data, num_classes, options.max_drop), None
     if is_labelled(options.calib):
         calib = Path(options.calib)
+        if _labelled_classes(calib) != num_classes:  # labelled for another model: only calibration images
+            if options.max_drop is not None:
+                raise EdgekitError(
+                    f"--max-drop: {calib.name} is labelled with {_labelled_classes(calib)} classes, the model has "
+                    f"{num_classes}: pass --val-data labelled with the model's classes"
+                )
+            return None, None
         splits = _yaml_splits(calib)
         if "train" in splits and "val" in splits:  # calibrate on train, measure on val
             return load_accuracy_data(calib, num_classes, options.max_drop, "val"), "train"
@@ -226,6 +233,12 @@ def _accuracy_data(options: ConvertOptions, num_classes: int) -> tuple[AccuracyD
             "--calib as a labelled dataset"
         )
     return None, None
+
+
+def _labelled_classes(path: Path) -> int:
+    from edgekit.eval.datasets import load_dataset
+
+    return len(load_dataset(path, _yaml_splits(path)[0] if _yaml_splits(path) else "val").names)
 
 
 def _yaml_splits(path: Path) -> list[str]:

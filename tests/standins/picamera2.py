@@ -15,7 +15,7 @@ import time
 import cv2
 import numpy as np
 
-from edgekit.assets import sample_image
+from edgekit.assets import shapes_image
 
 instances: list = []
 
@@ -69,7 +69,7 @@ class Picamera2:
 
     def _scene(self) -> np.ndarray:
         if self._video is None:
-            return cv2.imread(str(sample_image()))
+            return cv2.imread(str(shapes_image()))
         time.sleep(1 / 30)  # a camera delivers frames at its frame rate
         ok, image = self._video.read()
         if not ok:
