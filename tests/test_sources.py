@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgekit.assets import shapes_model, shapes_image
+from edgekit.assets import shapes_image, shapes_model
 from edgekit.detections import Detections
 from edgekit.devices import picamera
 from edgekit.devices.mjpeg import MjpegServer
