@@ -84,3 +84,32 @@ def test_the_gate_fails_squashed_scores_whose_ranks_survive(tmp_path):
     assert squashed.max_abs["score_max_diff"] > 0.3
     figure = squashed.max_abs["score_max_diff"]
     assert not squashed.passed and squashed.failures() == f"score_max_diff {figure:.3g} > 0.1"
+
+
+@pytest.mark.slow
+def test_int8_on_the_trained_yolo26n_fixture_keeps_scores_and_accuracy(tmp_path):
+    """Issue 15 on a trained family model: every INT8 backend's top scores within 0.05 of FP32's, detection
+    agreement with FP32 at least 0.9 (mAP50-95), and the mAP50-95 drop on the val split within 1 point."""
+    from pathlib import Path
+
+    from edgekit.eval.procedural import write_dataset
+
+    fixtures = Path(__file__).parent / "fixtures" / "families"
+    calib = write_dataset(tmp_path / "calib", {"train": 100}, seed=0)
+    results = convert_many(fixtures / "yolo26n.pt", "onnx,openvino,tflite", "fp32,int8", IMGSZ, tmp_path / "out",
+                           calib=calib, topk="runtime", val_data=fixtures / "scenes" / "data.yaml")
+    assert all(r.ok for r in results), [r.error for r in results]
+    paths = {(r.format, r.precision): r.path for r in results}
+    images = [cv2_read(p) for p in sorted((fixtures / "scenes" / "images" / "val").glob("*.jpg"))[:40]]
+    for fmt in ("onnx", "openvino", "tflite"):
+        fp32, int8 = top_scores(paths[fmt, "fp32"], images), top_scores(paths[fmt, "int8"], images)
+        assert abs(fp32.max() - int8.max()) < 0.05 and abs(np.percentile(fp32, 90) - np.percentile(int8, 90)) < 0.05
+        result = next(r for r in results if r.format == fmt and r.precision == "int8")
+        assert result.verification.extra["map50_95"] >= 0.9, (fmt, result.verification.extra)
+        assert result.accuracy["drop"] <= 1.0, (fmt, result.accuracy)
+
+
+def cv2_read(path):
+    import cv2
+
+    return cv2.imread(str(path))

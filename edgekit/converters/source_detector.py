@@ -50,6 +50,7 @@ class SourceDetector:
         self.source = source
         self.meta = artifact_meta(source, imgsz, checksum=False)
         self.conf, self.iou, self.max_det = source.decode.conf, source.decode.iou, source.decode.max_det
+        self.multi_label = source.decode.multi_label
         self.timings = Timings()
 
     @property
@@ -78,6 +79,7 @@ class SourceDetector:
             conf=self.conf if conf is None else conf,
             iou=self.iou if iou is None else iou,
             max_det=self.max_det if max_det is None else max_det,
+            multi_label=self.multi_label,
         )[0]
         t3 = time.perf_counter()
         self.timings = Timings(pre=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3, post=(t3 - t2) * 1e3)

@@ -10,8 +10,9 @@ the torch wrapper of a checkpoint the converters provide. Matching and averaging
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,12 +114,15 @@ def validate(
     max_det: int = MAX_DET,
     progress: bool = True,
     model: str = "",
+    multi_label: bool = True,
 ) -> ValReport:
     """Run `detect` (called as ``detect(image, conf=, iou=, max_det=)`` on a BGR HxWx3 uint8 image) over every
     image of `dataset` and evaluate with pycocotools.
 
-    Class ids of `detect` must be the dataset's (same count and order). Per-image stage times are taken from
-    ``detect.timings`` when it has them (a Detector does). Raises EdgekitError for an unreadable image.
+    Class ids of `detect` must be the dataset's (same count and order). NMS models decode multi-label (every
+    class above `conf` of an anchor is a candidate), as YOLOv9's and Ultralytics' val do, when `detect` has a
+    ``multi_label`` switch (a Detector does). Per-image stage times are taken from ``detect.timings`` when it
+    has them. Raises EdgekitError for an unreadable image.
     """
     from tqdm import tqdm
 
@@ -127,16 +131,17 @@ def validate(
     predictions, truths = [], []
     totals = {"pre": 0.0, "infer": 0.0, "post": 0.0}
     timed = 0
-    for item in tqdm(dataset.items, desc="val", unit="image", disable=not progress, file=sys.stderr, leave=False):
-        image = read_image(item.image)
-        found = detect(image, conf=conf, iou=iou, max_det=max_det)
-        timings = getattr(detect, "timings", None)
-        if timings is not None:
-            timed += 1
-            for key in totals:
-                totals[key] += float(getattr(timings, key, 0.0))
-        predictions.append(ImageResult(found.xyxy, found.class_id, found.confidence))
-        truths.append(ImageResult(item.pixel_boxes(*image.shape[:2]), item.labels))
+    with labels_per_anchor(detect, multi_label):
+        for item in tqdm(dataset.items, desc="val", unit="image", disable=not progress, file=sys.stderr, leave=False):
+            image = read_image(item.image)
+            found = detect(image, conf=conf, iou=iou, max_det=max_det)
+            timings = getattr(detect, "timings", None)
+            if timings is not None:
+                timed += 1
+                for key in totals:
+                    totals[key] += float(getattr(timings, key, 0.0))
+            predictions.append(ImageResult(found.xyxy, found.class_id, found.confidence))
+            truths.append(ImageResult(item.pixel_boxes(*image.shape[:2]), item.labels))
     metrics = mean_average_precision(predictions, truths, len(dataset.names), max_det)
     counts = metrics.class_instances or [0] * len(dataset.names)
     classes = [
@@ -161,6 +166,19 @@ def validate(
         metrics=metrics,
         confusion=confusion_matrix(predictions, truths, len(dataset.names)),
     )
+
+
+@contextlib.contextmanager
+def labels_per_anchor(detect, multi_label: bool) -> Iterator[None]:
+    """Set a detector's ``multi_label`` switch for the duration (detectors without one are left alone)."""
+    saved = getattr(detect, "multi_label", None)
+    if saved is not None:
+        detect.multi_label = multi_label
+    try:
+        yield
+    finally:
+        if saved is not None:
+            detect.multi_label = saved
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

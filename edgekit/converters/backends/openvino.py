@@ -43,14 +43,17 @@ def openvino_decode_region(model) -> list[str]:
 
 
 def float_convolutions(model) -> list[str]:
-    """Friendly names of the convolutions whose activation input is not quantized (no FakeQuantize before them);
-    on a float model, every convolution."""
+    """Friendly names of the convolutions whose weights are not quantized (neither a FakeQuantize nor an
+    integer constant behind them); on a float model, every convolution."""
     names = []
     for op in model.get_ordered_ops():
         if op.get_type_name() not in ("Convolution", "GroupConvolution"):
             continue
-        source = op.input(0).get_source_output().get_node()
-        if source.get_type_name() != "FakeQuantize":
+        node = op.input(1).get_source_output().get_node()
+        while node.get_type_name() not in ("FakeQuantize", "Constant") and node.get_input_size():
+            node = node.input(0).get_source_output().get_node()
+        integer = node.get_type_name() == "Constant" and node.get_element_type().is_integral()
+        if node.get_type_name() != "FakeQuantize" and not integer:
             names.append(op.get_friendly_name())
     return names
 
@@ -113,7 +116,7 @@ class OpenVINOBackend(Backend):
                 tensor, info = prepared[i]
                 result = compiled(tensor)
                 raw = {name: result[compiled.output(name)] for name in meta.outputs.names}
-                found = decode_outputs(meta, raw, [info], conf=CONF, iou=IOU, max_det=MAX_DET)[0]
+                found = decode_outputs(meta, raw, [info], conf=CONF, iou=IOU, max_det=MAX_DET, multi_label=True)[0]
                 predictions.append(ImageResult(found.xyxy, found.class_id, found.confidence))
                 truths.append(data.truths[i])
             return 100.0 * mean_average_precision(predictions, truths, len(meta.classes), MAX_DET).map50_95, None
