@@ -1,7 +1,7 @@
 """Train the family fixtures (yolov9-t with its PGI branch, damoyolo-t, yolo26n) on procedural scenes, on CPU.
 
-    python scripts/make_scenes.py scenes                     # or any YOLO data.yaml with train/val
-    python scripts/train_families.py yolo26n --data scenes/data.yaml --minutes 40 --out fixtures/yolo26n.pt
+    python -c "from edgekit.eval.procedural import write_dataset as w; w('scenes', {'train': 4000, 'val': 200})"
+    python scripts/train_families.py yolo26n --data scenes/data.yaml --minutes 35 --out yolo26n.pt
 
 The models are edgekit's own definitions of each family in their training form; the weights are saved in
 the family's native checkpoint layout (the official YOLOv9 pickled ``model`` + ``ema`` in fp16, DAMO-YOLO's

@@ -20,6 +20,9 @@ from edgekit.logs import silenced
 from edgekit.meta import KEY
 
 WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
+# modules whose weighted op has fixed weights (the expectation over distance bins): inside the decode region,
+# as the ONNX and OpenVINO walks treat the "/dfl/" convolution; litert-torch names tensors by module path
+FIXED_WEIGHT_MODULES = ("dfl",)
 FP16_RECIPE = [
     {
         "regex": ".*",
@@ -154,7 +157,9 @@ def tflite_decode_region(path: Path) -> list[str]:
         if op is None or id(op) in seen:
             continue
         code = model.operatorCodes[op.opcodeIndex]
-        if kinds.get(max(code.builtinCode, code.deprecatedBuiltinCode)) in WEIGHTED_OPS:
+        name = graph.tensors[op.outputs[0]].name.decode()
+        fixed = any(part in name.lower() for part in FIXED_WEIGHT_MODULES)  # the DFL: part of the decode
+        if kinds.get(max(code.builtinCode, code.deprecatedBuiltinCode)) in WEIGHTED_OPS and not fixed:
             continue
         seen.add(id(op))
         region.append(graph.tensors[op.outputs[0]].name.decode())
