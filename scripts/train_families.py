@@ -119,6 +119,24 @@ class Family:
         raise NotImplementedError
 
 
+def yolo_biases(head, *branches) -> None:
+    """Box biases at one cell and class biases at a small prior per level, as YOLOv5..v9's bias_init does."""
+    for boxes, classes in branches:
+        for box, cls, stride in zip(boxes, classes, head.stride.tolist()):
+            box[-1].bias.fill_(1.0)
+            cls[-1].bias.fill_(math.log(5 / head.nc / (640 / stride) ** 2))
+
+
+def export_predict(model, x) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Boxes and scores of a head with an ``export`` switch (the contract's normalized outputs)."""
+    model.head.export = True
+    try:
+        boxes, scores = model(x)
+    finally:
+        model.head.export = False
+    return boxes[0].numpy(), scores[0].numpy(), False
+
+
 class YOLOv9Family(Family):
     arch = "yolov9-t"
 
@@ -129,12 +147,7 @@ class YOLOv9Family(Family):
 
     def init_biases(self):
         head = self.model.head
-        for box, cls, stride in zip(head.cv2, head.cv3, head.stride.tolist()):
-            box[-1].bias.fill_(1.0)
-            cls[-1].bias.fill_(math.log(5 / head.nc / (640 / stride) ** 2))
-        for box, cls, stride in zip(head.cv4, head.cv5, head.stride.tolist()):
-            box[-1].bias.fill_(1.0)
-            cls[-1].bias.fill_(math.log(5 / head.nc / (640 / stride) ** 2))
+        yolo_biases(head, (head.cv2, head.cv3), (head.cv4, head.cv5))
 
     def branches(self, x, progress):
         head = self.model.head
@@ -147,12 +160,7 @@ class YOLOv9Family(Family):
         return out
 
     def predict(self, model, x):
-        model.head.export = True
-        try:
-            boxes, scores = model(x)
-        finally:
-            model.head.export = False
-        return boxes[0].numpy(), scores[0].numpy(), False
+        return export_predict(model, x)
 
     def save(self, model, path, names):
         model = copy.deepcopy(model).eval()
@@ -170,10 +178,7 @@ class YOLO26Family(Family):
 
     def init_biases(self):
         head = self.model.head
-        for boxes, classes in ((head.cv2, head.cv3), (head.one2one_cv2, head.one2one_cv3)):
-            for box, cls, stride in zip(boxes, classes, head.stride.tolist()):
-                box[-1].bias.fill_(1.0)
-                cls[-1].bias.fill_(math.log(5 / head.nc / (640 / stride) ** 2))
+        yolo_biases(head, (head.cv2, head.cv3), (head.one2one_cv2, head.one2one_cv3))
 
     def branches(self, x, progress):
         head = self.model.head
@@ -231,12 +236,7 @@ class DAMOFamily(Family):
         return [_branch(box, cls, head.strides, head.reg_max + 1, 0.0, 10, 1.0)]
 
     def predict(self, model, x):
-        model.head.export = True
-        try:
-            boxes, scores = model(x)
-        finally:
-            model.head.export = False
-        return boxes[0].numpy(), scores[0].numpy(), False
+        return export_predict(model, x)
 
     def save(self, model, path, names):
         write_damo_checkpoint(copy.deepcopy(model).half().eval(), path)  # fp16, as the fixtures are committed

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import EdgekitError
-from edgekit.eval.datasets import Dataset, load_dataset
+from edgekit.eval.datasets import Dataset, load_dataset, read_yaml
 from edgekit.eval.metrics import ImageResult, mean_average_precision
 from edgekit.logs import get_logger
 from edgekit.meta import ModelMeta
@@ -49,6 +49,7 @@ class AccuracyData:
     truths: list[ImageResult]
     max_drop: float | None = None
     reference: float | None = None  # mAP50-95 points of the FP32 source, measured once
+    prepared: dict = field(default_factory=dict, repr=False)  # (input spec, size) -> preprocessed inputs
 
     @property
     def name(self) -> str:
@@ -76,35 +77,51 @@ def load_accuracy_data(spec: str | Path, num_classes: int, max_drop: float | Non
     return AccuracyData(dataset, images, truths, max_drop)
 
 
-def is_labelled(spec: str | Path | None) -> bool:
-    """Whether a calibration spec is a labelled dataset (a YOLO yaml or COCO json whose images have labels)."""
+def labelled_splits(spec: str | Path | None) -> tuple[int, list[str]] | None:
+    """For a calibration spec that is a labelled dataset (a YOLO yaml or COCO json with labelled images): its
+    class count and the splits it has (val, train, test order); None for anything else."""
     if spec is None or Path(spec).suffix.lower() not in (".yaml", ".yml", ".json"):
-        return False
+        return None
     try:
-        dataset = load_dataset(spec, "val") if Path(spec).suffix.lower() == ".json" else _any_split(spec)
+        if Path(spec).suffix.lower() == ".json":
+            splits = ["val"]
+        else:
+            data = read_yaml(Path(spec))
+            splits = [s for s in ("val", "train", "test") if data.get(s)]
+        dataset = load_dataset(spec, splits[0]) if splits else None
     except EdgekitError:
-        return False
-    return dataset.instances > 0
+        return None
+    if dataset is None or not dataset.instances:
+        return None
+    return len(dataset.names), splits
 
 
-def _any_split(spec: str | Path) -> Dataset:
-    for split in ("val", "test", "train"):
-        try:
-            return load_dataset(spec, split)
-        except EdgekitError:
-            continue
-    raise EdgekitError(f"{spec}: no labelled split")
+def prepared_inputs(meta: ModelMeta, data: AccuracyData) -> list:
+    """(input tensor, letterbox info) of every image as `meta`'s input spec wants it (made once per spec)."""
+    key = (repr(meta.input), tuple(meta.imgsz))
+    if key not in data.prepared:
+        data.prepared[key] = [preprocess(image, meta.input, tuple(meta.imgsz)) for image in data.images]
+    return data.prepared[key]
 
 
-def map_points(run: Callable[[np.ndarray], dict[str, np.ndarray]], meta: ModelMeta, data: AccuracyData) -> float:
-    """mAP50-95 in points of a model given as `run` (a preprocessed input tensor -> its float outputs by name),
-    decoded as `meta` says at conf 0.001 and 300 detections."""
-    predictions = []
-    for image in data.images:
-        tensor, info = preprocess(image, meta.input, tuple(meta.imgsz))
+def map_points(
+    run: Callable[[np.ndarray], dict[str, np.ndarray]],
+    meta: ModelMeta,
+    data: AccuracyData,
+    indices: Sequence[int] | None = None,
+) -> float:
+    """mAP50-95 in points of a model given as `run` (a preprocessed input tensor -> its float outputs by name)
+    on the data (or the images at `indices`), decoded as `meta` says at conf 0.001, 300 detections, multi-label
+    (as `edgekit val`). Inputs are preprocessed once per conversion and kept on `data`."""
+    prepared = prepared_inputs(meta, data)
+    picks = range(len(prepared)) if indices is None else indices
+    predictions, truths = [], []
+    for i in picks:
+        tensor, info = prepared[i]
         found = decode_outputs(meta, run(tensor), [info], conf=CONF, iou=IOU, max_det=MAX_DET, multi_label=True)[0]
         predictions.append(ImageResult(found.xyxy, found.class_id, found.confidence))
-    return 100.0 * mean_average_precision(predictions, data.truths, len(data.dataset.names), MAX_DET).map50_95
+        truths.append(data.truths[i])
+    return 100.0 * mean_average_precision(predictions, truths, len(data.dataset.names), MAX_DET).map50_95
 
 
 def detector_points(detect, data: AccuracyData) -> float:

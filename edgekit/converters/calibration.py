@@ -30,36 +30,13 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _from_yolo_yaml(path: Path, split: str | None = None) -> list[Path]:
-    try:
-        import yaml
-    except ImportError:
-        raise EdgekitError("reading a dataset yaml needs PyYAML: pip install 'edgekit[convert]'") from None
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise EdgekitError(f"{path}: not a readable YAML file ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise EdgekitError(f"{path}: expected a YOLO dataset yaml (path, train, val, names)")
-    root = Path(str(data["path"])) if data.get("path") else Path(".")
-    if not root.is_absolute():  # relative to the yaml's own folder
-        root = (path.parent / root).resolve()
+    from edgekit.eval.datasets import dataset_root, images_of, read_yaml
+
+    data = read_yaml(path)
     entry = data.get(split) if split else (data.get("val") or data.get("train"))
     if not entry:
         raise EdgekitError(f"{path}: the dataset yaml names neither 'val' nor 'train' images")
-    images: list[Path] = []
-    for item in entry if isinstance(entry, list) else [entry]:
-        target = Path(item) if Path(item).is_absolute() else root / item
-        if target.is_dir():
-            images += _images_in(target)
-        elif target.suffix == ".txt" and target.is_file():
-            for line in target.read_text().splitlines():
-                line = line.strip()
-                if line:
-                    candidate = Path(line) if Path(line).is_absolute() else root / line
-                    images.append(candidate)
-        else:
-            raise EdgekitError(f"{path}: image location not found: {target}")
-    return images
+    return images_of(entry, dataset_root(data, path), path)
 
 
 def _from_coco_json(path: Path) -> list[Path]:

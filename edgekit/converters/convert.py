@@ -23,7 +23,7 @@ from edgekit.converters.accuracy import (
     AccuracyBudgetError,
     AccuracyData,
     detector_points,
-    is_labelled,
+    labelled_splits,
     load_accuracy_data,
     median_latency_ms,
 )
@@ -212,16 +212,17 @@ def _accuracy_data(options: ConvertOptions, num_classes: int) -> tuple[AccuracyD
         return None, None
     if options.val_data is not None:
         return load_accuracy_data(options.val_data, num_classes, options.max_drop), None
-    if is_labelled(options.calib):
+    labelled = labelled_splits(options.calib)
+    if labelled is not None:
         calib = Path(options.calib)
-        if _labelled_classes(calib) != num_classes:  # labelled for another model: only calibration images
+        classes, splits = labelled
+        if classes != num_classes:  # labelled for another model: only calibration images
             if options.max_drop is not None:
                 raise EdgekitError(
-                    f"--max-drop: {calib.name} is labelled with {_labelled_classes(calib)} classes, the model has "
+                    f"--max-drop: {calib.name} is labelled with {classes} classes, the model has "
                     f"{num_classes}: pass --val-data labelled with the model's classes"
                 )
             return None, None
-        splits = _yaml_splits(calib)
         if "train" in splits and "val" in splits:  # calibrate on train, measure on val
             return load_accuracy_data(calib, num_classes, options.max_drop, "val"), "train"
         log.warning(f"{calib.name}: the drop is measured on the calibration images themselves; pass --val-data "
@@ -233,21 +234,6 @@ def _accuracy_data(options: ConvertOptions, num_classes: int) -> tuple[AccuracyD
             "--calib as a labelled dataset"
         )
     return None, None
-
-
-def _labelled_classes(path: Path) -> int:
-    from edgekit.eval.datasets import load_dataset
-
-    return len(load_dataset(path, _yaml_splits(path)[0] if _yaml_splits(path) else "val").names)
-
-
-def _yaml_splits(path: Path) -> list[str]:
-    if path.suffix.lower() == ".json":
-        return ["val"]
-    import yaml
-
-    data = yaml.safe_load(path.read_text()) or {}
-    return [s for s in ("val", "train", "test") if data.get(s)]
 
 
 def measure_int8(ctx: ExportContext, backend, tmp: Path, meta: ModelMeta) -> dict:

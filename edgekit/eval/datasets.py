@@ -54,7 +54,8 @@ class Dataset:
         return int(sum(len(item.labels) for item in self.items))
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml(path: Path) -> dict:
+    """A dataset yaml as a dict (PyYAML, or the block-style subset reader where PyYAML is absent)."""
     text = path.read_text(errors="replace")
     try:
         import yaml
@@ -125,7 +126,8 @@ def read_yolo_labels(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarr
     return box_array, np.asarray(labels, np.int64)
 
 
-def _images_of(entry, root: Path, source: Path) -> list[Path]:
+def images_of(entry, root: Path, source: Path) -> list[Path]:
+    """The image files a yaml split entry names: folders (searched recursively), .txt lists, or lists of them."""
     images: list[Path] = []
     for item in entry if isinstance(entry, list) else [entry]:
         target = Path(str(item)) if Path(str(item)).is_absolute() else root / str(item)
@@ -141,17 +143,22 @@ def _images_of(entry, root: Path, source: Path) -> list[Path]:
     return images
 
 
-def _from_yolo(path: Path, split: str) -> Dataset:
-    data = _read_yaml(path)
-    names = _names(data.get("names"), path)
+def dataset_root(data: dict, path: Path) -> Path:
+    """The folder a yaml's image entries are relative to: its ``path`` (itself relative to the yaml's folder),
+    else the yaml's own folder (as Ultralytics reads a yaml without ``path``)."""
     root = Path(str(data["path"])) if data.get("path") else Path(".")
-    if not root.is_absolute():  # relative to the yaml's own folder (Ultralytics: path absent means the yaml's folder)
-        root = (path.parent / root).resolve()
+    return root if root.is_absolute() else (path.parent / root).resolve()
+
+
+def _from_yolo(path: Path, split: str) -> Dataset:
+    data = read_yaml(path)
+    names = _names(data.get("names"), path)
+    root = dataset_root(data, path)
     if not data.get(split):
         found = [s for s in ("train", "val", "test") if data.get(s)]
         raise EdgekitError(f"{path}: no '{split}' split (it has: {', '.join(found) or 'none'})")
     dataset = Dataset(names, source=path)
-    for image in _images_of(data[split], root, path):
+    for image in images_of(data[split], root, path):
         if not image.is_file():
             raise EdgekitError(f"{path}: image not found: {image}")
         label = _label_path(image)

@@ -102,30 +102,23 @@ class OpenVINOBackend(Backend):
         import nncf
         from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-        from edgekit.converters.accuracy import CONF, IOU, MAX_DET
-        from edgekit.eval.metrics import ImageResult, mean_average_precision
-        from edgekit.runtimes.decode import decode_outputs
-        from edgekit.runtimes.preprocess import preprocess
+        from edgekit.converters.accuracy import map_points, prepared_inputs
 
         data = self.ctx.accuracy
-        prepared = [preprocess(image, meta.input, tuple(meta.imgsz)) for image in data.images]
+        inputs = [tensor for tensor, _ in prepared_inputs(meta, data)]
 
         def validate(compiled, indices) -> tuple[float, None]:
-            predictions, truths = [], []
-            for i in indices:
-                tensor, info = prepared[i]
+            def run(tensor):
                 result = compiled(tensor)
-                raw = {name: result[compiled.output(name)] for name in meta.outputs.names}
-                found = decode_outputs(meta, raw, [info], conf=CONF, iou=IOU, max_det=MAX_DET, multi_label=True)[0]
-                predictions.append(ImageResult(found.xyxy, found.class_id, found.confidence))
-                truths.append(data.truths[i])
-            return 100.0 * mean_average_precision(predictions, truths, len(meta.classes), MAX_DET).map50_95, None
+                return {name: result[compiled.output(name)] for name in meta.outputs.names}
+
+            return map_points(run, meta, data, list(indices)), None
 
         with silenced():
             quantized = nncf.quantize_with_accuracy_control(
                 model,
                 nncf.Dataset(calibration),
-                nncf.Dataset(list(range(len(prepared))), lambda i: prepared[i][0]),
+                nncf.Dataset(list(range(len(inputs))), lambda i: inputs[i]),
                 validate,
                 max_drop=data.max_drop,
                 drop_type=nncf.DropType.ABSOLUTE,
@@ -133,7 +126,7 @@ class OpenVINOBackend(Backend):
                 subset_size=len(calibration),
                 ignored_scope=ignored,
                 advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
-                    ranking_subset_size=min(len(prepared), 100)
+                    ranking_subset_size=min(len(inputs), 100)
                 ),
             )
         reverted = [name for name in float_convolutions(quantized) if "/dfl/" not in name]
