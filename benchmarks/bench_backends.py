@@ -36,8 +36,8 @@ import edgekit
 from edgekit import assets
 from edgekit.converters import verify
 from edgekit.converters.convert import convert_many
-from edgekit.devices import read_image
 from edgekit.eval.synthetic import write_yolo_dataset
+from edgekit.images import read_image
 
 from checkpoints import (
     random_damo,

@@ -43,7 +43,7 @@ import numpy as np
 
 import edgekit
 from edgekit import assets
-from edgekit.devices import read_image
+from edgekit.images import read_image
 from edgekit.runtimes import decode
 from edgekit.runtimes.preprocess import LetterboxInfo
 

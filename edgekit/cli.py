@@ -12,17 +12,7 @@ from pathlib import Path
 
 from edgekit import __version__
 from edgekit.errors import EdgekitError
-
-
-def _is_artifact(text: str) -> bool:
-    """A model file or folder edgekit runs (not a checkpoint): one that a runtime engine's registry opens."""
-    from edgekit.runtimes.engine import backend_for
-
-    try:
-        backend_for(text)
-    except EdgekitError:
-        return False
-    return True
+from edgekit.runtimes.engine import is_artifact
 
 
 def _floats(text: str) -> float:
@@ -67,7 +57,7 @@ def _names(text: str) -> list[str]:
 def _resolve_model_and_source(model: str | None, source: str | None) -> tuple[Path, str]:
     from edgekit import assets
 
-    if model is not None and source is None and not _is_artifact(model):
+    if model is not None and source is None and not is_artifact(model):
         model, source = None, model
     return (
         Path(model) if model else assets.default_model(),
@@ -190,7 +180,7 @@ def _converter_side(spec: str | None = None) -> None:
     from edgekit.fileio import check_checkpoint_file
 
     if spec is not None and (Path(spec).suffix or "/" in spec or Path(spec).exists()) and not Path(spec).is_dir():
-        if not _is_artifact(spec):  # an artifact gets convert's own message: it is already a model
+        if not is_artifact(spec):  # an artifact gets convert's own message: it is already a model
             check_checkpoint_file(spec)
 
     require("torch", "convert")
@@ -229,7 +219,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """Describe a model file (metadata, tensors, size, ONNX operators) or a checkpoint/architecture
     (parameters and GFLOPs of its training and deploy forms)."""
     path = Path(args.model)
-    if not _is_artifact(args.model):
+    if not is_artifact(args.model):
         return _inspect_source(args)
     from edgekit.errors import MetadataError
     from edgekit.fileio import sha256_file
@@ -466,7 +456,7 @@ def cmd_val(args: argparse.Namespace) -> int:
     require("pycocotools", "val")
     dataset = load_dataset(args.data, args.split, images=args.images)
     model = args.model
-    if _is_artifact(model):
+    if is_artifact(model):
         from edgekit.runtimes.detector import load
 
         detect = load(model, backend=args.backend, threads=args.threads, imgsz=args.imgsz, names=args.names)
@@ -505,7 +495,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     validate and time every artifact here: format, precision, size, mAP50-95, ms per frame, FPS, speed-up over
     FP32, parameters and GFLOPs. A target that fails is a row saying why."""
     _converter_side(args.checkpoint)
-    from edgekit.converters.benchmark import run_benchmark
+    from edgekit.benchmark import run_benchmark
     from edgekit.converters.options import ConvertOptions
 
     formats, precision, size = args.to or "onnx,openvino,tflite", args.precision or "fp32,fp16,int8", args.imgsz

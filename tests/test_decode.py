@@ -241,7 +241,7 @@ def test_nms_degenerate_boxes_are_never_suppressed():
 def test_nms_on_a_real_detector_output_equals_textbook():
     import edgekit
     from edgekit import assets
-    from edgekit.devices import read_image
+    from edgekit.images import read_image
     from edgekit.runtimes.preprocess import preprocess
 
     detector = edgekit.load(assets.shapes_image().with_name("shapes.onnx"))

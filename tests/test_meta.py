@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from edgekit import meta
+from edgekit import meta, meta_foreign
 from edgekit.errors import MetadataError
 
 from onnx_models import CLASSES, edgekit_meta, ultralytics_props
@@ -73,7 +73,7 @@ def test_missing_required_field_and_bad_json():
 
 def test_ultralytics_packed_output():
     props = ultralytics_props(imgsz=(320, 256))
-    found = meta.from_ultralytics(props, "images", "float32", ["output0"], [[1, 7, 1680]])
+    found = meta_foreign.from_ultralytics(props, "images", "float32", ["output0"], [[1, 7, 1680]])
     assert found.classes == CLASSES and found.imgsz == (320, 256)
     assert found.outputs.kind == "packed" and not found.outputs.normalized
     assert found.decode.method == "nms" and found.decode.iou == 0.7
@@ -82,21 +82,22 @@ def test_ultralytics_packed_output():
 
 def test_ultralytics_end_to_end_output():
     props = ultralytics_props(end2end=True)
-    found = meta.from_ultralytics(props, "images", "float32", ["output0"], [[1, 300, 6]])
+    found = meta_foreign.from_ultralytics(props, "images", "float32", ["output0"], [[1, 300, 6]])
     assert found.outputs.kind == "detections" and found.decode.method == "none"
 
 
 def test_ultralytics_other_tasks_are_refused():
     props = dict(ultralytics_props(), task="segment")
     with pytest.raises(MetadataError, match="'segment' models are not supported yet"):
-        meta.from_ultralytics(props, "images", "float32", ["output0", "output1"], [[1, 39, 10], [1, 32, 8, 8]])
+        meta_foreign.from_ultralytics(props, "images", "float32", ["output0", "output1"], [[1, 39, 10], [1, 32, 8, 8]])
 
 
 def test_guess_from_tensors():
-    found = meta.guess("x", [1, 640, 640, 3], "float32", ["scores", "boxes"], [[1, 10, 5], [1, 10, 4]], (640, 640))
+    shapes = [[1, 10, 5], [1, 10, 4]]
+    found = meta_foreign.guess("x", [1, 640, 640, 3], "float32", ["scores", "boxes"], shapes, (640, 640))
     assert found.input.layout == "NHWC" and found.outputs.names == ["boxes", "scores"]
     assert found.classes == [f"class{i}" for i in range(5)]
-    packed = meta.guess("x", [1, 3, 64, 64], "float32", ["out"], [[1, 84, 84]], (64, 64))
+    packed = meta_foreign.guess("x", [1, 3, 64, 64], "float32", ["out"], [[1, 84, 84]], (64, 64))
     assert packed.outputs.kind == "packed" and packed.num_classes == 80
     with pytest.raises(MetadataError, match="cannot tell"):
-        meta.guess("x", [1, 3, 64, 64], "float32", ["a", "b", "c"], [[1], [2], [3]], (64, 64))
+        meta_foreign.guess("x", [1, 3, 64, 64], "float32", ["a", "b", "c"], [[1], [2], [3]], (64, 64))

@@ -10,8 +10,8 @@ from edgekit.cli import main
 from edgekit.converters.backends.tflite.export import read_model
 from edgekit.converters.backends.tflite.phone import OUTPUT_NAMES, POSTPROCESS_OP, mediapipe_detect
 from edgekit.converters.convert import convert_many
-from edgekit.devices import read_image
 from edgekit.eval.synthetic import write_yolo_dataset
+from edgekit.images import read_image
 from edgekit.runtimes.litert import LiteRTEngine
 from edgekit.runtimes.preprocess import preprocess
 

@@ -17,8 +17,8 @@ from edgekit.converters.convert import convert
 from edgekit.converters.families import open_source
 from edgekit.converters.families.yolov9 import strip_pgi, to_deploy
 from edgekit.converters.source import boxes_scores_from_packed
-from edgekit.devices import read_image
 from edgekit.errors import EdgekitError
+from edgekit.images import read_image
 from edgekit.meta import KEY
 from edgekit.models import yolov9 as Y
 from edgekit.models.checkpoint import load_checkpoint

@@ -61,7 +61,7 @@ def load_accuracy_data(spec: str | Path, num_classes: int, max_drop: float | Non
 
     Raises EdgekitError when it cannot be read, is empty, or its class count differs from the model's.
     """
-    from edgekit.devices.sources import read_image
+    from edgekit.images import read_image
 
     dataset = load_dataset(spec, split)
     if len(dataset.names) != num_classes:

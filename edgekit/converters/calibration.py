@@ -6,15 +6,15 @@ so the activation ranges INT8 learns are the ones it will see.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from edgekit.devices.sources import IMAGE_SUFFIXES, read_image
 from edgekit.errors import EdgekitError
+from edgekit.eval.datasets import coco_images, dataset_root, images_of, read_yaml
+from edgekit.images import list_images, read_image
 from edgekit.logs import get_logger
 from edgekit.meta import InputSpec
 from edgekit.runtimes.preprocess import preprocess
@@ -25,39 +25,12 @@ DEFAULT_SIZE = 300
 FEW = 100
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
 def _from_yolo_yaml(path: Path, split: str | None = None) -> list[Path]:
-    from edgekit.eval.datasets import dataset_root, images_of, read_yaml
-
     data = read_yaml(path)
     entry = data.get(split) if split else (data.get("val") or data.get("train"))
     if not entry:
         raise EdgekitError(f"{path}: the dataset yaml names neither 'val' nor 'train' images")
     return images_of(entry, dataset_root(data, path), path)
-
-
-def _from_coco_json(path: Path) -> list[Path]:
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EdgekitError(f"{path}: not a readable JSON file ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise EdgekitError(f"{path}: expected a COCO annotation file with an 'images' list")
-    bases = [path.parent, path.parent / "images", path.parent.parent, path.parent.parent / "images"]
-    bases += [path.parent.parent / path.stem.split("_")[-1]]  # annotations/instances_val2017.json -> val2017/
-    images = []
-    for entry in data["images"]:
-        name = entry.get("file_name") if isinstance(entry, dict) else None
-        if not name:
-            continue
-        found = next((b / name for b in bases if (b / name).is_file()), None)
-        if found is None:
-            raise EdgekitError(f"{path}: image '{name}' not found next to the annotation file")
-        images.append(found)
-    return images
 
 
 def calibration_images(spec: str | Path, size: int = DEFAULT_SIZE, split: str | None = None) -> list[Path]:
@@ -67,11 +40,11 @@ def calibration_images(spec: str | Path, size: int = DEFAULT_SIZE, split: str | 
     if not path.exists():
         raise EdgekitError(f"calibration data not found: {path}")
     if path.is_dir():
-        images = _images_in(path)
+        images = list_images(path)
     elif path.suffix.lower() in (".yaml", ".yml"):
         images = _from_yolo_yaml(path, split)
     elif path.suffix.lower() == ".json":
-        images = _from_coco_json(path)
+        images = coco_images(path)
     else:
         raise EdgekitError(f"calibration data must be an image folder, a YOLO dataset yaml or a COCO json: {path}")
     if not images:

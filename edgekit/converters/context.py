@@ -100,7 +100,7 @@ class ExportContext:
 
     def calibration_images(self) -> list[np.ndarray]:
         """Up to AGREEMENT_IMAGES calibration images, spread over the set (BGR uint8)."""
-        from edgekit.devices.sources import read_image
+        from edgekit.images import read_image
 
         picks = self.calib[:: max(1, len(self.calib) // AGREEMENT_IMAGES)][:AGREEMENT_IMAGES] if self.calib else []
         return [read_image(p) for p in picks]

@@ -97,8 +97,8 @@ class Interrupts:
 def verification_images(renders: int = 2, noise: int = 1) -> list[np.ndarray]:
     """Images every artifact is verified on: the bundled shapes image, rendered shapes, and seeded noise."""
     from edgekit import assets
-    from edgekit.devices.sources import read_image
     from edgekit.eval.synthetic import render, sample_size
+    from edgekit.images import read_image
 
     rng = np.random.default_rng(0)
     images = [read_image(assets.shapes_image())]

@@ -2,6 +2,6 @@
 picamera2), telemetry (temperature, clocks, throttling) and an MJPEG stream server."""
 
 from edgekit.devices.profiles import PROFILES, DeviceProfile, detect_device, get_profile
-from edgekit.devices.sources import Backoff, Frame, Source, read_image
+from edgekit.devices.sources import Backoff, Frame, Source
 
-__all__ = ["PROFILES", "Backoff", "DeviceProfile", "Frame", "Source", "detect_device", "get_profile", "read_image"]
+__all__ = ["PROFILES", "Backoff", "DeviceProfile", "Frame", "Source", "detect_device", "get_profile"]

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from edgekit.errors import EdgekitError
+from edgekit.images import is_image_file, read_image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm", ".ppm"}
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
@@ -36,35 +36,6 @@ class Frame:
     image: np.ndarray
     name: str
     index: int
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as HxWx3 BGR uint8; a missing or undecodable file raises EdgekitError."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgekitError(f"image not found: {path}")
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise EdgekitError(f"cannot decode image: {path}")
-    return image
-
-
-def as_image(image: np.ndarray) -> np.ndarray:
-    """Check an image array and return it as HxWx3 uint8 (grayscale is expanded, alpha dropped)."""
-    if not isinstance(image, np.ndarray):
-        raise EdgekitError(f"expected an image array or a path, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise EdgekitError(f"expected a uint8 image, got {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]
-    if image.ndim == 2 and min(image.shape) > 0:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 1:
-        raise EdgekitError(f"expected an HxWx3 image, got shape {image.shape}")
-    if image.shape[2] == 4:
-        image = image[..., :3]
-    return np.ascontiguousarray(image)
 
 
 @dataclass
@@ -210,13 +181,13 @@ class Source:
             self.kind = "stream"
         elif path.is_dir():
             self.kind = "folder"
-            self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self.files = sorted(p for p in path.iterdir() if is_image_file(p))
             if not self.files:
                 raise EdgekitError(f"no images in folder: {path}")
         elif not path.exists() and any(c in text for c in "*?["):  # a glob, as `yolo predict` takes
             self.kind = "folder"
             found = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            self.files = [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            self.files = [p for p in found if p.is_file() and is_image_file(p)]
             if not self.files:
                 raise EdgekitError(f"no images match {text}")
         elif path.suffix.lower() in CHECKPOINT_SUFFIXES:
@@ -228,7 +199,7 @@ class Source:
             raise EdgekitError(f"source not found: {path}")
         elif path.suffix.lower() in VIDEO_SUFFIXES:
             self.kind = "video"
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
+        elif is_image_file(path):
             self.kind = "image"
         else:
             raise EdgekitError(

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.devices.sources import IMAGE_SUFFIXES
 from edgekit.errors import EdgekitError
+from edgekit.images import list_images
 from edgekit.logs import get_logger
 
 log = get_logger("edgekit.eval")
@@ -60,7 +60,7 @@ def read_yaml(path: Path) -> dict:
     try:
         import yaml
     except ImportError:  # the thin runtime carries no YAML library: block-style data.yaml files still read
-        from edgekit.meta import parse_simple_yaml
+        from edgekit.yaml_subset import parse_simple_yaml
 
         data = parse_simple_yaml(text)
     else:
@@ -132,7 +132,7 @@ def images_of(entry, root: Path, source: Path) -> list[Path]:
     for item in entry if isinstance(entry, list) else [entry]:
         target = Path(str(item)) if Path(str(item)).is_absolute() else root / str(item)
         if target.is_dir():
-            images += sorted(p for p in target.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            images += list_images(target)
         elif target.suffix == ".txt" and target.is_file():
             for line in target.read_text().splitlines():
                 if line.strip():
@@ -171,13 +171,46 @@ def _from_yolo(path: Path, split: str) -> Dataset:
     return dataset
 
 
-def _from_coco(path: Path, images_dir: str | Path | None) -> Dataset:
+def _read_coco(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EdgekitError(f"{path}: not a readable JSON file ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise EdgekitError(f"{path}: expected a COCO annotation file with 'images', 'annotations', 'categories'")
+    return data
+
+
+def coco_image_folders(path: Path, images_dir: str | Path | None = None) -> list[Path]:
+    """Where the images of COCO json `path` are looked for: `images_dir` when given, else beside the json,
+    in ``images/``, one folder up, and in the split's folder (``annotations/instances_val2017.json`` ->
+    ``val2017/`` or ``images/val2017/``), in that order."""
+    if images_dir is not None:
+        return [Path(images_dir)]
+    bases = [path.parent, path.parent / "images", path.parent.parent, path.parent.parent / "images"]
+    split = path.stem.split("_")[-1]
+    return [*bases, path.parent.parent / split, path.parent.parent / "images" / split]
+
+
+def _find_coco_image(path: Path, name: str, bases: list[Path]) -> Path:
+    found = next((b / name for b in bases if (b / name).is_file()), None)
+    if found is None:
+        raise EdgekitError(f"{path}: image '{name}' not found (looked in {', '.join(str(b) for b in bases[:3])})")
+    return found
+
+
+def coco_images(spec: str | Path, images_dir: str | Path | None = None) -> list[Path]:
+    """The image files a COCO json lists (labels are not read: calibration needs only the images), found as
+    `load_dataset` finds them. Raises EdgekitError for an unreadable json or an image that is not found."""
+    path = Path(spec)
+    data = _read_coco(path)
+    bases = coco_image_folders(path, images_dir)
+    names = [e.get("file_name") for e in data["images"] if isinstance(e, dict)]
+    return [_find_coco_image(path, name, bases) for name in names if name]
+
+
+def _from_coco(path: Path, images_dir: str | Path | None) -> Dataset:
+    data = _read_coco(path)
     categories = sorted(
         (c for c in data.get("categories") or [] if isinstance(c, dict) and "id" in c), key=lambda c: c["id"]
     )
@@ -185,12 +218,7 @@ def _from_coco(path: Path, images_dir: str | Path | None) -> Dataset:
         raise EdgekitError(f"{path}: no 'categories'")
     index = {c["id"]: i for i, c in enumerate(categories)}
     names = [str(c.get("name", c["id"])) for c in categories]
-    if images_dir is not None:
-        bases = [Path(images_dir)]
-    else:
-        bases = [path.parent, path.parent / "images", path.parent.parent, path.parent.parent / "images"]
-        split = path.stem.split("_")[-1]  # annotations/instances_val2017.json -> val2017/
-        bases += [path.parent.parent / split, path.parent.parent / "images" / split]
+    bases = coco_image_folders(path, images_dir)
     per_image: dict = {}
     for number, ann in enumerate(data.get("annotations") or []):
         if not isinstance(ann, dict) or "bbox" not in ann or "image_id" not in ann:
@@ -204,9 +232,7 @@ def _from_coco(path: Path, images_dir: str | Path | None) -> Dataset:
         name = entry.get("file_name") if isinstance(entry, dict) else None
         if not name or not entry.get("width") or not entry.get("height"):
             raise EdgekitError(f"{path}: image entry without file_name, width and height: {str(entry)[:80]}")
-        found = next((b / name for b in bases if (b / name).is_file()), None)
-        if found is None:
-            raise EdgekitError(f"{path}: image '{name}' not found (looked in {', '.join(str(b) for b in bases[:3])})")
+        found = _find_coco_image(path, name, bases)
         w, h = float(entry["width"]), float(entry["height"])
         boxes, labels = [], []
         for ann in per_image.get(entry.get("id"), []):

@@ -126,7 +126,7 @@ def validate(
     """
     from tqdm import tqdm
 
-    from edgekit.devices.sources import read_image
+    from edgekit.images import read_image
 
     predictions, truths = [], []
     totals = {"pre": 0.0, "infer": 0.0, "post": 0.0}

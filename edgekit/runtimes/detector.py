@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from edgekit import meta as meta_mod
+from edgekit import meta_foreign
 from edgekit.detections import Detections, class_ids
-from edgekit.devices.sources import as_image, read_image
 from edgekit.errors import EdgekitError, MetadataError
+from edgekit.images import as_image, read_image
 from edgekit.meta import ModelMeta
 from edgekit.runtimes import decode
 from edgekit.runtimes.engine import Engine, TensorSpec, open_engine
@@ -207,8 +208,8 @@ def read_meta(
     props = engine.metadata()
     found = meta_mod.from_props(props)
     image = engine.inputs[0]
-    if found is None and meta_mod.is_ultralytics(props):
-        found = meta_mod.from_ultralytics(
+    if found is None and meta_foreign.is_ultralytics(props):
+        found = meta_foreign.from_ultralytics(
             props, image.name, image.dtype, [o.name for o in engine.outputs], [o.shape for o in engine.outputs],
             normalized=engine.backend == "litert", input_shape=image.shape,  # its TFLite boxes are 0..1
         )
@@ -220,7 +221,7 @@ def read_meta(
                 f"{engine.path.name} has neither edgekit nor Ultralytics metadata; give the input size "
                 "(--imgsz, and --names for class names) to run it with the edgekit output contract"
             )
-        found = meta_mod.guess(
+        found = meta_foreign.guess(
             image.name,
             image.shape,
             image.dtype,

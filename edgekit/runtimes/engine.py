@@ -95,6 +95,16 @@ def backend_for(path: str | Path) -> str:
     raise EdgekitError(f"{path}: unknown model type '{suffix or path.name}' (edgekit runs {known} files)")
 
 
+def is_artifact(path: str | Path) -> bool:
+    """True for a model file or folder that a runtime engine opens (by its type, as :func:`backend_for`
+    decides): the one answer to "is this an artifact or a checkpoint?" for every caller."""
+    try:
+        backend_for(path)
+    except EdgekitError:
+        return False
+    return True
+
+
 def open_engine(path: str | Path, backend: str | None = None, threads: int | None = None) -> Engine:
     """Open a model file with the backend its type (or `backend`) names."""
     path = Path(path)

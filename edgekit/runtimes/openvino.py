@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import EdgekitError, require
-from edgekit.meta import KEY, parse_simple_yaml
+from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
+from edgekit.yaml_subset import parse_simple_yaml
 
 _DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8", "i32": "int32", "i64": "int64"}
 

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from edgekit.devices.profiles import detect_device
-from edgekit.devices.sources import read_image
 from edgekit.devices.telemetry import TelemetrySampler, vcgencmd_throttled
 from edgekit.errors import EdgekitError, require
+from edgekit.images import read_image
 from edgekit.runtimes.detector import Detector, load
 
 # progress(stage, done, total): called as work advances, so a command line can show bars

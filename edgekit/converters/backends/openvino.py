@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from edgekit.converters.backends.base import Backend
+from edgekit.converters.backends.decode_region import is_fixed_weight_layer
 from edgekit.converters.backends.onnx import fp32_onnx
 from edgekit.errors import EdgekitError, require
 from edgekit.logs import silenced
@@ -34,7 +35,7 @@ def openvino_decode_region(model) -> list[str]:
                 continue
             seen.add(id(src))
             kind = src.get_type_name()
-            if kind in ("Convolution", "GroupConvolution") and "/dfl/" not in src.get_friendly_name():
+            if kind in ("Convolution", "GroupConvolution") and not is_fixed_weight_layer(src.get_friendly_name()):
                 continue
             if kind not in ("Constant", "Parameter"):
                 region.append(src.get_friendly_name())
@@ -129,7 +130,7 @@ class OpenVINOBackend(Backend):
                     ranking_subset_size=min(len(inputs), 100)
                 ),
             )
-        reverted = [name for name in float_convolutions(quantized) if "/dfl/" not in name]
+        reverted = [name for name in float_convolutions(quantized) if not is_fixed_weight_layer(name)]
         return quantized, {"float_layers": reverted}
 
     def engine(self, path: Path):

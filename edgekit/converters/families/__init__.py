@@ -16,6 +16,7 @@ from edgekit.converters.families.base import Family, SourceOptions, head_block, 
 from edgekit.converters.source import SourceModel
 from edgekit.errors import EdgekitError
 from edgekit.models.checkpoint import Checkpoint, load_checkpoint
+from edgekit.runtimes.engine import is_artifact
 
 FAMILIES: list[Family] = [yolov9.FAMILY, ultralytics.FAMILY, damo.FAMILY, shapesnet.FAMILY]
 
@@ -53,12 +54,9 @@ def open_source(
     return source
 
 
-ARTIFACT_SUFFIXES = (".onnx", ".tflite", ".xml", ".mlpackage", ".mlmodel", ".param")
-
-
 def _open(spec: str | Path, options: SourceOptions) -> SourceModel:
     path = Path(spec)
-    if path.suffix.lower() in ARTIFACT_SUFFIXES or (path.is_dir() and any(path.glob("*.xml"))):
+    if is_artifact(path):
         raise EdgekitError(
             f"{path.name} is already a model edgekit runs (edgekit predict {spec}); convert takes a training "
             "checkpoint (.pt/.pth) or an architecture name"

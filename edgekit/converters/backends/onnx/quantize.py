@@ -4,8 +4,8 @@ The decode region is what lies after the last weighted convolution on the way to
 softmax and integral, anchor arithmetic, sigmoid, top-k...). Quantizing it would share one scale between
 pixel-scale box arithmetic and probabilities, the field's most reported INT8 failure. It is found by
 walking the graph up from the outputs and stopping at convolutions, so no per-family name tables are
-needed; a convolution inside the region with fixed weights (the DFL integral, named ``dfl``) does not
-stop the walk.
+needed; a convolution inside the region with fixed weights (the DFL integral) does not stop the walk
+(:mod:`edgekit.converters.backends.decode_region` says which).
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from edgekit.converters.backends.decode_region import is_fixed_weight_layer
 from edgekit.logs import silenced
 
 WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMulInteger", "ConvInteger"}
 
 
 def _is_boundary(node: onnx.NodeProto) -> bool:
-    return node.op_type in WEIGHTED and "/dfl/" not in node.name
+    return node.op_type in WEIGHTED and not is_fixed_weight_layer(node.name)
 
 
 def onnx_decode_region(model: onnx.ModelProto) -> list[str]:
@@ -97,7 +98,7 @@ def onnx_layers(model: onnx.ModelProto) -> list[tuple[str, list[str], str]]:
     return [
         (node.name, [i for i in node.input if i and i not in weights], node.output[0])
         for node in model.graph.node
-        if node.op_type not in SHAPE_OPS and node.name not in region and "/dfl/" not in node.name
+        if node.op_type not in SHAPE_OPS and node.name not in region and not is_fixed_weight_layer(node.name)
     ]
 
 

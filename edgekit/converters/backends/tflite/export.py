@@ -15,14 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgekit.converters.backends.decode_region import is_fixed_weight_layer
 from edgekit.errors import EdgekitError, require
 from edgekit.logs import silenced
 from edgekit.meta import KEY
 
 WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
-# modules whose weighted op has fixed weights (the expectation over distance bins): inside the decode region,
-# as the ONNX and OpenVINO walks treat the "/dfl/" convolution; litert-torch names tensors by module path
-FIXED_WEIGHT_MODULES = ("dfl",)
 FP16_RECIPE = [
     {
         "regex": ".*",
@@ -158,7 +156,7 @@ def tflite_decode_region(path: Path) -> list[str]:
             continue
         code = model.operatorCodes[op.opcodeIndex]
         name = graph.tensors[op.outputs[0]].name.decode()
-        fixed = any(part in name.lower() for part in FIXED_WEIGHT_MODULES)  # the DFL: part of the decode
+        fixed = is_fixed_weight_layer(name)  # the DFL: part of the decode
         if kinds.get(max(code.builtinCode, code.deprecatedBuiltinCode)) in WEIGHTED_OPS and not fixed:
             continue
         seen.add(id(op))

@@ -1,0 +1,21 @@
+"""Which layers belong to the decode region that INT8 leaves in float: the one rule every backend's walk uses.
+
+Each backend finds the region by walking its own graph up from the outputs and stopping at weighted layers
+(convolutions); see :mod:`edgekit.converters.backends.onnx.quantize` for why. One kind of weighted layer does
+not stop the walk: a convolution with fixed weights that is part of decoding itself, the DFL expectation over
+distance bins (Li et al., "Generalized Focal Loss", NeurIPS 2020; the ``dfl`` module of YOLOv8/YOLOv9 heads).
+The exporters name it after that module: ONNX and OpenVINO ``/model.22/dfl/conv/Conv``, litert-torch
+``..._DFL_dfl...``.
+"""
+
+from __future__ import annotations
+
+import re
+
+FIXED_WEIGHT_MODULES = frozenset({"dfl"})
+
+
+def is_fixed_weight_layer(name: str) -> bool:
+    """True when the layer or tensor `name` (any backend's naming) belongs to a module in
+    FIXED_WEIGHT_MODULES: one of its name's alphanumeric parts, in any case, is such a module name."""
+    return any(part in FIXED_WEIGHT_MODULES for part in re.split(r"[^a-z0-9]+", name.lower()))
