@@ -18,7 +18,7 @@ from pathlib import Path
 from edgekit.converters.backends import BACKENDS
 from edgekit.converters.convert import convert_many
 from edgekit.converters.options import ConvertOptions
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, first_line
 from edgekit.eval.datasets import load_dataset
 from edgekit.logs import get_logger
 
@@ -148,7 +148,7 @@ def run_benchmark(
                 except EdgekitError as exc:
                     row.error = str(exc)
                 except Exception as exc:  # one artifact's engine failing must not lose the table
-                    row.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc) else ''}"
+                    row.error = first_line(exc, 200, typed=True)
             report.rows.append(row)
     fp32 = {r.format: r.ms for r in report.rows if r.precision == "fp32" and r.ms}
     for row in report.rows:

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from edgekit import __version__
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, first_line
 from edgekit.runtimes.engine import is_artifact
 
 
@@ -732,12 +732,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug or an unforeseen input: one line, the traceback on request
         if args.debug:
             raise
-        text = str(exc).strip().splitlines()
-        detail = f": {text[0][:300]}" if text else ""
-        print(
-            f"edgekit: error: unexpected {type(exc).__name__}{detail} (run with --debug for the traceback)",
-            file=sys.stderr,
-        )
+        print(f"edgekit: error: unexpected {first_line(exc, typed=True)} (run with --debug for the traceback)",
+              file=sys.stderr)
         return 1
 
 

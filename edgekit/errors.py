@@ -41,3 +41,14 @@ def require(module: str, extra: str) -> ModuleType:
         raise MissingExtraError(
             f"{module} is not installed ({exc}); install it with: pip install 'edgekit[{extra}]'{also}"
         ) from None
+
+
+def first_line(exc: BaseException, limit: int = 300, *, typed: bool = False) -> str:
+    """The first non-empty line of an exception's message, at most `limit` characters: what a one-line error
+    shows of a library's multi-line message. The exception's type name where the message is empty; with
+    `typed`, always prefixed by it (``"RuntimeError: ..."``) for errors that are not edgekit's own."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0][:limit] if lines else ""
+    if typed:
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text or type(exc).__name__

@@ -34,7 +34,7 @@ from edgekit.converters.families import open_source
 from edgekit.converters.options import ConvertOptions
 from edgekit.converters.source_detector import artifact_meta
 from edgekit.converters.verify import Verification
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, first_line
 from edgekit.fileio import atomic_path, check_output_folder
 from edgekit.logs import get_logger
 from edgekit.meta import ModelMeta
@@ -351,8 +351,7 @@ def export_target(
         result.error = str(exc)
     except Exception as exc:  # a backend's own failure must not lose the other targets
         interrupts.check()
-        text = str(exc).strip().splitlines()
-        result.error = f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+        result.error = first_line(exc, typed=True)
     result.seconds = time.perf_counter() - start
     return result
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, first_line
 from edgekit.images import list_images
 from edgekit.logs import get_logger
 
@@ -67,7 +67,7 @@ def read_yaml(path: Path) -> dict:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise EdgekitError(f"{path}: not a readable YAML file ({str(exc).splitlines()[0]})") from None
+            raise EdgekitError(f"{path}: not a readable YAML file ({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise EdgekitError(f"{path}: expected a YOLO dataset yaml (train/val image folders and names)")
     return data

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, first_line
 from edgekit.fileio import check_checkpoint_file
 
 # Namespaces whose classes and functions become inert records (module classes, training-time helpers).
@@ -122,7 +122,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except Exception as exc:  # a damaged zip or pickle surfaces as various exception types
-        raise EdgekitError(f"{path.name}: unreadable checkpoint ({_first_line(exc)})") from None
+        raise EdgekitError(f"{path.name}: unreadable checkpoint ({first_line(exc)})") from None
     refused = [n for n in names if not _is_record_name(n)]
     if refused:
         raise EdgekitError(
@@ -134,13 +134,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         with torch.serialization.safe_globals(stand_ins):
             data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise EdgekitError(f"{path.name}: unreadable checkpoint ({_first_line(exc)})") from None
+        raise EdgekitError(f"{path.name}: unreadable checkpoint ({first_line(exc)})") from None
     return Checkpoint(path, data, names)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
 
 
 def state_dict(record: Record, prefix: str = "") -> OrderedDict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import EdgekitError, MissingExtraError
+from edgekit.errors import EdgekitError, MissingExtraError, first_line
 from edgekit.logs import silenced
 from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
@@ -46,8 +46,8 @@ class LiteRTEngine(Engine):
                 self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EdgekitError(f"{self.path}: not a loadable TFLite model ({reason[:200]})") from None
+            reason = first_line(exc, 200)
+            raise EdgekitError(f"{self.path}: not a loadable TFLite model ({reason})") from None
         self._in = self.interpreter.get_input_details()
         self._out = self.interpreter.get_output_details()
         self._inputs = [self._spec(d) for d in self._in]

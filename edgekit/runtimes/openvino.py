@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import EdgekitError, require
+from edgekit.errors import EdgekitError, first_line, require
 from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
 from edgekit.yaml_subset import parse_simple_yaml
@@ -61,8 +61,8 @@ class OpenVINOEngine(Engine):
                 config["INFERENCE_NUM_THREADS"] = int(threads)
             self.compiled = core.compile_model(self.model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable IRs
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EdgekitError(f"{xml}: not a loadable OpenVINO model ({reason[:200]})") from None
+            reason = first_line(exc, 200)
+            raise EdgekitError(f"{xml}: not a loadable OpenVINO model ({reason})") from None
         self.request = self.compiled.create_infer_request()
         self._inputs = [self._spec(port, f"input{i}") for i, port in enumerate(self.compiled.inputs)]
         self._outputs = [self._spec(port, f"output{i}") for i, port in enumerate(self.compiled.outputs)]

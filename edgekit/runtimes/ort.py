@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import EdgekitError, require
+from edgekit.errors import EdgekitError, first_line, require
 from edgekit.runtimes.engine import Engine, TensorSpec
 
 _DTYPES = {
@@ -53,8 +53,8 @@ class OnnxRuntimeEngine(Engine):
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EdgekitError(f"{self.path}: not a loadable ONNX model ({reason[:200]})") from None
+            reason = first_line(exc, 200)
+            raise EdgekitError(f"{self.path}: not a loadable ONNX model ({reason})") from None
         self._inputs = [self._spec(a) for a in self.session.get_inputs()]
         self._outputs = [self._spec(a) for a in self.session.get_outputs()]
         self._binding = self.session.io_binding()
