@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from edgekit import __version__
+from edgekit.checks import check_stride
 from edgekit.errors import EdgekitError, first_line
 from edgekit.runtimes.engine import is_artifact
 
@@ -278,8 +279,7 @@ def _inspect_source(args: argparse.Namespace) -> int:
 
     source = open_source(args.model, arch=args.arch)
     imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
-    if any(s % source.stride for s in args.imgsz):
-        raise EdgekitError(f"--imgsz {args.imgsz} must be a multiple of the model's stride {source.stride}")
+    check_stride(args.imgsz, source.stride)
     print(f"inspect  {source.family} {source.variant}: making the deploy form ...", file=sys.stderr, flush=True)
     with torch.no_grad():
         exported = source.make_deploy()

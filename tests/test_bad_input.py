@@ -40,7 +40,7 @@ CASES = [
     (["predict", "{in}/model.onnx", "{in}/scene.png", "--save", "{in}/a_file/out"], "{in}/a_file is a file"),
     (["predict", "{in}/model.onnx", "{in}/scene.png", "--save", "{in}/a_file"], "is a file, not a folder"),
     (["inspect", "{in}/junk.onnx"], "not a loadable ONNX model"),
-    (["inspect", "{in}/demo.pt", "--imgsz", "33"], "must be a multiple of the model's stride 32"),
+    (["inspect", "{in}/demo.pt", "--imgsz", "33"], "multiples of the model's stride 32"),
     (["inspect", "{in}/empty.pt"], "empty.pt"),
     (["inspect", "{in}/missing.pt"], "checkpoint not found"),
     (["convert", "{in}/missing.pt", "--out", "{out}"], "checkpoint not found"),

@@ -172,3 +172,14 @@ def test_a_yaml_without_path_is_read_relative_to_its_own_folder(scenes, tmp_path
     from edgekit.converters.calibration import calibration_images
 
     assert len(calibration_images(relative, split="val")) == 10
+
+
+def test_calibration_reads_a_coco_json_as_val_does(scenes):
+    """A COCO json whose images lie in images/<split>/ (annotations/instances_val.json) is read by --calib as by
+    `edgekit val`: both find the same images through one search rule."""
+    from edgekit.converters.calibration import calibration_images
+
+    coco = scenes.parent / "annotations" / "instances_val.json"
+    found = calibration_images(coco, size=100)
+    assert [p.name for p in found] == [item.image.name for item in load_dataset(coco).items]
+    assert len(found) == 10 and all(p.parent == scenes.parent / "images" / "val" for p in found)

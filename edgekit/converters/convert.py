@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgekit.checks import check_stride
 from edgekit.converters.accuracy import (
     AccuracyBudgetError,
     AccuracyData,
@@ -133,9 +134,7 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
         raise EdgekitError(
             f"--phone needs a model with boxes and scores outputs; {source.variant} gives {source.outputs.kind}"
         )
-    size = options.imgsz
-    if any(s <= 0 or s % source.stride for s in size):
-        raise EdgekitError(f"image size {list(size)} must be positive multiples of the model's stride {source.stride}")
+    size = check_stride(options.imgsz, source.stride)
     if "int8" in options.precisions and options.calib is None:
         raise EdgekitError("INT8 needs calibration images: pass --calib (an image folder, YOLO yaml or COCO json)")
     accuracy, calib_split = _accuracy_data(options, len(source.classes))

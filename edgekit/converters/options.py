@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgekit.checks import image_size
 from edgekit.converters.backends import BACKENDS, PRECISIONS
 from edgekit.converters.calibration import DEFAULT_SIZE as DEFAULT_CALIB_SIZE
 from edgekit.converters.families import SourceOptions
@@ -73,9 +74,7 @@ class ConvertOptions:
                 (source if owner == "source" else per_backend.setdefault(owner, {}))[name] = value
             else:
                 raise TypeError(f"unknown conversion option '{key}'")
-        size = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else tuple(int(s) for s in imgsz)
-        if len(size) == 1:
-            size = (size[0], size[0])
+        size = image_size(imgsz)
         return cls(
             formats=_split(formats, tuple(BACKENDS), "format"),
             precisions=_split(precisions, PRECISIONS, "precision"),

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from edgekit import __version__
+from edgekit.checks import check_stride
 from edgekit.converters.source import SourceModel
 from edgekit.detections import Detections
 from edgekit.fileio import sha256_file
@@ -92,9 +93,4 @@ def open_source_detector(spec: str | Path, imgsz: Sequence[int], **source_option
 
     names = source_options.pop("names", None)
     source = open_source(spec, names=names, **source_options)
-    size = [int(v) for v in imgsz] * (2 if len(imgsz) == 1 else 1)
-    if any(s <= 0 or s % source.stride for s in size):
-        from edgekit.errors import EdgekitError
-
-        raise EdgekitError(f"image size {size} must be positive multiples of the model's stride {source.stride}")
-    return SourceDetector(source, size)
+    return SourceDetector(source, list(check_stride(imgsz, source.stride)))

@@ -13,6 +13,7 @@ import numpy as np
 
 from edgekit import meta as meta_mod
 from edgekit import meta_foreign
+from edgekit.checks import check_class_count, image_size
 from edgekit.detections import Detections, class_ids
 from edgekit.errors import EdgekitError, MetadataError
 from edgekit.images import as_image, read_image
@@ -227,19 +228,18 @@ def read_meta(
             image.dtype,
             [o.name for o in engine.outputs],
             [o.shape for o in engine.outputs],
-            _size(imgsz),
+            image_size(imgsz),
             names,
         )
-    elif imgsz is not None and tuple(_size(imgsz)) != tuple(found.imgsz):
+    elif imgsz is not None and tuple(image_size(imgsz)) != tuple(found.imgsz):
         dims = image.shape[2:4] if found.input.layout == "NCHW" else image.shape[1:3]
         if all(_fixed(d) for d in dims):
             raise EdgekitError(
-                f"this model has a fixed input size {list(found.imgsz)}; it cannot run at {list(_size(imgsz))}"
+                f"this model has a fixed input size {list(found.imgsz)}; it cannot run at {list(image_size(imgsz))}"
             )
-        found = replace(found, imgsz=_size(imgsz))
+        found = replace(found, imgsz=image_size(imgsz))
     if names is not None:
-        if len(names) != found.num_classes:
-            raise MetadataError(f"{len(names)} class names given, the model has {found.num_classes} classes")
+        check_class_count(len(names), found.num_classes, "class names given")
         found = replace(found, classes=list(names))
     return found
 
@@ -250,17 +250,6 @@ def _fixed_size(shape: Sequence[Any]) -> tuple[int, int] | None:
         return None
     dims = shape[2:4] if _fixed(shape[1]) in (1, 3) else shape[1:3]
     return (int(dims[0]), int(dims[1])) if all(_fixed(d) for d in dims) else None
-
-
-def _size(imgsz: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(imgsz, int):
-        return (imgsz, imgsz)
-    values = list(imgsz)
-    if len(values) == 1:
-        return (int(values[0]), int(values[0]))
-    if len(values) != 2:
-        raise EdgekitError(f"image size must be one number or height,width; got {values}")
-    return (int(values[0]), int(values[1]))
 
 
 def load(

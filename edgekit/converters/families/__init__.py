@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from edgekit.checks import check_class_count
 from edgekit.converters.families import damo, shapesnet, ultralytics, yolov9
 from edgekit.converters.families.base import Family, SourceOptions, head_block, model_yaml, pickled_model
 from edgekit.converters.source import SourceModel
@@ -48,8 +49,7 @@ def open_source(
     options = replace(options or SourceOptions(), **flat)
     source = _open(spec, options)
     if names is not None:
-        if len(names) != len(source.classes):
-            raise EdgekitError(f"{len(names)} class names given, the model has {len(source.classes)} classes")
+        check_class_count(len(names), len(source.classes), "class names given")
         source.classes = list(names)
     return source
 
