@@ -23,7 +23,7 @@ class DWConv(Conv):
         super().__init__(c1, c2, k, s, g=math.gcd(c1, c2), d=d, act=act)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(G.ResidualPair):
     """Two convolutions with an optional residual."""
 
     def __init__(self, c1, c2, shortcut=True, g=1, k=(3, 3), e=0.5):
@@ -32,10 +32,6 @@ class Bottleneck(nn.Module):
         self.cv1 = Conv(c1, hidden, k[0], 1)
         self.cv2 = Conv(hidden, c2, k[1], 1, g=g)
         self.add = shortcut and c1 == c2
-
-    def forward(self, x):
-        y = self.cv2(self.cv1(x))
-        return x + y if self.add else y
 
 
 class C2f(nn.Module):
@@ -55,28 +51,18 @@ class C2f(nn.Module):
         return self.cv2(torch.cat(parts, 1))
 
 
-class C3(nn.Module):
+class C3(G.CSP):
     """CSP bottleneck with three convolutions."""
 
-    def __init__(self, c1, c2, n=1, shortcut=True, g=1, e=0.5):
-        super().__init__()
-        hidden = int(c2 * e)
-        self.cv1 = Conv(c1, hidden, 1, 1)
-        self.cv2 = Conv(c1, hidden, 1, 1)
-        self.cv3 = Conv(2 * hidden, c2, 1)
-        self.m = nn.Sequential(*(Bottleneck(hidden, hidden, shortcut, g, k=(1, 3), e=1.0) for _ in range(n)))
-
-    def forward(self, x):
-        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
+    def __init__(self, c1, c2, n=1, shortcut=True, g=1, e=0.5, k=(1, 3)):
+        super().__init__(c1, c2, n, e, lambda c: Bottleneck(c, c, shortcut, g, k=k, e=1.0))
 
 
 class C3k(C3):
     """C3 whose bottlenecks use k x k kernels."""
 
     def __init__(self, c1, c2, n=1, shortcut=True, g=1, e=0.5, k=3):
-        super().__init__(c1, c2, n, shortcut, g, e)
-        hidden = int(c2 * e)
-        self.m = nn.Sequential(*(Bottleneck(hidden, hidden, shortcut, g, k=(k, k), e=1.0) for _ in range(n)))
+        super().__init__(c1, c2, n, shortcut, g, e, k=(k, k))
 
 
 class Attention(nn.Module):

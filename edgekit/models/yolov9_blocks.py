@@ -66,7 +66,20 @@ class RepConvN(nn.Module):
         del self.conv1, self.conv2
 
 
-class RepNBottleneck(nn.Module):
+class ResidualPair(nn.Module):
+    """Two convolutions (``cv1`` then ``cv2``, set by subclasses) with a residual when ``add``: the bottleneck
+    of YOLOv5/v8 (Ultralytics ``Bottleneck``) and YOLOv9 (``RepNBottleneck``)."""
+
+    cv1: nn.Module
+    cv2: nn.Module
+    add: bool
+
+    def forward(self, x):
+        y = self.cv2(self.cv1(x))
+        return x + y if self.add else y
+
+
+class RepNBottleneck(ResidualPair):
     """RepConvN then Conv, with a residual when shapes allow."""
 
     def __init__(self, c1, c2, shortcut=True, g=1, k=(3, 3), e=0.5):
@@ -76,27 +89,47 @@ class RepNBottleneck(nn.Module):
         self.cv2 = Conv(hidden, c2, k[1], 1, g=g)
         self.add = shortcut and c1 == c2
 
-    def forward(self, x):
-        y = self.cv2(self.cv1(x))
-        return x + y if self.add else y
 
+class CSP(nn.Module):
+    """CSP block: one path through ``n`` bottlenecks (``make_bottleneck(c, c, shortcut, g)``), one straight,
+    joined by a 1x1 conv: YOLOv9's ``RepNCSP`` and Ultralytics' ``C3`` (Wang et al., "CSPNet", CVPRW 2020)."""
 
-class RepNCSP(nn.Module):
-    """CSP block: one path through n RepNBottlenecks, one straight, joined by a 1x1 conv."""
-
-    def __init__(self, c1, c2, n=1, shortcut=True, g=1, e=0.5):
+    def __init__(self, c1, c2, n, e, make_bottleneck):
         super().__init__()
         hidden = int(c2 * e)
         self.cv1 = Conv(c1, hidden, 1, 1)
         self.cv2 = Conv(c1, hidden, 1, 1)
         self.cv3 = Conv(2 * hidden, c2, 1)
-        self.m = nn.Sequential(*(RepNBottleneck(hidden, hidden, shortcut, g, e=1.0) for _ in range(n)))
+        self.m = nn.Sequential(*(make_bottleneck(hidden) for _ in range(n)))
 
     def forward(self, x):
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
 
 
-class RepNCSPELAN4(nn.Module):
+class RepNCSP(CSP):
+    """CSP block: one path through n RepNBottlenecks, one straight, joined by a 1x1 conv."""
+
+    def __init__(self, c1, c2, n=1, shortcut=True, g=1, e=0.5):
+        super().__init__(c1, c2, n, e, lambda c: RepNBottleneck(c, c, shortcut, g, e=1.0))
+
+
+class ELAN(nn.Module):
+    """ELAN aggregation (YOLOv9, Wang et al. 2024): split ``cv1``'s output in two, run ``cv2`` then ``cv3`` on
+    the second half, concatenate every intermediate, 1x1 conv ``cv4``. Subclasses build the four stages."""
+
+    cv1: nn.Module
+    cv2: nn.Module
+    cv3: nn.Module
+    cv4: nn.Module
+
+    def forward(self, x):
+        parts = list(self.cv1(x).chunk(2, 1))
+        parts.append(self.cv2(parts[-1]))
+        parts.append(self.cv3(parts[-1]))
+        return self.cv4(torch.cat(parts, 1))
+
+
+class RepNCSPELAN4(ELAN):
     """GELAN block: split, two stacked RepNCSP+Conv stages, concatenate every intermediate, 1x1 conv."""
 
     def __init__(self, c1, c2, c3, c4, c5=1):
@@ -107,14 +140,8 @@ class RepNCSPELAN4(nn.Module):
         self.cv3 = nn.Sequential(RepNCSP(c4, c4, c5), Conv(c4, c4, 3, 1))
         self.cv4 = Conv(c3 + 2 * c4, c2, 1, 1)
 
-    def forward(self, x):
-        parts = list(self.cv1(x).chunk(2, 1))
-        parts.append(self.cv2(parts[-1]))
-        parts.append(self.cv3(parts[-1]))
-        return self.cv4(torch.cat(parts, 1))
 
-
-class ELAN1(nn.Module):
+class ELAN1(ELAN):
     """The light ELAN block of the t/s models: split, two 3x3 convs, concatenate, 1x1 conv."""
 
     def __init__(self, c1, c2, c3, c4):
@@ -124,12 +151,6 @@ class ELAN1(nn.Module):
         self.cv2 = Conv(c3 // 2, c4, 3, 1)
         self.cv3 = Conv(c4, c4, 3, 1)
         self.cv4 = Conv(c3 + 2 * c4, c2, 1, 1)
-
-    def forward(self, x):
-        parts = list(self.cv1(x).chunk(2, 1))
-        parts.append(self.cv2(parts[-1]))
-        parts.append(self.cv3(parts[-1]))
-        return self.cv4(torch.cat(parts, 1))
 
 
 def _avg_down(x: torch.Tensor) -> torch.Tensor:
