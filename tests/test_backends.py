@@ -16,6 +16,7 @@ from edgekit.errors import EdgekitError
 from edgekit.eval.synthetic import write_yolo_dataset
 from edgekit.runtimes.litert import LiteRTEngine
 
+from blocked import run_cli
 from checkpoints import (
     random_damo,
     random_ultralytics,
@@ -245,32 +246,9 @@ def test_int8_needs_calibration(checkpoints, tmp_path):
 
 
 def test_missing_backend_fails_only_that_target(checkpoints, tmp_path):
-    script = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'openvino' or name.startswith('openvino.'):\n"
-        "            raise ImportError('blocked')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "from edgekit.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            "convert",
-            str(checkpoints["yolov9"]),
-            "--to",
-            "onnx,openvino",
-            "--imgsz",
-            str(IMGSZ),
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
+    proc = run_cli(
+        ["convert", checkpoints["yolov9"], "--to", "onnx,openvino", "--imgsz", IMGSZ, "--out", tmp_path],
+        ["openvino"],
         timeout=600,
     )
     assert proc.returncode == 1

@@ -158,22 +158,10 @@ def test_globs_expand_like_yolo_predict(capsys, tmp_path):
 
 
 def test_a_file_that_cannot_be_a_checkpoint_is_refused_before_torch_loads(corpus):
-    import subprocess
-    import sys
+    from blocked import run_cli
 
-    script = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "from edgekit.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
-    for verb in (["convert"], ["inspect"]):
-        proc = subprocess.run([sys.executable, "-c", script, *verb, str(corpus / "junk.pt")], capture_output=True,
-                              text=True, timeout=120)
+    for verb in ("convert", "inspect"):
+        proc = run_cli([verb, corpus / "junk.pt"], ["torch"])
         assert proc.returncode == 1 and proc.stderr == (
             "edgekit: error: junk.pt: not a torch checkpoint (expected the zip format torch.save has written since "
             "torch 1.6; the file may be truncated)\n"

@@ -125,19 +125,12 @@ def test_openvino_performance_counters(tmp_path):
     assert "Convolution" in {op.op for op in report.operators}
 
 
-def test_profile_and_camera_modules_run_without_torch_or_onnx():
-    import subprocess
-    import sys
+def test_profile_and_camera_modules_run_without_torch_or_onnx(tmp_path):
+    from blocked import CONVERTER_SIDE, imported, run_cli
 
-    from test_thin_runtime import BLOCKER
-
-    script = BLOCKER + (
-        "import edgekit.devices.picamera, edgekit.devices.mjpeg, edgekit.devices.loop, edgekit.devices.telemetry\n"
-        "from edgekit.cli import main\n"
-        "code = main(['profile', '--runs', '3', '--warmup', '0', '--no-sweep', '--quiet'])\n"
-        "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'picamera2')))\n"
-        "sys.exit(code)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    modules = tmp_path / "modules.json"
+    camera_side = [f"edgekit.devices.{name}" for name in ("picamera", "mjpeg", "loop", "telemetry")]
+    done = run_cli(["profile", "--runs", "3", "--warmup", "0", "--no-sweep", "--quiet"], CONVERTER_SIDE,
+                   preload=camera_side, modules_file=modules)
     assert done.returncode == 0, done.stderr
-    assert "HEAVY []" in done.stdout and "Conv" in done.stdout
+    assert "Conv" in done.stdout and imported(modules, ["picamera2"]) == []
