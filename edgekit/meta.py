@@ -195,25 +195,8 @@ def _numbers(data: Mapping[str, Any], key: str, path: str, length: int, default:
     return tuple(float(v) for v in value)
 
 
-def from_dict(data: Mapping[str, Any]) -> ModelMeta:
-    """Build and validate ModelMeta from the stored JSON document."""
-    if not isinstance(data, Mapping):
-        raise MetadataError("edgekit metadata must be a JSON object")
-    schema = _get(data, "schema", "", int)
-    if schema > SCHEMA:
-        raise MetadataError(
-            f"this artifact uses metadata schema {schema}; this edgekit reads up to {SCHEMA}: upgrade edgekit"
-        )
-    if schema < 1:
-        raise _fail("schema", f"must be >= 1, got {schema}")
-
-    classes = _get(data, "classes", "", list)
-    if not classes or not all(isinstance(c, str) for c in classes):
-        raise _fail("classes", "must be a non-empty list of class names")
-    imgsz = _numbers(data, "imgsz", "", 2, integer=True)
-    if min(imgsz) <= 0:
-        raise _fail("imgsz", f"must be positive, got {list(imgsz)}")
-
+def _input(data: Mapping[str, Any]) -> InputSpec:
+    """The ``input`` section: name, layout, dtype, colour, channels, range, mean/std, letterbox, quantization."""
     inp = _get(data, "input", "", dict, {})
     lb = _get(inp, "letterbox", "input.", dict, {})
     letterbox = Letterbox(
@@ -251,7 +234,11 @@ def from_dict(data: Mapping[str, Any]) -> ModelMeta:
         raise _fail("input.quant", "is required for an int8 input")
     if input_spec.dtype == "uint8" and quant is None and (rng != (0.0, 255.0) or input_spec.mean or input_spec.std):
         raise _fail("input.range", "must be [0, 255] without mean/std for a raw uint8 input (or give input.quant)")
+    return input_spec
 
+
+def _outputs(data: Mapping[str, Any]) -> OutputSpec:
+    """The ``outputs`` section: kind, tensor names (as many as the kind has), normalization, quantization."""
     out = _get(data, "outputs", "", dict, {})
     kind = _choice(out, "kind", "outputs.", OUTPUT_KINDS, "boxes_scores")
     names = _get(out, "names", "outputs.", list, DEFAULT_OUTPUT_NAMES[kind])
@@ -269,10 +256,13 @@ def from_dict(data: Mapping[str, Any]) -> ModelMeta:
                 raise _fail(f"outputs.quant.{key}", f"must be [scale > 0, zero_point], got {value!r}")
             checked[key] = (float(value[0]), int(value[1]))
         out_quant = checked
-    outputs = OutputSpec(
+    return OutputSpec(
         kind=kind, names=list(names), normalized=_get(out, "normalized", "outputs.", bool, True), quant=out_quant
     )
 
+
+def _decode(data: Mapping[str, Any], kind: str) -> DecodeSpec:
+    """The ``decode`` section, checked against the output `kind` (rows chosen in the graph need no decoding)."""
     dec = _get(data, "decode", "", dict, {})
     selected = kind not in ("boxes_scores", "packed")  # rows already chosen in the graph: nothing to decode
     decode = DecodeSpec(
@@ -289,15 +279,44 @@ def from_dict(data: Mapping[str, Any]) -> ModelMeta:
         )
     if selected and decode.method != "none":
         raise _fail("decode.method", f"must be 'none' for kind {kind}, got {decode.method!r}")
+    return decode
 
+
+def _source(data: Mapping[str, Any]) -> SourceInfo | None:
+    """The ``source`` section (the checkpoint an artifact came from), if present."""
     src = _get(data, "source", "", (dict, type(None)), None)
-    source = None
-    if src is not None:
-        source = SourceInfo(
-            file=_get(src, "file", "source.", str),
-            sha256=_get(src, "sha256", "source.", str),
-            edgekit=_get(src, "edgekit", "source.", str),
+    if src is None:
+        return None
+    return SourceInfo(
+        file=_get(src, "file", "source.", str),
+        sha256=_get(src, "sha256", "source.", str),
+        edgekit=_get(src, "edgekit", "source.", str),
+    )
+
+
+def from_dict(data: Mapping[str, Any]) -> ModelMeta:
+    """Build and validate ModelMeta from the stored JSON document."""
+    if not isinstance(data, Mapping):
+        raise MetadataError("edgekit metadata must be a JSON object")
+    schema = _get(data, "schema", "", int)
+    if schema > SCHEMA:
+        raise MetadataError(
+            f"this artifact uses metadata schema {schema}; this edgekit reads up to {SCHEMA}: upgrade edgekit"
         )
+    if schema < 1:
+        raise _fail("schema", f"must be >= 1, got {schema}")
+
+    classes = _get(data, "classes", "", list)
+    if not classes or not all(isinstance(c, str) for c in classes):
+        raise _fail("classes", "must be a non-empty list of class names")
+    imgsz = _numbers(data, "imgsz", "", 2, integer=True)
+    if min(imgsz) <= 0:
+        raise _fail("imgsz", f"must be positive, got {list(imgsz)}")
+
+    input_spec = _input(data)  # sections checked in document order: the first bad field is the one named
+    outputs = _outputs(data)
+    decode = _decode(data, outputs.kind)
+    source = _source(data)
     stride = _get(data, "stride", "", int, 32)
     if stride <= 0:
         raise _fail("stride", f"must be positive, got {stride}")

@@ -119,6 +119,33 @@ def test_the_checks_find_what_they_look_for():
     ]
 
 
+def _check_duplicates():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_duplicates", ROOT.parent / "scripts" / "check_duplicates.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_block_of_six_lines_stands_twice_in_the_package():
+    """One owner for every rule: the check CI runs (scripts/check_duplicates.py) finds no repeated block."""
+    assert _check_duplicates().find_duplicates(ROOT) == []
+
+
+def test_the_duplicate_check_finds_a_reintroduced_copy(tmp_path):
+    package = tmp_path / "edgekit"
+    shutil.copytree(ROOT, package, ignore=shutil.ignore_patterns("__pycache__", "assets"))
+    source = (ROOT / "images.py").read_text()
+    body = source[source.index("def as_image(") :]
+    (package / "eval" / "copied.py").write_text("import numpy as np\n\n\n" + body.replace("as_image", "to_image"))
+    (package / "models" / "tiny_configs.py").write_text((ROOT / "models" / "yolov9_configs.py").read_text())
+    check = _check_duplicates()
+    before = {(a, b) for a, _, b, _, _ in check.find_duplicates(ROOT)}
+    after = {(a, b) for a, _, b, _, _ in check.find_duplicates(package)}
+    assert after - before == {("eval/copied.py", "images.py")}  # the copy, and not the allowed config table
+
+
 # --- the "how to add a backend" recipe, followed for a throwaway format -------------------------------
 # 1. a Backend subclass (here instead of edgekit/converters/backends/onnxdata.py)
 
