@@ -27,7 +27,6 @@ from checkpoints import (
 )
 
 IMGSZ = 160
-quiet = {}  # conversion logs go to the edgekit logger, silent unless configured
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +51,7 @@ def fp32_artifacts(checkpoints, tmp_path_factory):
     for family, ckpt in checkpoints.items():
         options = {"topk": "runtime"} if family == "yolo26" else {}
         results = convert_many(
-            ckpt, "onnx,openvino,tflite,coreml,ncnn", "fp32", IMGSZ, out / family, **options, **quiet
+            ckpt, "onnx,openvino,tflite,coreml,ncnn", "fp32", IMGSZ, out / family, **options
         )
         assert all(r.ok for r in results), [r.error for r in results]
         found[family] = {r.format: r for r in results}
@@ -131,7 +130,7 @@ def test_coreml_structure_metadata(fp32_artifacts):
 def test_coreml_vision_pipeline(checkpoints, tmp_path):
     from edgekit.converters.backends.coreml import spec_of
 
-    results = convert_many(checkpoints["yolov9"], "coreml", "fp32", IMGSZ, tmp_path, coreml_nms=True, **quiet)
+    results = convert_many(checkpoints["yolov9"], "coreml", "fp32", IMGSZ, tmp_path, coreml_nms=True)
     assert results[0].ok, results[0].error
     spec = spec_of(results[0].path)
     assert [m.WhichOneof("Type") for m in spec.pipeline.models] == ["mlProgram", "nonMaximumSuppression"]
@@ -155,7 +154,6 @@ def test_int8_keeps_detecting_on_every_backend(checkpoints, calib, tmp_path, fam
         calib=calib,
         calib_size=24,
         **options,
-        **quiet,
     )
     for result in results:
         assert result.ok, f"{result.format}: {result.error}"
@@ -167,7 +165,7 @@ def test_int8_keeps_detecting_on_every_backend(checkpoints, calib, tmp_path, fam
 
 def test_int8_tflite_is_integer_with_quant_params_in_metadata(checkpoints, calib, tmp_path):
     result = convert_many(
-        checkpoints["yolov9"], "tflite", "int8", IMGSZ, tmp_path, calib=calib, calib_size=24, **quiet
+        checkpoints["yolov9"], "tflite", "int8", IMGSZ, tmp_path, calib=calib, calib_size=24
     )[0]
     assert result.ok, result.error
     engine = LiteRTEngine(result.path)
@@ -182,7 +180,7 @@ def test_int8_tflite_is_integer_with_quant_params_in_metadata(checkpoints, calib
 @pytest.mark.slow
 def test_end_to_end_yolo26_int8_in_graph_topk_too(checkpoints, calib, tmp_path):
     results = convert_many(
-        checkpoints["yolo26"], "onnx,openvino", "int8", IMGSZ, tmp_path, calib=calib, calib_size=24, **quiet
+        checkpoints["yolo26"], "onnx,openvino", "int8", IMGSZ, tmp_path, calib=calib, calib_size=24
     )
     for result in results:
         assert result.ok, result.error
@@ -192,19 +190,19 @@ def test_end_to_end_yolo26_int8_in_graph_topk_too(checkpoints, calib, tmp_path):
 
 @pytest.mark.slow
 def test_fp16_everywhere(checkpoints, tmp_path):
-    results = convert_many(checkpoints["damo"], "onnx,openvino,tflite,coreml", "fp16", IMGSZ, tmp_path, **quiet)
+    results = convert_many(checkpoints["damo"], "onnx,openvino,tflite,coreml", "fp16", IMGSZ, tmp_path)
     for result in results:
         assert result.ok, result.error
         assert result.verification.max_abs["boxes"] <= 1e-2
     sizes = {r.format: r.size_mb for r in results}
-    fp32 = convert_many(checkpoints["damo"], "onnx", "fp32", IMGSZ, tmp_path, **quiet)[0]
+    fp32 = convert_many(checkpoints["damo"], "onnx", "fp32", IMGSZ, tmp_path)[0]
     assert sizes["onnx"] < 0.6 * fp32.size_mb
 
 
 def test_nms_in_graph(checkpoints, tmp_path):
-    results = convert_many(checkpoints["yolov9"], "onnx,openvino", "fp32", IMGSZ, tmp_path, nms_in_graph=True, **quiet)
+    results = convert_many(checkpoints["yolov9"], "onnx,openvino", "fp32", IMGSZ, tmp_path, nms_in_graph=True)
     plain = edgekit.load(
-        convert_many(checkpoints["yolov9"], "onnx", "fp32", IMGSZ, tmp_path / "plain", **quiet)[0].path
+        convert_many(checkpoints["yolov9"], "onnx", "fp32", IMGSZ, tmp_path / "plain")[0].path
     )
     expected = plain(assets.shapes_image())
     for result in results:
@@ -219,7 +217,7 @@ def test_nms_in_graph(checkpoints, tmp_path):
 
 @pytest.mark.slow
 def test_uint8_input_tflite(checkpoints, tmp_path):
-    result = convert_many(checkpoints["yolov9"], "tflite", "fp32", IMGSZ, tmp_path, uint8_input=True, **quiet)[0]
+    result = convert_many(checkpoints["yolov9"], "tflite", "fp32", IMGSZ, tmp_path, uint8_input=True)[0]
     assert result.ok, result.error
     detector = edgekit.load(result.path)
     assert detector.meta.input.dtype == "uint8" and detector.engine.inputs[0].dtype == "uint8"
@@ -242,7 +240,7 @@ def test_calibration_sources(calib, tmp_path, caplog):
 
 def test_int8_needs_calibration(checkpoints, tmp_path):
     with pytest.raises(EdgekitError, match="INT8 needs calibration images"):
-        convert_many(checkpoints["yolov9"], "onnx", "int8", IMGSZ, tmp_path, **quiet)
+        convert_many(checkpoints["yolov9"], "onnx", "int8", IMGSZ, tmp_path)
 
 
 def test_missing_backend_fails_only_that_target(checkpoints, tmp_path):

@@ -26,7 +26,6 @@ from checkpoints import (
 
 pytest.importorskip("mediapipe")
 IMGSZ = 160
-quiet = {}  # conversion logs go to the edgekit logger, silent unless configured
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +40,7 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def phone_yolov9(checkpoints, tmp_path_factory):
-    result = convert_many(checkpoints["yolov9"](), "tflite", "fp32", IMGSZ, tmp_path_factory.mktemp("p"), phone=True,
-                          **quiet)[0]
+    result = convert_many(checkpoints["yolov9"](), "tflite", "fp32", IMGSZ, tmp_path_factory.mktemp("p"), phone=True)[0]
     assert result.ok, result.error
     return result
 
@@ -95,7 +93,7 @@ def test_phone_verification_and_edgekit_runtime(phone_yolov9):
 def phone_demo(tmp_path_factory):
     """The trained demo detector (ShapesNet) as a phone file: real detections to compare."""
     result = convert_many(assets.demo_checkpoint(), "tflite", "fp32", 320, tmp_path_factory.mktemp("demo"),
-                          phone=True, **quiet)[0]
+                          phone=True)[0]
     assert result.ok, result.error
     return result
 
@@ -145,7 +143,7 @@ def test_phone_errors_are_one_line(phone_yolov9, tmp_path, capsys):
 def test_phone_every_family_every_precision(checkpoints, family, tmp_path):
     calib = write_yolo_dataset(tmp_path / "calib", 24, seed=3)
     results = convert_many(checkpoints[family](), "tflite", "all", IMGSZ, tmp_path, phone=True, calib=calib,
-                           calib_size=24, **quiet)
+                           calib_size=24)
     for result in results:
         assert result.ok, f"{result.precision}: {result.error}"
         figures = result.verification
