@@ -21,11 +21,15 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the docs extra installs tomli
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
