@@ -15,7 +15,7 @@ NCNN runs with its engine's defaults (FP32 arithmetic, as verified; FP16 storage
 for ARM CPUs that have them, see edgekit/runtimes/ncnn.py).
 Random weights make latency and size representative, not detection agreement: their scores are nearly
 tied everywhere, so INT8 reorders them and the agreement with FP32 is low. The INT8 agreement gate
-(mAP50 >= 0.5, which trained models pass: see the README) is therefore reported here, not enforced.
+(mAP50 >= 0.5, which trained models pass: see docs/accuracy.md) is therefore reported here, not enforced.
 """
 
 from __future__ import annotations

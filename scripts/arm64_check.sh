@@ -7,7 +7,7 @@
 #   sudo apt-get install -y qemu-user-static debootstrap     # once
 #   scripts/arm64_check.sh [WORKDIR]                          # default /tmp/edgekit-arm64; ~10 min the first time
 #
-# Recipe and pitfalls: see the README section "On the device" (aarch64).
+# Recipe and pitfalls: docs/contributing/aarch64.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)

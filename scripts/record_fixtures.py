@@ -3,7 +3,7 @@
     python scripts/record_fixtures.py
 
 Each checkpoint is converted to ONNX at its training size and validated on the committed val split: the full
-split's mAP (the README's figures) and the first FEW images' (what tests/test_fixtures.py checks quickly).
+split's mAP (the figures in docs/contributing/fixtures.md) and the first FEW images' (what tests/test_fixtures.py checks quickly).
 """
 
 from __future__ import annotations
