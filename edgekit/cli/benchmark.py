@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from edgekit.cli.argtypes import imgsz, names, positive
 
@@ -21,10 +20,9 @@ def run(args: argparse.Namespace) -> int:
 
     targets = convert_targets(args.device, args.to, args.precision, args.imgsz, have_calibration=True,
                               default_formats="onnx,openvino,tflite", default_precisions="fp32,fp16,int8")
-    size = checkpoint_imgsz(targets.imgsz)
     options = ConvertOptions.create(
-        targets.formats, targets.precisions, size, args.out_dir, calib=args.calib, names=args.names,
-        topk=args.topk, arch=args.arch,
+        targets.formats, targets.precisions, checkpoint_imgsz(targets.imgsz), args.out_dir, calib=args.calib,
+        names=args.names, topk=args.topk, arch=args.arch,
     )
     report = run_benchmark(
         args.checkpoint, args.data, options, split=args.split, runs=args.runs, threads=args.threads,
@@ -35,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.markdown:
         print(report.markdown())
     else:
-        print(f"{Path(args.checkpoint).name} at {size[0]}, {report.images} images of {args.data}, "
-              f"threads {args.threads or 'default'}")
+        print(report.title())
         print(report.table())
     return 1 if all(r.error for r in report.rows) else 0
 

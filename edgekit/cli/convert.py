@@ -13,7 +13,7 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.converters.opening import check_converter_side, checkpoint_imgsz
 
     check_converter_side(args.checkpoint)
-    from edgekit.converters.convert import convert_many
+    from edgekit.converters.convert import convert_many, failures_line
     from edgekit.converters.options import ConvertOptions, option_names
     from edgekit.devices.profiles import convert_targets
 
@@ -26,11 +26,9 @@ def run(args: argparse.Namespace) -> int:
     options = ConvertOptions.create(targets.formats, precisions, checkpoint_imgsz(targets.imgsz), args.out_dir,
                                     **given)
     results = convert_many(args.checkpoint, options=options)
-    failed = [r for r in results if not r.ok]
+    failed = failures_line(results)
     if failed:
-        what = ", ".join(f"{r.format} {r.precision}" for r in failed)
-        rest = "the others were written" if len(failed) < len(results) else "nothing was written"
-        print(f"edgekit: error: {len(failed)} of {len(results)} target(s) failed ({what}); {rest}", file=sys.stderr)
+        print(f"edgekit: error: {failed}", file=sys.stderr)
         return 1
     return 0
 

@@ -169,7 +169,6 @@ def validate(
     )
 
 
-@contextlib.contextmanager
 def check_classes(model: str, names: Sequence[str], data: str | Path, dataset: Dataset) -> None:
     """Raise EdgekitError when a model's class count differs from the dataset's: its AP would mean nothing.
     `model` and `data` name the two in the message."""
@@ -180,6 +179,7 @@ def check_classes(model: str, names: Sequence[str], data: str | Path, dataset: D
         )
 
 
+@contextlib.contextmanager
 def labels_per_anchor(detect, multi_label: bool) -> Iterator[None]:
     """Set a detector's ``multi_label`` switch for the duration (detectors without one are left alone)."""
     saved = getattr(detect, "multi_label", None)
