@@ -60,6 +60,11 @@ class BenchmarkReport:
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2)
 
+    def title(self) -> str:
+        """The line `edgekit benchmark` prints above its table: model, input size, images, data, threads."""
+        return (f"{Path(self.model).name} at {self.imgsz[0]}, {self.images} images of {self.data}, "
+                f"threads {self.threads or 'default'}")
+
     def _cells(self, row: BenchmarkRow) -> list[str]:
         def num(value, fmt):
             return "-" if value is None else format(value, fmt)

@@ -104,3 +104,22 @@ def check_checkpoint_file(path: str | os.PathLike) -> Path:
             " the file may be truncated)"
         )
     return path
+
+
+def check_output_file(path: str | os.PathLike, what: str) -> Path:
+    """Raise EdgekitError now, before any work, when the file `path` cannot be written: it is a folder, or its
+    folder cannot be created or written (see check_output_folder). `what` names it in the message (a flag)."""
+    from edgekit.errors import EdgekitError
+
+    path = Path(path)
+    if path.is_dir():
+        raise EdgekitError(f"{what} {path} is a folder; give a file name")
+    check_output_folder(path.parent, f"{what} {path}: the folder")
+    return path
+
+
+def write_json(target: str | os.PathLike, data: object) -> Path:
+    """Write `data` as a JSON document (indent 2, newline-terminated) to `target` atomically; returns the path."""
+    import json
+
+    return atomic_write_bytes(target, (json.dumps(data, indent=2) + "\n").encode())

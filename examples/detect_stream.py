@@ -9,12 +9,14 @@ Copy this file onto the device next to a model (`pip install edgekit[onnxruntime
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
 import cv2
 
 import edgekit
+from edgekit.devices.loop import VideoOut
 
 
 def main() -> int:
@@ -36,30 +38,27 @@ def main() -> int:
     if not cap.isOpened():
         print(f"error: cannot open {args.source}", file=sys.stderr)
         return 1
-    writer = None
     frames, start = 0, time.perf_counter()
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        found = detector(frame, conf=args.conf)
-        frames += 1
-        t = detector.timings
-        summary = ", ".join(f"{n} {label}" for label, n in found.counts().items()) or "nothing"
-        print(
-            f"frame {frames}: {summary}  ({t.total:.1f} ms: pre {t.pre:.1f}, infer {t.infer:.1f}, post {t.post:.1f})",
-            flush=True,
-        )
-        if args.save:
-            if writer is None:
-                fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-                writer = cv2.VideoWriter(args.save, cv2.VideoWriter_fourcc(*"mp4v"), fps, frame.shape[1::-1])
-            writer.write(found.draw(frame))
-        if args.frames and frames >= args.frames:
-            break
+    recording = VideoOut(args.save, cap.get(cv2.CAP_PROP_FPS) or 30.0) if args.save else contextlib.nullcontext()
+    with recording:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            found = detector(frame, conf=args.conf)
+            frames += 1
+            t = detector.timings
+            summary = ", ".join(f"{n} {label}" for label, n in found.counts().items()) or "nothing"
+            print(
+                f"frame {frames}: {summary}  ({t.total:.1f} ms: pre {t.pre:.1f}, infer {t.infer:.1f}, "
+                f"post {t.post:.1f})",
+                flush=True,
+            )
+            if args.save:
+                recording.write(found.draw(frame))
+            if args.frames and frames >= args.frames:
+                break
     cap.release()
-    if writer is not None:
-        writer.release()
     elapsed = time.perf_counter() - start
     if frames:
         print(f"{frames} frames in {elapsed:.1f} s: {frames / elapsed:.1f} FPS end to end")

@@ -22,7 +22,7 @@ import contextlib
 import sys
 
 import edgekit
-from edgekit.devices.loop import FpsMeter, video_out
+from edgekit.devices.loop import FpsMeter, VideoOut
 from edgekit.devices.profiles import detect_device
 from edgekit.devices.sources import Source
 
@@ -58,7 +58,7 @@ def main() -> int:
         print(f"{detector!r} on Raspberry Pi camera {args.camera} ({device or 'no device profile'})", file=sys.stderr)
         meter = FpsMeter()
         with contextlib.ExitStack() as stack:
-            recording = stack.enter_context(video_out(args.record, 30.0, args.main)) if args.record else None
+            recording = stack.enter_context(VideoOut(args.record, 30.0)) if args.record else None
             try:
                 for frame in source:
                     found = detector(frame.image, conf=args.conf)
@@ -73,7 +73,7 @@ def main() -> int:
                         break
             except KeyboardInterrupt:
                 print("stopped", file=sys.stderr)
-        if args.record:
+        if recording is not None and recording.frames:
             print(f"wrote {args.record} ({recording.frames} frames)", file=sys.stderr)
     except edgekit.EdgekitError as exc:
         print(f"edgekit: error: {exc}", file=sys.stderr)

@@ -17,7 +17,7 @@ import argparse
 import sys
 
 import edgekit
-from edgekit.devices.loop import FpsMeter, draw_status, video_out
+from edgekit.devices.loop import FpsMeter, VideoOut, draw_status
 from edgekit.devices.sources import Source
 
 
@@ -37,16 +37,10 @@ def main() -> int:
         detector = edgekit.load(args.model, threads=args.threads, device=args.device)
         source = Source(args.source, loop=args.loop, live=False)  # every frame of a file, in order
         meter = FpsMeter()
-        frames = iter(source)
-        first = next(frames, None)
-        if first is None:
-            raise edgekit.EdgekitError(f"no frames in {args.source}")
-        height, width = first.image.shape[:2]
         interrupted = False
-        with video_out(args.output, source.fps or 30.0, (width, height)) as out:
+        with VideoOut(args.output, lambda: source.fps) as out:
             try:
-                frame = first
-                while frame is not None:
+                for frame in source:
                     found = detector(frame.image, conf=args.conf)
                     meter.tick()
                     out.write(draw_status(found.draw(frame.image), f"{meter.fps:.1f} FPS  {len(found)} objects"))
@@ -54,9 +48,12 @@ def main() -> int:
                         print(f"frame {frame.index}: {len(found)} objects, {meter.fps:.1f} FPS", file=sys.stderr)
                     if args.frames and meter.frames >= args.frames:
                         break
-                    frame = next(frames, None)
             except KeyboardInterrupt:
+                if not out.frames:
+                    raise
                 interrupted = True
+        if not out.frames:
+            raise edgekit.EdgekitError(f"no frames in {args.source}")
         print(f"wrote {args.output}: {out.frames} frames{' (interrupted)' if interrupted else ''}", file=sys.stderr)
     except edgekit.EdgekitError as exc:
         print(f"edgekit: error: {exc}", file=sys.stderr)

@@ -85,12 +85,12 @@ def test_bad_input(capsys, tmp_path, corpus, args, message):
 
 
 def test_an_unforeseen_error_is_one_line_and_debug_shows_it(capsys, monkeypatch, corpus):
-    import edgekit.cli as cli
+    import edgekit.cli.inspect as inspect_verb
 
     def broken(args):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(cli, "cmd_inspect", broken)
+    monkeypatch.setattr(inspect_verb, "run", broken)
     code = main(["inspect", str(corpus / "model.onnx")])
     err = capsys.readouterr().err
     assert code == 1 and err == (

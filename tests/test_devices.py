@@ -75,6 +75,19 @@ def test_convert_plan_follows_the_profile():
     assert profiles.convert_plan(profiles.get_profile("rpi4"), False, formats="onnx").formats == ["onnx"]
 
 
+def test_convert_targets_merge_the_user_the_profile_and_the_defaults():
+    def merged(device, to=None, precision=None, imgsz=None, calib=False):
+        t = profiles.convert_targets(device, to, precision, imgsz, have_calibration=calib,
+                                     default_formats="onnx", default_precisions="fp32")
+        return t.formats, t.precisions, t.imgsz, len(t.notes)
+
+    assert merged(None) == ("onnx", "fp32", None, 0)  # no profile: the verb's defaults, the size left open
+    assert merged(None, "tflite", "fp16", [320]) == ("tflite", "fp16", [320], 0)
+    assert merged("rpi5", calib=True) == ("ncnn,openvino", "int8,fp32", [640], 3)
+    assert merged("rpi-zero-2w") == ("tflite,ncnn", "fp32", [320], 3)  # INT8 dropped: no calibration images
+    assert merged("rpi5", "onnx", "fp16", [256, 320], calib=True) == ("onnx", "fp16", [256, 320], 2)
+
+
 def test_load_takes_threads_from_the_profile(tmp_path):
     model = om.save_with_meta(tmp_path / "m.onnx")
     assert load(model, device="rpi-zero-2w").engine.threads == 3

@@ -98,8 +98,17 @@ def test_profile_command_text_json_csv_plot(capsys, tmp_path):
                  "--json", "--quiet"]) == 0
     out, err = capsys.readouterr()
     doc = json.loads(out)
-    assert len(doc["runs"]) == 5 and doc["sweep"] == [] and doc["operators"] == [] and err == ""
+    assert len(doc["runs"]) == 5 and doc["operators"] == [] and err == ""
     assert set(doc["latency"]) == {"p50", "p90", "p99", "mean", "std", "min", "max", "fps"}
+
+
+def test_no_sweep_times_no_thread_count(capsys):
+    # the progress bars show every stage that ran: --no-sweep once ran the default sweep, then hid its rows
+    code = main(["profile", str(shapes_model()), "--runs", "3", "--warmup", "1", "--no-sweep", "--no-ops"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "warm-up:" in err and "runs:" in err
+    assert "threads:" not in err and not re.search(r"^threads ", out, re.M)
 
 
 def test_profile_bad_input(capsys, tmp_path):

@@ -32,6 +32,7 @@ from edgekit.converters.backends import BACKENDS
 from edgekit.converters.calibration import calibration_images
 from edgekit.converters.context import ExportContext
 from edgekit.converters.families import open_source
+from edgekit.converters.opening import DEFAULT_IMGSZ
 from edgekit.converters.options import ConvertOptions
 from edgekit.converters.source_detector import artifact_meta
 from edgekit.converters.verify import Verification
@@ -289,7 +290,7 @@ def _remove_if_empty(folder: Path, created: bool) -> None:
 def convert(
     spec: str | Path,
     to: str = "onnx",
-    imgsz: int | tuple[int, int] = 640,
+    imgsz: int | tuple[int, int] = DEFAULT_IMGSZ,
     half: bool = False,
     precision: str = "fp32",
     **flat,
@@ -377,3 +378,13 @@ def results_table(results: Sequence[TargetResult]) -> str:
         else:
             rows.append(f"{r.format:<9} {r.precision:<9} {'-':<34} {'-':>8}  FAILED: {r.error[:200]}")
     return "\n".join(rows)
+
+
+def failures_line(results: Sequence[TargetResult]) -> str | None:
+    """How many targets failed, which, and whether the others were written; None when none failed."""
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return None
+    what = ", ".join(f"{r.format} {r.precision}" for r in failed)
+    rest = "the others were written" if len(failed) < len(results) else "nothing was written"
+    return f"{len(failed)} of {len(results)} target(s) failed ({what}); {rest}"

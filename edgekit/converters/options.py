@@ -19,6 +19,7 @@ from edgekit.checks import image_size
 from edgekit.converters.backends import BACKENDS, PRECISIONS
 from edgekit.converters.calibration import DEFAULT_SIZE as DEFAULT_CALIB_SIZE
 from edgekit.converters.families import SourceOptions
+from edgekit.converters.opening import DEFAULT_IMGSZ
 from edgekit.errors import EdgekitError
 
 # flat names that differ from the owning dataclass's field name
@@ -31,7 +32,7 @@ class ConvertOptions:
 
     formats: list[str] = field(default_factory=lambda: ["onnx"])
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
-    imgsz: tuple[int, int] = (640, 640)
+    imgsz: tuple[int, int] = (DEFAULT_IMGSZ, DEFAULT_IMGSZ)
     out_dir: Path | None = None  # None: next to the checkpoint (the current folder for an architecture name)
     calib: str | Path | None = None  # INT8 calibration: image folder, YOLO dataset yaml or COCO json
     calib_size: int = DEFAULT_CALIB_SIZE
@@ -51,7 +52,7 @@ class ConvertOptions:
         cls,
         formats: str | Sequence[str] = "onnx",
         precisions: str | Sequence[str] = "fp32",
-        imgsz: int | Sequence[int] = 640,
+        imgsz: int | Sequence[int] = DEFAULT_IMGSZ,
         out_dir: str | Path | None = None,
         **flat: Any,
     ) -> ConvertOptions:

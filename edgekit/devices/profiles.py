@@ -343,6 +343,46 @@ def convert_plan(profile: DeviceProfile, have_calibration: bool, formats: str | 
     return ConvertPlan(chosen, precisions, profile.imgsz.value, notes)
 
 
+@dataclass
+class ConvertTargets:
+    """What a conversion writes: formats and precisions (comma-separated), input size (None: not chosen, the
+    checkpoint's default applies) and, from a device profile, why."""
+
+    formats: str
+    precisions: str
+    imgsz: list[int] | None
+    notes: list[str] = field(default_factory=list)
+
+
+def convert_targets(
+    device: str | None,
+    formats: str | None,
+    precisions: str | None,
+    imgsz: list[int] | None,
+    *,
+    have_calibration: bool,
+    default_formats: str,
+    default_precisions: str,
+) -> ConvertTargets:
+    """The one merge of a user's --to / --precision / --imgsz with a device profile and the verb's defaults:
+    what the user gave wins, then the profile named by `device` (see `convert_plan`), then the defaults.
+
+    Raises EdgekitError for an unknown device name.
+    """
+    if device is None:
+        return ConvertTargets(formats or default_formats, precisions or default_precisions, imgsz)
+    plan = convert_plan(get_profile(device), have_calibration, formats)
+    return ConvertTargets(
+        ",".join(plan.formats), precisions or ",".join(plan.precisions), imgsz or [plan.imgsz], plan.notes
+    )
+
+
+def run_notes(profile: DeviceProfile, threads: int | None, backend: str, precision: str,
+              imgsz: tuple[int, int]) -> list[str]:
+    """What `predict --device` reports about a loaded model: its thread count, then every `profile_hints` line."""
+    return [f"{threads or 'default'} threads", *profile_hints(profile, backend, precision, imgsz)]
+
+
 def describe_profiles(detected: DetectedDevice | None = None) -> str:
     """A table of every profile, the detected one marked, then what this machine is."""
     lines = [f"  {'device':<20} {'arch':<8} {'cores':>5} {'memory':>7}  {'format':<9} {'precision':<9} "

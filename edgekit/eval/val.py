@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.detections import Detections
+from edgekit.errors import EdgekitError
 from edgekit.eval.datasets import Dataset
 from edgekit.eval.metrics import ImageResult, MapResult, mean_average_precision
 
@@ -166,6 +167,16 @@ def validate(
         metrics=metrics,
         confusion=confusion_matrix(predictions, truths, len(dataset.names)),
     )
+
+
+def check_classes(model: str, names: Sequence[str], data: str | Path, dataset: Dataset) -> None:
+    """Raise EdgekitError when a model's class count differs from the dataset's: its AP would mean nothing.
+    `model` and `data` name the two in the message."""
+    if len(names) != len(dataset.names):
+        raise EdgekitError(
+            f"{model} has {len(names)} classes, the dataset {data} has {len(dataset.names)}; "
+            "validate on data labelled with the model's classes"
+        )
 
 
 @contextlib.contextmanager

@@ -333,3 +333,10 @@ def runs_csv(report: ProfileReport) -> str:
     for row in report.runs:
         lines.append(",".join("" if row.get(c) is None else str(row[c]) for c in CSV_COLUMNS))
     return "\n".join(lines) + "\n"
+
+
+def save_runs_csv(report: ProfileReport, path: str | Path) -> Path:
+    """Write `runs_csv(report)` to `path` atomically; returns the path."""
+    from edgekit.fileio import atomic_write_bytes
+
+    return atomic_write_bytes(path, runs_csv(report).encode())
