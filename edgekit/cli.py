@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edgekit import __version__
 from edgekit.errors import EdgekitError, first_line
+from edgekit.eval.settings import VAL
 from edgekit.runtimes.engine import is_artifact
 
 
@@ -554,9 +555,10 @@ def _add_val_verb(verbs) -> None:
     p.add_argument("--data", required=True, help="a YOLO data.yaml or a COCO json (its images beside it or --images)")
     p.add_argument("--split", default="val", help="the data.yaml split to use (default val)")
     p.add_argument("--images", help="COCO json: the image folder (default: looked for beside the json)")
-    p.add_argument("--conf", type=_floats, default=0.001, help="confidence threshold (default 0.001)")
-    p.add_argument("--iou", type=_floats, default=0.7, help="NMS IoU threshold (default 0.7)")
-    p.add_argument("--max-det", type=_positive, default=300, help="detections per image (default 300)")
+    p.add_argument("--conf", type=_floats, default=VAL.conf, help=f"confidence threshold (default {VAL.conf})")
+    p.add_argument("--iou", type=_floats, default=VAL.iou, help=f"NMS IoU threshold (default {VAL.iou})")
+    p.add_argument("--max-det", type=_positive, default=VAL.max_det,
+                   help=f"detections per image (default {VAL.max_det})")
     p.add_argument("--imgsz", type=_imgsz, help="input size: for checkpoints (default 640) and dynamic models")
     p.add_argument("--threads", type=_positive, help="inference threads (default: the backend's)")
     p.add_argument("--backend", help="force a backend (default: by file type)")
