@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from nms_reference import one_at_a_time_nms, textbook_keep
 
+from edgekit.detections import Detections
 from edgekit.runtimes import decode, nms
 from edgekit.runtimes.preprocess import LetterboxInfo
 
@@ -140,6 +141,20 @@ def test_to_source_inverts_the_letterbox_and_clips():
     np.testing.assert_allclose(pixels, [[20, 20, 220, 100], [0, 0, 400, 200]])
     normalized = decode.to_source(np.array([[0.05, 50 / 180, 0.55, 0.5]], np.float32), info, normalized=True)
     np.testing.assert_allclose(normalized, [[20, 20, 220, 100]], atol=1e-4)
+
+
+def test_decoders_return_detections_in_the_network_frame_mapped_to_source_pixels_after():
+    boxes = np.array([[0.1, 0.2, 0.5, 0.6], [0.6, 0.6, 0.9, 0.8]], np.float32)
+    scores = np.array([[0.9, 0.1], [0.2, 0.7]], np.float32)
+    found = decode.decode_nms(boxes, scores, conf=0.25)
+    assert isinstance(found, Detections) and found.image_size is None and not len(found.names)
+    np.testing.assert_array_equal(found.xyxy, boxes)
+    info = LetterboxInfo(scale=0.5, pad=(0, 40), source_size=(200, 400), input_size=(180, 200))
+    mapped = decode.in_source_pixels(found, info, normalized=True, names=["a", "b"])
+    np.testing.assert_array_equal(mapped.xyxy, decode.to_source(boxes, info, normalized=True))
+    assert mapped.labels == ["a", "b"] and mapped.image_size == (200, 400)
+    assert mapped.confidence.tolist() == pytest.approx([0.9, 0.7])
+    np.testing.assert_array_equal(found.xyxy, boxes)  # the network-frame result is left as it was
 
 
 def test_empty_inputs():
