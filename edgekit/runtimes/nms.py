@@ -1,9 +1,9 @@
 """Greedy non-maximum suppression in numpy, exact and vectorized: :func:`nms` and the score order it keeps.
 
-Greedy NMS as the YOLO family's val and inference use it (Ultralytics' ``non_max_suppression``, YOLOv9's
-``general.py``, both over ``torchvision.ops.batched_nms``): the best box stays, every box of its class
-overlapping it beyond the IoU threshold goes, repeat. The result is the textbook loop's; only the
-schedule is vectorized (see :func:`nms`).
+Greedy NMS as the YOLO family's val and inference apply it (the ``non_max_suppression`` of Ultralytics and of
+YOLOv9's ``utils/general.py``, over ``torchvision.ops.nms`` with a per-class box offset): the best box stays,
+every box of its class overlapping it beyond the IoU threshold goes, repeat. The result is the textbook
+loop's; only the schedule is vectorized (see :func:`nms`).
 """
 
 from __future__ import annotations
