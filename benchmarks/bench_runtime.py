@@ -105,7 +105,7 @@ def main() -> int:
         t_ours = timed(lambda b=boxes, s=scores: decode_nms(b, s, 0.25, 0.45, 300), args.repeat)
         t_cv = timed(lambda b=boxes, s=scores: opencv_decode(b, s, 0.25, 0.45, 300), args.repeat)
         print(
-            f"{objects:>3} objects {n_cand:>5} {len(ours.scores):>4} {t_ours[0]:>12.3f} / {t_ours[1]:<7.3f} "
+            f"{objects:>3} objects {n_cand:>5} {len(ours.confidence):>4} {t_ours[0]:>12.3f} / {t_ours[1]:<7.3f} "
             f"{t_cv[0]:>11.3f} / {t_cv[1]:<7.3f} {t_cv[0] / t_ours[0]:>6.2f}x  {'yes' if same else 'NO'}"
         )
         ok &= same

@@ -44,7 +44,7 @@ import numpy as np
 import edgekit
 from edgekit import assets
 from edgekit.images import read_image
-from edgekit.runtimes import decode
+from edgekit.runtimes import decode, nms
 from edgekit.runtimes.preprocess import LetterboxInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,9 +61,9 @@ BLOCK = 5  # frames per block; blocks alternate between the sides
 
 def previous_nms(boxes, scores, iou, class_id):
     """The named baseline: edgekit's NMS before this change, one vectorized round per kept box of the busiest
-    class (kept here, verbatim in effect, as decode._greedy_rounds without a round limit)."""
+    class (kept here, verbatim in effect, as nms._greedy_rounds without a round limit)."""
     order = np.argsort(-scores, kind="stable")
-    kept, _ = decode._greedy_rounds(np.asarray(boxes, np.float64)[order], class_id[order], iou)
+    kept, _ = nms._greedy_rounds(np.asarray(boxes, np.float64)[order], class_id[order], iou)
     return order[np.flatnonzero(kept)]
 
 
@@ -102,10 +102,10 @@ def decode_figures(repeat: int, real: dict[str, np.ndarray]) -> list[tuple[str, 
 
         t = timed(lambda b=boxes, s=scores, iou=iou: decode.decode_nms(b, s, 0.25, iou, 300), repeat)
         t_old, t_cv = timed(old, repeat), timed(cvf, repeat)
-        print(f"{label:<44} {len(score):>5} {len(ours.scores):>4} {t[0]:>7.3f} / {t[1]:<5.2f} "
+        print(f"{label:<44} {len(score):>5} {len(ours.confidence):>4} {t[0]:>7.3f} / {t[1]:<5.2f} "
               f"{t_old[0]:>7.3f} / {t_old[1]:<5.2f} {t_cv[0]:>9.3f} / {t_cv[1]:<5.2f}  "
               f"{'yes' if same else 'NO'}{'' if same_cv else ' (OpenCV differs)'}")
-        if len(ours.scores) >= 290:
+        if len(ours.confidence) >= 290:
             checks.append((f"decode+NMS, {label}", t[0], TARGET_NMS_MS, same))
     return checks
 

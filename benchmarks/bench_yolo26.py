@@ -100,12 +100,12 @@ def main() -> int:
     boxes, scores = one_to_one_output()
     ours = decode_topk(boxes, scores, conf=0.25)
     _, ref_scores, ref_cls = reference_port(boxes, scores, 0.25)
-    same = np.array_equal(np.sort(ours.scores), np.sort(ref_scores)) and sorted(ours.class_id.tolist()) == sorted(
+    same = np.array_equal(np.sort(ours.confidence), np.sort(ref_scores)) and sorted(ours.class_id.tolist()) == sorted(
         ref_cls.tolist()
     )
     t_ours = timed(lambda: decode_topk(boxes, scores, conf=0.25), args.repeat)
     t_ref = timed(lambda: reference_port(boxes, scores, 0.25), args.repeat)
-    print(f"\nNMS-free top-k decode, [8400,4] + [8400,80], conf 0.25, {len(ours.scores)} kept")
+    print(f"\nNMS-free top-k decode, [8400,4] + [8400,80], conf 0.25, {len(ours.confidence)} kept")
     print(f"{'edgekit decode_topk':<34} {t_ours[0]:.3f} / {t_ours[1]:.3f} ms (p50 / p90)")
     print(
         f"{'numpy port of the reference':<34} {t_ref[0]:.3f} / {t_ref[1]:.3f} ms   same detections: "

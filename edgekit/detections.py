@@ -1,4 +1,4 @@
-"""The Detections result type: boxes in original image pixels, scores, class ids, and their names."""
+"""The Detections result type: one image's boxes, scores, class ids and class names, from decode to metrics."""
 
 from __future__ import annotations
 
@@ -14,7 +14,16 @@ from edgekit.errors import EdgekitError
 
 @dataclass
 class Detections:
-    """Detections of one image: ``xyxy`` [N,4] float32 pixels, ``confidence`` [N], ``class_id`` [N] int."""
+    """Detections of one image: ``xyxy`` [N, 4] float32 (x1, y1, x2, y2), ``confidence`` [N] float32,
+    ``class_id`` [N] int64; ``names`` the model's classes, ``image_size`` (height, width) of the source image.
+
+    The one box set of edgekit, in the style of supervision's ``Detections``. Its coordinate frame is the
+    producer's: what a Detector (``edgekit.load(...)(image)``) and ``decode.decode_outputs`` return is in
+    source-image pixels, clipped to the image, with names and image size; what the lower-level
+    ``decode.decode_*`` functions return is in the network's frame (normalized 0..1 or input pixels, as the
+    artifact's ``outputs.normalized`` says), without names or size. Ground truth (``LabeledImage.truth``)
+    is in source pixels with confidence 1; the metrics read boxes, classes and, for predictions, confidence.
+    """
 
     xyxy: np.ndarray
     confidence: np.ndarray

@@ -42,9 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the native-layout checkpoint writers live with the tests
 
 from edgekit.eval.datasets import load_dataset  # noqa: E402
-from edgekit.eval.metrics import ImageResult, MapResult, mean_average_precision  # noqa: E402
+from edgekit.eval.metrics import MapResult, mean_average_precision  # noqa: E402
+from edgekit.eval.settings import VAL  # noqa: E402
 from edgekit.meta import InputSpec, Letterbox  # noqa: E402
-from edgekit.runtimes.decode import decode_nms, decode_topk, to_source  # noqa: E402
+from edgekit.runtimes.decode import decode_nms, decode_topk, in_source_pixels  # noqa: E402
 from edgekit.runtimes.preprocess import letterbox, to_tensor  # noqa: E402
 
 from checkpoints import write_damo_checkpoint, write_ultralytics_checkpoint, write_yolov9_checkpoint  # noqa: E402
@@ -398,11 +399,11 @@ def evaluate(family: Family, model: torch.nn.Module, data, imgsz: int, limit: in
             x = torch.from_numpy(to_tensor(boxed, spec)) * family.input_scale
             boxes, scores, nms_free = family.predict(model, x)
             if nms_free:
-                found = decode_topk(boxes, scores, conf=0.001, max_det=300)
+                found = decode_topk(boxes, scores, conf=VAL.conf, max_det=VAL.max_det)
             else:
-                found = decode_nms(boxes, scores, conf=0.001, iou=0.7, max_det=300, multi_label=True)
-            preds.append(ImageResult(to_source(found.xyxy, info, True), found.class_id, found.scores))
-            truths.append(ImageResult(item.pixel_boxes(*image.shape[:2]), item.labels))
+                found = decode_nms(boxes, scores, VAL.conf, VAL.iou, VAL.max_det, multi_label=VAL.multi_label)
+            preds.append(in_source_pixels(found, info, True))
+            truths.append(item.truth(*image.shape[:2]))
     return mean_average_precision(preds, truths, len(data.names))
 
 

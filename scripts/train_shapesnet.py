@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edgekit.eval.metrics import ImageResult, MapResult, mean_average_precision
+from edgekit.detections import Detections
+from edgekit.eval.metrics import MapResult, mean_average_precision
 from edgekit.eval.synthetic import CLASSES, render, sample_size
 from edgekit.meta import InputSpec
 from edgekit.models.shapesnet import ShapesNet, anchor_centers
-from edgekit.runtimes.decode import decode_nms, to_source
+from edgekit.runtimes.decode import decode_nms, in_source_pixels
 from edgekit.runtimes.preprocess import preprocess
 
 
@@ -122,8 +123,8 @@ def evaluate(model: ShapesNet, images: int = 200, imgsz: int = 320, seed: int = 
             tensor, info = preprocess(sample.image, spec, (imgsz, imgsz))
             boxes, scores = model(torch.from_numpy(tensor))
             found = decode_nms(boxes[0].numpy(), scores[0].numpy(), conf=0.001, iou=0.6, max_det=100)
-            preds.append(ImageResult(to_source(found.xyxy, info, True), found.class_id, found.scores))
-            truths.append(ImageResult(sample.boxes, sample.labels))
+            preds.append(in_source_pixels(found, info, True))
+            truths.append(Detections(sample.boxes, np.ones(len(sample.labels)), sample.labels))
     model.export = was_export
     model.train(was_training)
     return mean_average_precision(preds, truths, len(CLASSES))

@@ -11,7 +11,7 @@ import edgekit
 from edgekit import assets
 from edgekit.converters.calibration import calibration_images
 from edgekit.converters.convert import convert_many
-from edgekit.converters.verify import match_rows
+from edgekit.converters.verify import detection_rows, match_rows
 from edgekit.errors import EdgekitError
 from edgekit.eval.synthetic import write_yolo_dataset
 from edgekit.runtimes.litert import LiteRTEngine
@@ -76,17 +76,14 @@ def test_same_detections_on_every_engine(fp32_artifacts, family):
         x, _ = preprocess(image, detector.meta.input, detector.meta.imgsz)
         return detector.engine.run({detector.meta.input.name: x})
 
-    def rows(found):
-        return np.concatenate([found.xyxy, found.confidence[:, None], found.class_id[:, None]], 1).astype(np.float64)
-
     reference_raw = raw(detectors["onnx"])
-    reference = rows(detectors["onnx"](image, conf=0.3))
+    reference = detection_rows(detectors["onnx"](image, conf=0.3))
     assert len(reference) > 0
     for fmt in ("openvino", "tflite", "ncnn"):
         got = raw(detectors[fmt])
         for name in ("boxes", "scores"):
             np.testing.assert_allclose(got[name], reference_raw[name], atol=1e-4, err_msg=f"{fmt} {name}")
-        other = rows(detectors[fmt](image, conf=0.3))
+        other = detection_rows(detectors[fmt](image, conf=0.3))
         boxes, scores, unmatched = match_rows(reference, other, 1e-4)  # order-free: equal scores may swap
         exact = int((boxes <= 0.05).sum())
         # random weights score uniform regions (the letterbox padding) identically, so NMS may keep either of

@@ -151,11 +151,11 @@ def test_stretched_boxes_map_back_per_axis(tmp_path):
     x, _ = preprocess(image, meta.input, meta.imgsz)
     raw = detector.engine.run({meta.input.name: x})
     expected = decode_nms(raw["boxes"][0], raw["scores"][0], 0.0, meta.decode.iou, 1000, multi_label=True)
-    assert len(found) == len(expected.scores) > 0
+    assert len(found) == len(expected.confidence) > 0
     np.testing.assert_allclose(
         found.xyxy, np.clip(expected.xyxy * [400, 100, 400, 100], 0, [400, 100, 400, 100]), atol=1e-3
     )
-    np.testing.assert_allclose(found.confidence, expected.scores, atol=1e-6)
+    np.testing.assert_allclose(found.confidence, expected.confidence, atol=1e-6)
     np.testing.assert_array_equal(found.class_id, expected.class_id)
     assert found.xyxy[:, 2].max() > 300  # x is scaled by 400/256, not by the y ratio
 

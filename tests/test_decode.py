@@ -1,10 +1,12 @@
-"""Decoding in numpy: NMS against OpenCV, top-k against the reference definition, box mapping."""
+"""Decoding in numpy: NMS decoding against OpenCV, top-k against the reference definition, box mapping."""
 
 import cv2
 import numpy as np
 import pytest
+from nms_reference import one_at_a_time_nms, textbook_keep
 
-from edgekit.runtimes import decode
+from edgekit.detections import Detections
+from edgekit.runtimes import decode, nms
 from edgekit.runtimes.preprocess import LetterboxInfo
 
 
@@ -38,7 +40,7 @@ def test_class_aware_nms_keeps_what_opencv_keeps(seed):
     assert sorted(map(tuple, ours.xyxy.round(6).tolist())) == sorted(
         map(tuple, boxes[anchor][theirs].round(6).tolist())
     )
-    assert len(ours.scores) > 5  # the clusters collapse to a few boxes each, not to nothing
+    assert len(ours.confidence) > 5  # the clusters collapse to a few boxes each, not to nothing
 
 
 def test_agnostic_nms_suppresses_across_classes():
@@ -47,18 +49,18 @@ def test_agnostic_nms_suppresses_across_classes():
     aware = decode.decode_nms(boxes, scores, conf=0.25, iou=0.5)
     agnostic = decode.decode_nms(boxes, scores, conf=0.25, iou=0.5, agnostic=True)
     assert aware.class_id.tolist() == [0, 1, 0]
-    assert agnostic.class_id.tolist() == [0, 0] and agnostic.scores.tolist() == pytest.approx([0.9, 0.7])
+    assert agnostic.class_id.tolist() == [0, 0] and agnostic.confidence.tolist() == pytest.approx([0.9, 0.7])
 
 
 def test_conf_classes_max_det_and_multi_label():
     boxes = np.array([[0, 0, 1, 1], [2, 2, 3, 3], [4, 4, 5, 5]], np.float32)
     scores = np.array([[0.9, 0.5], [0.2, 0.3], [0.6, 0.1]], np.float32)
-    assert decode.decode_nms(boxes, scores, conf=0.25).scores.tolist() == pytest.approx([0.9, 0.6, 0.3])
+    assert decode.decode_nms(boxes, scores, conf=0.25).confidence.tolist() == pytest.approx([0.9, 0.6, 0.3])
     only1 = decode.decode_nms(boxes, scores, conf=0.25, classes=[1])
-    assert only1.class_id.tolist() == [1, 1] and only1.scores.tolist() == pytest.approx([0.5, 0.3])
-    assert len(decode.decode_nms(boxes, scores, conf=0.25, max_det=1).scores) == 1
+    assert only1.class_id.tolist() == [1, 1] and only1.confidence.tolist() == pytest.approx([0.5, 0.3])
+    assert len(decode.decode_nms(boxes, scores, conf=0.25, max_det=1).confidence) == 1
     multi = decode.decode_nms(boxes, scores, conf=0.25, multi_label=True)
-    pairs = sorted(zip(multi.class_id.tolist(), [round(float(s), 3) for s in multi.scores]))
+    pairs = sorted(zip(multi.class_id.tolist(), [round(float(s), 3) for s in multi.confidence]))
     assert pairs == [(0, 0.6), (0, 0.9), (1, 0.3), (1, 0.5)]
 
 
@@ -67,7 +69,7 @@ def test_candidate_cap_keeps_the_best():
     boxes = np.tile(np.arange(500, dtype=np.float32)[:, None] * 2, (1, 4)) + [0, 0, 1, 1]
     scores = rng.uniform(0.3, 1, (500, 1)).astype(np.float32)
     capped = decode.decode_nms(boxes, scores, conf=0.25, max_candidates=10)
-    assert np.sort(capped.scores).tolist() == pytest.approx(np.sort(scores[:, 0])[-10:].tolist())
+    assert np.sort(capped.confidence).tolist() == pytest.approx(np.sort(scores[:, 0])[-10:].tolist())
 
 
 def test_packed_equals_boxes_scores():
@@ -95,7 +97,7 @@ def test_topk_matches_the_reference_definition(k, conf):
     found = decode.decode_topk(boxes, scores, conf=conf, max_det=k)
     ref_boxes, ref_scores, ref_cls = reference_topk(boxes, scores, k)
     keep = ref_scores > conf
-    assert set(zip(found.class_id.tolist(), found.scores.tolist())) == set(
+    assert set(zip(found.class_id.tolist(), found.confidence.tolist())) == set(
         zip(ref_cls[keep].tolist(), ref_scores[keep].tolist())
     )
     np.testing.assert_array_equal(np.sort(found.xyxy, 0), np.sort(ref_boxes[keep], 0))
@@ -108,7 +110,7 @@ def test_topk_class_filter():
     manual = scores.copy()
     manual[:, [c for c in range(scores.shape[1]) if c not in (2, 7)]] = 0
     expected = decode.decode_topk(boxes, manual, conf=0.25)
-    assert sorted(found.scores.tolist()) == sorted(expected.scores.tolist())
+    assert sorted(found.confidence.tolist()) == sorted(expected.confidence.tolist())
 
 
 def test_detections_threshold_and_count():
@@ -118,7 +120,7 @@ def test_detections_threshold_and_count():
     assert decode.decode_detections(rows, conf=0.25).class_id.tolist() == [1, 2, 0]
     assert decode.decode_detections(rows, conf=0.25, count=3).class_id.tolist() == [2, 0]
     assert decode.decode_detections(rows, conf=0.25, classes=[0]).class_id.tolist() == [0]
-    assert len(decode.decode_detections(rows, conf=0.25, count=0).scores) == 0
+    assert len(decode.decode_detections(rows, conf=0.25, count=0).confidence) == 0
 
 
 def test_postprocess_rows_swap_to_xyxy_and_respect_count():
@@ -127,10 +129,10 @@ def test_postprocess_rows_swap_to_xyxy_and_respect_count():
     scores = np.array([0.9, 0.5, 0.8], np.float32)
     found = decode.decode_postprocess(boxes, classes, scores, count=2, conf=0.25)
     np.testing.assert_allclose(found.xyxy, [[0.2, 0.1, 0.6, 0.5], [0.0, 0.0, 1.0, 1.0]])
-    assert found.class_id.tolist() == [2, 0] and found.scores.tolist() == pytest.approx([0.9, 0.5])
+    assert found.class_id.tolist() == [2, 0] and found.confidence.tolist() == pytest.approx([0.9, 0.5])
     assert decode.decode_postprocess(boxes, classes, scores, 3, conf=0.6).class_id.tolist() == [2, 1]
     assert decode.decode_postprocess(boxes, classes, scores, 3, keep=[1]).class_id.tolist() == [1]
-    assert len(decode.decode_postprocess(boxes, classes, scores, 0).scores) == 0
+    assert len(decode.decode_postprocess(boxes, classes, scores, 0).confidence) == 0
 
 
 def test_to_source_inverts_the_letterbox_and_clips():
@@ -141,36 +143,26 @@ def test_to_source_inverts_the_letterbox_and_clips():
     np.testing.assert_allclose(normalized, [[20, 20, 220, 100]], atol=1e-4)
 
 
+def test_decoders_return_detections_in_the_network_frame_mapped_to_source_pixels_after():
+    boxes = np.array([[0.1, 0.2, 0.5, 0.6], [0.6, 0.6, 0.9, 0.8]], np.float32)
+    scores = np.array([[0.9, 0.1], [0.2, 0.7]], np.float32)
+    found = decode.decode_nms(boxes, scores, conf=0.25)
+    assert isinstance(found, Detections) and found.image_size is None and not len(found.names)
+    np.testing.assert_array_equal(found.xyxy, boxes)
+    info = LetterboxInfo(scale=0.5, pad=(0, 40), source_size=(200, 400), input_size=(180, 200))
+    mapped = decode.in_source_pixels(found, info, normalized=True, names=["a", "b"])
+    np.testing.assert_array_equal(mapped.xyxy, decode.to_source(boxes, info, normalized=True))
+    assert mapped.labels == ["a", "b"] and mapped.image_size == (200, 400)
+    assert mapped.confidence.tolist() == pytest.approx([0.9, 0.7])
+    np.testing.assert_array_equal(found.xyxy, boxes)  # the network-frame result is left as it was
+
+
 def test_empty_inputs():
     boxes = np.zeros((10, 4), np.float32)
     scores = np.zeros((10, 3), np.float32)
-    assert len(decode.decode_nms(boxes, scores).scores) == 0
-    assert len(decode.decode_topk(boxes, scores).scores) == 0
-    assert decode.nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).size == 0
-
-
-def one_at_a_time_nms(boxes, scores, iou, class_id=None):
-    """The textbook greedy NMS, one kept box per iteration, as an independent reference."""
-    order = list(np.argsort(-scores, kind="stable"))
-    keep = []
-    while order:
-        i = order.pop(0)
-        keep.append(i)
-        survivors = []
-        for j in order:
-            w = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
-            h = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
-            inter = max(w, 0) * max(h, 0)
-            union = (
-                (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
-                + (boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1])
-                - inter
-            )
-            same = class_id is None or class_id[i] == class_id[j]
-            if not (same and union > 0 and inter / union > iou):
-                survivors.append(j)
-        order = survivors
-    return np.asarray(keep)
+    assert len(decode.decode_nms(boxes, scores).confidence) == 0
+    assert len(decode.decode_topk(boxes, scores).confidence) == 0
+    assert nms.nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).size == 0
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -181,61 +173,7 @@ def test_vectorized_nms_equals_textbook_greedy(seed, agnostic):
     score = np.round(score, 2)  # many ties
     classes = None if agnostic else cls
     b = boxes[anchor].astype(np.float64)
-    np.testing.assert_array_equal(decode.nms(b, score, 0.5, classes), one_at_a_time_nms(b, score, 0.5, classes))
-
-
-def textbook_keep(boxes, scores, iou, class_id=None, limit=None):
-    keep = one_at_a_time_nms(np.asarray(boxes, np.float64), np.asarray(scores), iou, class_id)
-    return keep if limit is None else keep[:limit]
-
-
-def crowded(seed, n=3000, classes=3, grid=False):
-    """Many small boxes in few classes: hundreds kept per class, chains of overlaps, many score ties."""
-    rng = np.random.default_rng(seed)
-    if grid:  # exact duplicates and boxes touching edge to edge
-        xy = rng.integers(0, 40, (n, 2)).astype(np.float64) * 0.025
-        wh = rng.choice([0.025, 0.05], (n, 2))
-    else:
-        xy = rng.uniform(0, 1, (n, 2))
-        wh = rng.uniform(0.005, 0.06, (n, 2))
-    boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
-    scores = np.round(rng.uniform(0.2, 1, n), 2).astype(np.float32)  # ties everywhere
-    return boxes, scores, rng.integers(0, classes, n)
-
-
-@pytest.mark.parametrize("seed", range(2))
-@pytest.mark.parametrize("grid", [False, True])
-@pytest.mark.parametrize("iou", [0.0, 0.3, 0.7])
-def test_nms_with_hundreds_kept_per_class_equals_textbook(seed, grid, iou):
-    boxes, scores, cls = crowded(seed, n=400, grid=grid)
-    expected = textbook_keep(boxes, scores, iou, cls)
-    assert np.bincount(cls[expected]).max() > 30  # far more kept boxes per class than the first rounds settle
-    np.testing.assert_array_equal(decode.nms(boxes, scores, iou, cls), expected)
-    np.testing.assert_array_equal(decode.nms(boxes, scores, iou, cls, limit=50), expected[:50])
-    np.testing.assert_array_equal(decode.nms(boxes, scores, iou), textbook_keep(boxes, scores, iou))
-
-
-def test_nms_limit_reads_a_prefix_only_when_it_suffices():
-    boxes, scores, cls = crowded(7, n=600)
-    full = textbook_keep(boxes, scores, 0.5, cls)
-    for limit in (1, 10, 100, 140, len(full), len(full) + 5):
-        np.testing.assert_array_equal(decode.nms(boxes, scores, 0.5, cls, limit=limit), full[:limit])
-    assert decode.nms(boxes, scores, 0.5, cls, limit=0).size == 0
-
-
-def test_nms_pair_budget_fallback_equals_textbook(monkeypatch):
-    boxes, scores, cls = crowded(3, n=300, grid=True)
-    expected = textbook_keep(boxes, scores, 0.3, cls)
-    monkeypatch.setattr(decode, "_PAIR_BUDGET", 10)
-    np.testing.assert_array_equal(decode.nms(boxes, scores, 0.3, cls), expected)
-
-
-def test_nms_degenerate_boxes_are_never_suppressed():
-    boxes = np.array([[0, 0, 10, 10], [5, 5, 5, 5], [8, 0, 2, 10], [0, 0, 10, 10], [3, 3, 3, 9]], np.float32)
-    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5], np.float32)
-    expected = textbook_keep(boxes, scores, 0.5)
-    assert expected.tolist() == [0, 1, 2, 4]
-    np.testing.assert_array_equal(decode.nms(boxes, scores, 0.5), expected)
+    np.testing.assert_array_equal(nms.nms(b, score, 0.5, classes), one_at_a_time_nms(b, score, 0.5, classes))
 
 
 def test_nms_on_a_real_detector_output_equals_textbook():
@@ -252,7 +190,7 @@ def test_nms_on_a_real_detector_output_equals_textbook():
     assert len(score) > 100
     for iou in (0.3, 0.45, 0.7):
         expected = textbook_keep(boxes[anchor], score, iou, cls)
-        np.testing.assert_array_equal(decode.nms(boxes[anchor], score, iou, cls), expected)
+        np.testing.assert_array_equal(nms.nms(boxes[anchor], score, iou, cls), expected)
         found = decode.decode_nms(boxes, scores, conf=0.05, iou=iou, max_det=30)
         np.testing.assert_array_equal(found.xyxy, boxes[anchor][expected[:30]])
 
@@ -293,11 +231,3 @@ def test_above_equals_numpy_at_float32_thresholds():
         np.testing.assert_array_equal(decode.above(small, 0.5), np.flatnonzero(small.reshape(-1) > 0.5))
     wide = scores.astype(np.float64)
     np.testing.assert_array_equal(decode.above(wide, 0.3), np.flatnonzero(wide > 0.3))
-
-
-def test_priority_is_the_stable_descending_argsort():
-    rng = np.random.default_rng(0)
-    scores = np.round(rng.uniform(-1, 1, 3000), 2).astype(np.float32)  # ties, negatives
-    scores[:4] = [0.0, -0.0, -0.0, 0.0]
-    for s in (scores, scores[::-1].copy(), scores.astype(np.float64), np.zeros(0, np.float32)):
-        np.testing.assert_array_equal(decode.priority(s), np.argsort(-s, kind="stable"))

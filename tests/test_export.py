@@ -79,9 +79,9 @@ def test_conversion_embeds_verified_metadata_and_runs(random_weights, tmp_path):
     raw = detector.engine.run({meta.input.name: x})
     expected = decode_nms(raw["boxes"][0], raw["scores"][0], 0.0, meta.decode.iou, meta.decode.max_det)
     unclipped = (expected.xyxy * 128 - [0, 28, 0, 28]) / 0.8
-    assert len(found) == len(expected.scores) > 0
+    assert len(found) == len(expected.confidence) > 0
     np.testing.assert_allclose(found.xyxy, np.clip(unclipped, 0, [160, 90, 160, 90]), atol=1e-3)
-    np.testing.assert_allclose(found.confidence, expected.scores, atol=1e-6)
+    np.testing.assert_allclose(found.confidence, expected.confidence, atol=1e-6)
     np.testing.assert_array_equal(found.class_id, expected.class_id)
 
 

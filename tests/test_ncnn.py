@@ -14,7 +14,7 @@ import edgekit
 from edgekit import assets
 from edgekit.converters.backends.ncnn import PixelUnshuffleFocus, ncnn_ready, rename_blobs
 from edgekit.converters.convert import convert_many
-from edgekit.converters.verify import match_rows
+from edgekit.converters.verify import detection_rows, match_rows
 from edgekit.errors import EdgekitError
 from edgekit.models.damo_blocks import Focus
 from edgekit.runtimes.ncnn import NCNNEngine, param_io
@@ -42,10 +42,6 @@ def checkpoints(tmp_path_factory):
     }
 
 
-def rows(found):
-    return np.concatenate([found.xyxy, found.confidence[:, None], found.class_id[:, None]], 1).astype(np.float64)
-
-
 @pytest.mark.parametrize("family", ["yolov9", "yolo26", "damo"])
 def test_fp16_folder_detects_as_onnx_runtime_does(checkpoints, tmp_path, family):
     options = FAMILY_OPTIONS[family]
@@ -61,7 +57,7 @@ def test_fp16_folder_detects_as_onnx_runtime_does(checkpoints, tmp_path, family)
     ncnn, reference = edgekit.load(result.path), edgekit.load(onnx.path)
     assert ncnn.engine.backend == "ncnn" and ncnn.meta.precision == "fp16"
     image = edgekit.devices.read_image(assets.shapes_image())
-    expected, got = rows(reference(image, conf=0.3)), rows(ncnn(image, conf=0.3))
+    expected, got = detection_rows(reference(image, conf=0.3)), detection_rows(ncnn(image, conf=0.3))
     assert len(expected) > 0
     boxes, scores, unmatched = match_rows(expected, got, 1e-2)
     # random weights score uniform regions (the letterbox padding) nearly alike, so FP16 weights may make NMS

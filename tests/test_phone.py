@@ -10,6 +10,7 @@ from edgekit.cli import main
 from edgekit.converters.backends.tflite.export import read_model
 from edgekit.converters.backends.tflite.phone import OUTPUT_NAMES, POSTPROCESS_OP, mediapipe_detect
 from edgekit.converters.convert import convert_many
+from edgekit.converters.verify import detection_rows
 from edgekit.eval.synthetic import write_yolo_dataset
 from edgekit.images import read_image
 from edgekit.runtimes.litert import LiteRTEngine
@@ -43,10 +44,6 @@ def phone_yolov9(checkpoints, tmp_path_factory):
     result = convert_many(checkpoints["yolov9"](), "tflite", "fp32", IMGSZ, tmp_path_factory.mktemp("p"), phone=True)[0]
     assert result.ok, result.error
     return result
-
-
-def _rows(found):
-    return np.concatenate([found.xyxy, found.confidence[:, None], found.class_id[:, None]], 1).astype(np.float64)
 
 
 def test_phone_file_ends_in_the_postprocess_op(phone_yolov9):
@@ -107,10 +104,10 @@ def _iou(a, b):
 
 def test_mediapipe_object_detector_finds_what_edgekit_finds(phone_demo):
     image = read_image(assets.shapes_image())
-    ours = _rows(edgekit.load(phone_demo.path)(image, conf=0.5))
+    ours = detection_rows(edgekit.load(phone_demo.path)(image, conf=0.5))
     theirs = mediapipe_detect(phone_demo.path, [image], ["circle", "square", "triangle"], conf=0.5)[0]
     # and what the ONNX demo model finds on the same photo (letterboxed, not stretched: same objects)
-    onnx = _rows(edgekit.load(assets.shapes_model())(image, conf=0.5))
+    onnx = detection_rows(edgekit.load(assets.shapes_model())(image, conf=0.5))
     assert len(ours) >= 3 and len(theirs) == len(ours) and len(onnx) == len(ours)
     # MediaPipe resizes with its own sampler and rounds to pixels; the ONNX model sees a letterboxed, not a
     # stretched, image, so its boxes fit the same objects a little differently

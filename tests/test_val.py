@@ -12,7 +12,7 @@ import edgekit
 from edgekit import assets
 from edgekit.cli import main
 from edgekit.eval import procedural, synthetic
-from edgekit.eval.datasets import load_dataset
+from edgekit.eval.datasets import LabeledImage, load_dataset
 from edgekit.eval.val import validate
 
 
@@ -90,6 +90,13 @@ def test_val_equals_pycocotools_run_directly_on_the_same_predictions(tmp_path):
     assert report.map50 == pytest.approx(map50, abs=1e-4)
     assert report.map50_95 > 0.5 and 0 < report.precision <= 1 and 0 < report.recall <= 1
     assert report.ms["infer"] > 0 and report.instances == sum(c.instances for c in report.classes)
+
+
+def test_ground_truth_is_detections_in_source_pixels_with_confidence_one(tmp_path):
+    item = LabeledImage(tmp_path / "a.jpg", np.array([[0.1, 0.2, 0.5, 1.0]], np.float32), np.array([3]))
+    truth = item.truth(100, 200)  # height, width
+    np.testing.assert_allclose(truth.xyxy, [[20, 20, 100, 100]])
+    assert truth.class_id.tolist() == [3] and truth.confidence.tolist() == [1.0] and truth.image_size == (100, 200)
 
 
 def test_val_cli_prints_json_and_writes_plots(tmp_path, capsys):

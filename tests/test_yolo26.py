@@ -99,9 +99,9 @@ def test_in_graph_topk_equals_numpy_topk(converted):
     rows = OnnxRuntimeEngine(converted["graph"].path).run({"images": x})["detections"][0]
     out = OnnxRuntimeEngine(converted["runtime"].path).run({"images": x})
     found = decode_topk(out["boxes"][0], out["scores"][0], conf=0.0, max_det=300)
-    assert len(found.scores) == len(rows) == 300
+    assert len(found.confidence) == len(rows) == 300
     order = np.argsort(-rows[:, 4], kind="stable")
-    np.testing.assert_allclose(found.scores, rows[order, 4], atol=1e-6)
+    np.testing.assert_allclose(found.confidence, rows[order, 4], atol=1e-6)
     np.testing.assert_array_equal(found.class_id, rows[order, 5].astype(np.int64))
     np.testing.assert_allclose(found.xyxy, rows[order, :4], atol=1e-6)
 

@@ -177,9 +177,9 @@ def test_convert_small_checkpoints_and_predict(tmp_path, arch):
     raw = detector.engine.run({meta.input.name: x})
     expected = decode_nms(raw["boxes"][0], raw["scores"][0], 0.3, meta.decode.iou, meta.decode.max_det)
     unclipped = (expected.xyxy * 160 - [0, 20, 0, 20]) / 0.25
-    assert len(found) == len(expected.scores)
+    assert len(found) == len(expected.confidence)
     np.testing.assert_allclose(found.xyxy, np.clip(unclipped, 0, [640, 480, 640, 480]), atol=1e-3)
-    np.testing.assert_allclose(found.confidence, expected.scores, atol=1e-6)
+    np.testing.assert_allclose(found.confidence, expected.confidence, atol=1e-6)
     np.testing.assert_array_equal(found.class_id, expected.class_id)
 
 

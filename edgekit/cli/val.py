@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from edgekit.cli.argtypes import fraction, imgsz, names, positive
-from edgekit.eval.val import CONF, IOU, MAX_DET
+from edgekit.eval.settings import VAL
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,9 +53,9 @@ def add_parser(verbs) -> None:
     p.add_argument("--data", required=True, help="a YOLO data.yaml or a COCO json (its images beside it or --images)")
     p.add_argument("--split", default="val", help="the data.yaml split to use (default val)")
     p.add_argument("--images", help="COCO json: the image folder (default: looked for beside the json)")
-    p.add_argument("--conf", type=fraction, default=CONF, help=f"confidence threshold (default {CONF})")
-    p.add_argument("--iou", type=fraction, default=IOU, help=f"NMS IoU threshold (default {IOU})")
-    p.add_argument("--max-det", type=positive, default=MAX_DET, help=f"detections per image (default {MAX_DET})")
+    p.add_argument("--conf", type=fraction, default=VAL.conf, help=f"confidence threshold (default {VAL.conf})")
+    p.add_argument("--iou", type=fraction, default=VAL.iou, help=f"NMS IoU threshold (default {VAL.iou})")
+    p.add_argument("--max-det", type=positive, default=VAL.max_det, help=f"detections per image (default {VAL.max_det})")
     p.add_argument("--imgsz", type=imgsz, help="input size: for checkpoints (default 640) and dynamic models")
     p.add_argument("--threads", type=positive, help="inference threads (default: the backend's)")
     p.add_argument("--backend", help="force a backend (default: by file type)")

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.detections import Detections
 from edgekit.errors import EdgekitError
 from edgekit.eval.datasets import Dataset, load_dataset, read_yaml
-from edgekit.eval.metrics import ImageResult, mean_average_precision
+from edgekit.eval.metrics import mean_average_precision
+from edgekit.eval.settings import VAL
 from edgekit.logs import get_logger
 from edgekit.meta import ModelMeta
 from edgekit.runtimes.decode import decode_outputs
@@ -31,7 +33,6 @@ from edgekit.runtimes.preprocess import preprocess
 
 log = get_logger("edgekit.convert")
 
-CONF, IOU, MAX_DET = 0.001, 0.7, 300
 RANKING_IMAGES = 8  # calibration images the per-layer errors are measured on
 TIMED_RUNS = 20
 
@@ -46,7 +47,7 @@ class AccuracyData:
 
     dataset: Dataset
     images: list[np.ndarray]
-    truths: list[ImageResult]
+    truths: list[Detections]
     max_drop: float | None = None
     reference: float | None = None  # mAP50-95 points of the FP32 source, measured once
     prepared: dict = field(default_factory=dict, repr=False)  # (input spec, size) -> preprocessed inputs
@@ -73,7 +74,7 @@ def load_accuracy_data(spec: str | Path, num_classes: int, max_drop: float | Non
     for item in dataset.items:
         image = read_image(item.image)
         images.append(image)
-        truths.append(ImageResult(item.pixel_boxes(*image.shape[:2]), item.labels))
+        truths.append(item.truth(*image.shape[:2]))
     return AccuracyData(dataset, images, truths, max_drop)
 
 
@@ -111,29 +112,29 @@ def map_points(
     indices: Sequence[int] | None = None,
 ) -> float:
     """mAP50-95 in points of a model given as `run` (a preprocessed input tensor -> its float outputs by name)
-    on the data (or the images at `indices`), decoded as `meta` says at conf 0.001, 300 detections, multi-label
-    (as `edgekit val`). Inputs are preprocessed once per conversion and kept on `data`."""
+    on the data (or the images at `indices`), decoded as `meta` says at the val settings (``VAL``, as
+    `edgekit val`). Inputs are preprocessed once per conversion and kept on `data`."""
     prepared = prepared_inputs(meta, data)
     picks = range(len(prepared)) if indices is None else indices
     predictions, truths = [], []
     for i in picks:
         tensor, info = prepared[i]
-        found = decode_outputs(meta, run(tensor), [info], conf=CONF, iou=IOU, max_det=MAX_DET, multi_label=True)[0]
-        predictions.append(ImageResult(found.xyxy, found.class_id, found.confidence))
+        predictions += decode_outputs(
+            meta, run(tensor), [info], conf=VAL.conf, iou=VAL.iou, max_det=VAL.max_det, multi_label=VAL.multi_label
+        )
         truths.append(data.truths[i])
-    return 100.0 * mean_average_precision(predictions, truths, len(data.dataset.names), MAX_DET).map50_95
+    return 100.0 * mean_average_precision(predictions, truths, len(data.dataset.names), VAL.max_det).map50_95
 
 
 def detector_points(detect, data: AccuracyData) -> float:
-    """mAP50-95 in points of a Detector-like callable over the data (multi-label NMS, as `edgekit val`)."""
+    """mAP50-95 in points of a Detector-like callable over the data, at the val settings (as `edgekit val`)."""
     from edgekit.eval.val import labels_per_anchor
 
     predictions = []
-    with labels_per_anchor(detect, True):
+    with labels_per_anchor(detect, VAL.multi_label):
         for image in data.images:
-            found = detect(image, conf=CONF, iou=IOU, max_det=MAX_DET)
-            predictions.append(ImageResult(found.xyxy, found.class_id, found.confidence))
-    return 100.0 * mean_average_precision(predictions, data.truths, len(data.dataset.names), MAX_DET).map50_95
+            predictions.append(detect(image, conf=VAL.conf, iou=VAL.iou, max_det=VAL.max_det))
+    return 100.0 * mean_average_precision(predictions, data.truths, len(data.dataset.names), VAL.max_det).map50_95
 
 
 def median_latency_ms(engine, meta: ModelMeta, runs: int = TIMED_RUNS) -> float:

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgekit.converters.context import ExportContext
+from edgekit.detections import Detections
 from edgekit.errors import EdgekitError
-from edgekit.eval.metrics import ImageResult, mean_average_precision
+from edgekit.eval.metrics import mean_average_precision
+from edgekit.eval.settings import VAL
 from edgekit.meta import ModelMeta
 from edgekit.runtimes.decode import decode_nms, decode_outputs
 from edgekit.runtimes.preprocess import dequantize, preprocess
@@ -219,26 +221,25 @@ def verify_elementwise(ctx: ExportContext, engine, meta: ModelMeta, precision: s
     )
 
 
-def detection_agreement(predictions: list[ImageResult], truths: list[ImageResult], classes: int) -> dict[str, float]:
+def detection_agreement(predictions: list[Detections], truths: list[Detections], classes: int) -> dict[str, float]:
     """mAP50-95 and mAP50 of `predictions` scored against `truths` (another run's detections), and how many
     reference detections there were."""
     result = mean_average_precision(predictions, truths, classes)
     return {"map50_95": result.map50_95, "map50": result.map50, "reference_detections": result.instances}
 
 
-def matched_f1(ref_boxes: np.ndarray, ref_cls: np.ndarray, got_boxes: np.ndarray, got_cls: np.ndarray,
-               iou: float = 0.5) -> tuple[int, int, int]:
+def matched_f1(reference: Detections, got: Detections, iou: float = 0.5) -> tuple[int, int, int]:
     """Greedy one-to-one matching of two detection sets of one image (same class, IoU >= `iou`, best IoU
     first). Returns (matched, reference count, artifact count)."""
-    if not len(ref_boxes) or not len(got_boxes):
-        return 0, len(ref_boxes), len(got_boxes)
-    a, b = np.asarray(ref_boxes, np.float64), np.asarray(got_boxes, np.float64)
+    if not len(reference) or not len(got):
+        return 0, len(reference), len(got)
+    a, b = reference.xyxy.astype(np.float64), got.xyxy.astype(np.float64)
     w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
     h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
     inter = np.clip(w, 0, None) * np.clip(h, 0, None)
     area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
     overlap = inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
-    overlap[np.asarray(ref_cls)[:, None] != np.asarray(got_cls)[None, :]] = 0.0
+    overlap[reference.class_id[:, None] != got.class_id[None, :]] = 0.0
     matched = 0
     while overlap.size and overlap.max() >= iou:
         i, j = np.unravel_index(int(overlap.argmax()), overlap.shape)
@@ -264,19 +265,17 @@ def verify_agreement(ctx: ExportContext, engine, meta: ModelMeta) -> Verificatio
     for image in images:
         ref = ctx.reference_outputs(image)
         _, info = ctx.reference_input(image)
-        reference = decode_outputs(ctx.source_meta, ref, [info], conf=0.001, iou=decode.iou, max_det=decode.max_det)[0]
+        settings = dict(conf=VAL.conf, iou=decode.iou, max_det=decode.max_det)
+        reference = decode_outputs(ctx.source_meta, ref, [info], **settings)[0]
         _, art_info = preprocess(image, meta.input, tuple(meta.imgsz))
-        got = decode_outputs(
-            meta, run_engine(engine, meta, image), [art_info], conf=0.001, iou=decode.iou, max_det=decode.max_det
-        )[0]
-        truth = reference.confidence >= decode.conf  # NMS keeps no box below conf because of a lower one
-        kept = got.confidence >= decode.conf
-        truths.append(ImageResult(reference.xyxy[truth], reference.class_id[truth]))
-        predictions.append(ImageResult(got.xyxy, got.class_id, got.confidence))
+        got = decode_outputs(meta, run_engine(engine, meta, image), [art_info], **settings)[0]
+        sure = reference.filter(conf=decode.conf)  # NMS keeps no box below conf because of a lower one
+        truths.append(sure)
+        predictions.append(got)
         top_ref = float(reference.confidence.max()) if len(reference) else 0.0
         top_got = float(got.confidence.max()) if len(got) else 0.0
         max_diffs.append(abs(top_ref - top_got))
-        m, r, g = matched_f1(reference.xyxy[truth], reference.class_id[truth], got.xyxy[kept], got.class_id[kept])
+        m, r, g = matched_f1(sure, got.filter(conf=decode.conf))
         matched, n_ref, n_got = matched + m, n_ref + r, n_got + g
     verification = Verification(backend=engine.backend, inputs=len(images))
     verification.extra = detection_agreement(predictions, truths, len(meta.classes))
@@ -286,6 +285,11 @@ def verify_agreement(ctx: ExportContext, engine, meta: ModelMeta) -> Verificatio
     if verification.extra["reference_detections"]:
         verification.minimum = {"map50": INT8_MIN_MAP50, "conf_agreement": INT8_MIN_CONF_AGREEMENT}
     return verification
+
+
+def detection_rows(found: Detections) -> np.ndarray:
+    """Detections as [N, 6] float64 rows (x1, y1, x2, y2, score, class), the layout of in-graph NMS outputs."""
+    return np.concatenate([found.xyxy, found.confidence[:, None], found.class_id[:, None]], 1).astype(np.float64)
 
 
 def match_rows(ref: np.ndarray, got: np.ndarray, score_tol: float) -> tuple[np.ndarray, np.ndarray, int]:
@@ -325,7 +329,7 @@ def verify_nms(ctx: ExportContext, engine, meta: ModelMeta) -> Verification:
             ref["boxes"][0], ref["scores"][0], decode.conf, decode.iou, decode.max_det,
             multi_label=ctx.source_meta.decode.multi_label,
         )
-        expected = np.concatenate([found.xyxy, found.scores[:, None], found.class_id[:, None]], 1).astype(np.float64)
+        expected = detection_rows(found)
         out = run_engine(engine, meta, image)
         rows = np.asarray(out["detections"][0], np.float64)[: int(np.asarray(out["count"]).reshape(-1)[0])]
         counts += abs(len(rows) - len(expected))
@@ -362,8 +366,7 @@ def verify_rows_against_nms(
         found = decode_nms(
             inputs["boxes"][0], inputs["scores"][0], decode.conf, decode.iou, decode.max_det, multi_label=True
         )
-        expected = np.concatenate([found.xyxy, found.scores[:, None], found.class_id[:, None]], 1)
-        b, s, u = match_rows(expected.astype(np.float64), rows.astype(np.float64), score_tol)
+        b, s, u = match_rows(detection_rows(found), rows.astype(np.float64), score_tol)
         boxes_all.append(b)
         scores_all.append(s)
         unmatched += u

@@ -10,6 +10,7 @@ pixel (OpenCV's order), ``BGR888`` is R,G,B, ``XRGB8888`` is B,G,R,X, ``XBGR8888
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -130,8 +131,8 @@ class PiCamera:
         if found is None or not len(found):
             return
         sx, sy = self.main[0] / self.lores[0], self.main[1] / self.lores[1]
-        scaled = Detections(found.xyxy * np.array([sx, sy, sx, sy], np.float32), found.confidence,
-                            found.class_id, found.names, (self.main[1], self.main[0]))
+        scaled = replace(found, xyxy=found.xyxy * np.array([sx, sy, sx, sy], np.float32),
+                         image_size=(self.main[1], self.main[0]))
         with self._mapped(request, "main") as mapped:
             mapped.array[...] = scaled.draw(mapped.array)
 

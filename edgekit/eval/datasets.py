@@ -5,7 +5,7 @@
     data = load_dataset("scenes/data.yaml", split="val")
     for item in data.items:
         image = cv2.imread(str(item.image))
-        boxes = item.pixel_boxes(*image.shape[:2])   # [N, 4] x1, y1, x2, y2 pixels; item.labels [N]
+        truth = item.truth(*image.shape[:2])   # Detections: xyxy [N, 4] pixels, class_id [N], confidence 1
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.detections import Detections
 from edgekit.errors import EdgekitError, first_line
 from edgekit.images import list_images
 from edgekit.logs import get_logger
@@ -37,6 +38,11 @@ class LabeledImage:
     def pixel_boxes(self, height: int, width: int) -> np.ndarray:
         """The boxes in pixels of an image `height` x `width`, [N, 4] float32."""
         return (self.boxes * np.array([width, height, width, height], np.float32)).astype(np.float32)
+
+    def truth(self, height: int, width: int) -> Detections:
+        """The objects as Detections in pixels of an image `height` x `width`, each with confidence 1."""
+        return Detections(self.pixel_boxes(height, width), np.ones(len(self.labels)), self.labels,
+                          image_size=(height, width))
 
 
 @dataclass

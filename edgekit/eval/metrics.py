@@ -1,7 +1,8 @@
 """COCO mAP (mAP50-95, mAP50, per-class AP) of detections against ground truth, computed by pycocotools.
 
-edgekit only turns its per-image arrays into the COCO json structures and reads the accumulated
-precision table; matching, interpolation and averaging are pycocotools' own (the COCO evaluation).
+Predictions and ground truth are :class:`~edgekit.detections.Detections`, one per image, in the same pixel
+frame (a ground truth's confidence is not read). edgekit only turns them into the COCO json structures and
+reads the accumulated precision table; matching, interpolation and averaging are pycocotools' own.
 """
 
 from __future__ import annotations
@@ -11,18 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgekit.detections import Detections
 from edgekit.errors import require
+from edgekit.eval.settings import VAL
 from edgekit.logs import silenced
-
-
-@dataclass
-class ImageResult:
-    """Detections (or ground truth, with scores omitted) of one image: xyxy boxes [N, 4] in pixels and
-    class ids [N]."""
-
-    boxes: np.ndarray
-    class_id: np.ndarray
-    scores: np.ndarray | None = None
 
 
 @dataclass
@@ -64,27 +57,26 @@ def _xywh(boxes: np.ndarray) -> np.ndarray:
 
 
 def coco_documents(
-    predictions: Sequence[ImageResult], truths: Sequence[ImageResult], num_classes: int
+    predictions: Sequence[Detections], truths: Sequence[Detections], num_classes: int
 ) -> tuple[dict, list[dict]]:
     """The COCO ground-truth document and the result list for these images (image ids 1..N, category id =
     class id + 1)."""
     images, annotations, results = [], [], []
     for i, (pred, truth) in enumerate(zip(predictions, truths), 1):
         images.append({"id": i})
-        for box, cls in zip(_xywh(truth.boxes), np.asarray(truth.class_id).reshape(-1)):
+        for box, cls in zip(_xywh(truth.xyxy), truth.class_id):
             annotations.append(
                 {"id": len(annotations) + 1, "image_id": i, "category_id": int(cls) + 1, "bbox": box.tolist(),
                  "area": float(box[2] * box[3]), "iscrowd": 0}
             )
-        scores = np.ones(len(pred.class_id)) if pred.scores is None else np.asarray(pred.scores).reshape(-1)
-        for box, cls, score in zip(_xywh(pred.boxes), np.asarray(pred.class_id).reshape(-1), scores):
+        for box, cls, score in zip(_xywh(pred.xyxy), pred.class_id, pred.confidence):
             results.append({"image_id": i, "category_id": int(cls) + 1, "bbox": box.tolist(), "score": float(score)})
     categories = [{"id": c + 1, "name": str(c)} for c in range(num_classes)]
     return {"images": images, "annotations": annotations, "categories": categories}, results
 
 
 def mean_average_precision(
-    predictions: Sequence[ImageResult], truths: Sequence[ImageResult], num_classes: int, max_det: int = 300
+    predictions: Sequence[Detections], truths: Sequence[Detections], num_classes: int, max_det: int = VAL.max_det
 ) -> MapResult:
     """COCO mAP of `predictions` against `truths` (one entry per image, same order), over every object
     size, at most `max_det` detections per image; precision, recall and the PR curve from the same

@@ -1,4 +1,4 @@
-"""`edgekit val`: a model's COCO accuracy on a labelled split, as the field evaluates (conf 0.001, 300 detections).
+"""`edgekit val`: a model's COCO accuracy on a labelled split, at the field's val settings (``settings.VAL``).
 
 Anything that maps an image to Detections can be validated: a runtime Detector (every artifact format) or
 the torch wrapper of a checkpoint the converters provide. Matching and averaging are pycocotools'::
@@ -21,9 +21,9 @@ import numpy as np
 from edgekit.detections import Detections
 from edgekit.errors import EdgekitError
 from edgekit.eval.datasets import Dataset
-from edgekit.eval.metrics import ImageResult, MapResult, mean_average_precision
+from edgekit.eval.metrics import MapResult, mean_average_precision
+from edgekit.eval.settings import VAL
 
-CONF, IOU, MAX_DET = 0.001, 0.7, 300
 MATRIX_CONF, MATRIX_IOU = 0.25, 0.45
 
 
@@ -110,12 +110,12 @@ def validate(
     detect: Predict,
     dataset: Dataset,
     *,
-    conf: float = CONF,
-    iou: float = IOU,
-    max_det: int = MAX_DET,
+    conf: float = VAL.conf,
+    iou: float = VAL.iou,
+    max_det: int = VAL.max_det,
     progress: bool = True,
     model: str = "",
-    multi_label: bool = True,
+    multi_label: bool = VAL.multi_label,
 ) -> ValReport:
     """Run `detect` (called as ``detect(image, conf=, iou=, max_det=)`` on a BGR HxWx3 uint8 image) over every
     image of `dataset` and evaluate with pycocotools.
@@ -141,8 +141,8 @@ def validate(
                 timed += 1
                 for key in totals:
                     totals[key] += float(getattr(timings, key, 0.0))
-            predictions.append(ImageResult(found.xyxy, found.class_id, found.confidence))
-            truths.append(ImageResult(item.pixel_boxes(*image.shape[:2]), item.labels))
+            predictions.append(found)
+            truths.append(item.truth(*image.shape[:2]))
     metrics = mean_average_precision(predictions, truths, len(dataset.names), max_det)
     counts = metrics.class_instances or [0] * len(dataset.names)
     classes = [
@@ -202,7 +202,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def confusion_matrix(
-    predictions: list[ImageResult], truths: list[ImageResult], num_classes: int,
+    predictions: list[Detections], truths: list[Detections], num_classes: int,
     conf: float = MATRIX_CONF, iou: float = MATRIX_IOU,
 ) -> np.ndarray:
     """[C+1, C+1] counts, rows predicted class, columns true class, the last row and column background.
@@ -212,9 +212,8 @@ def confusion_matrix(
     """
     matrix = np.zeros((num_classes + 1, num_classes + 1), np.int64)
     for pred, truth in zip(predictions, truths):
-        keep = np.asarray(pred.scores) > conf
-        p_boxes, p_cls = np.asarray(pred.boxes)[keep].reshape(-1, 4), np.asarray(pred.class_id)[keep]
-        t_boxes, t_cls = np.asarray(truth.boxes).reshape(-1, 4), np.asarray(truth.class_id)
+        kept = pred[pred.confidence > conf]
+        p_boxes, p_cls, t_boxes, t_cls = kept.xyxy, kept.class_id, truth.xyxy, truth.class_id
         matched_p, matched_t = set(), set()
         if len(p_boxes) and len(t_boxes):
             overlaps = _iou(p_boxes, t_boxes)

@@ -1,214 +1,24 @@
-"""Raw network outputs to final boxes, in numpy: class-aware NMS, NMS-free top-k, threshold-only.
+"""Raw network outputs to Detections, in numpy: confidence filter then NMS, NMS-free top-k, threshold-only.
 
-All functions work on one image. Boxes stay in the network's coordinates (normalized or input pixels);
-:func:`to_source` maps them back through the letterbox.
+All functions work on one image and return :class:`~edgekit.detections.Detections`. Those of the
+``decode_*`` functions stay in the network's frame (normalized 0..1 or input pixels, as the artifact's
+``outputs.normalized`` says) and carry no names or image size; :func:`decode_outputs` maps them back
+through the letterbox (:func:`to_source`) into source-image pixels, with the model's class names. NMS
+itself is :func:`edgekit.runtimes.nms.nms`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 import cv2
 import numpy as np
 
 from edgekit.detections import Detections
 from edgekit.meta import ModelMeta
+from edgekit.runtimes.nms import nms
 from edgekit.runtimes.preprocess import LetterboxInfo
-
-
-@dataclass
-class Decoded:
-    """Boxes (x1,y1,x2,y2 in network coordinates), scores and class ids of one image."""
-
-    xyxy: np.ndarray
-    scores: np.ndarray
-    class_id: np.ndarray
-
-    def take(self, index: np.ndarray) -> Decoded:
-        return Decoded(self.xyxy[index], self.scores[index], self.class_id[index])
-
-
-def _empty() -> Decoded:
-    return Decoded(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
-
-
-_PAIR_BUDGET = 2_000_000  # overlapping-pair candidates beyond which NMS falls back to rounds over kept boxes
-_PAIRS_PER_BOX = 64  # ... or beyond this many per box (big boxes everywhere): rounds are cheaper there
-_ROUNDS_FIRST = 8  # rounds over kept boxes before the pair graph settles the rest
-
-
-def nms(
-    boxes: np.ndarray,
-    scores: np.ndarray,
-    iou: float,
-    class_id: np.ndarray | None = None,
-    limit: int | None = None,
-) -> np.ndarray:
-    """Exact greedy NMS; with `class_id`, boxes only suppress boxes of their own class.
-
-    `boxes` [N, 4] x1, y1, x2, y2 (any unit), `scores` [N]; a box goes when a kept box of its class with a
-    higher score (or the same score and a lower index) overlaps it with IoU > `iou`. Returns kept indices,
-    highest score first (ties keep input order, as OpenCV's stable sort does); with `limit`, only the first
-    `limit` of them, which greedy NMS decides from the best candidates alone: prefixes of 4 x `limit`
-    candidates, doubling, are tried until one keeps `limit` boxes.
-
-    The greedy result is computed without a loop over every kept box. A few vectorized rounds keep the best
-    box of each class and drop what it overlaps (most of each cluster goes); then a sweep along x lists the
-    same-class pairs among the rest that overlap beyond `iou` (each pair once, from the better box to the
-    worse), and parallel rounds settle them: a box with no unsettled better neighbour is kept, a box with a
-    kept better neighbour is dropped. Each round settles at least the best unsettled box, usually whole
-    clusters, so they number the longest keep/drop chain, not the kept boxes. Where the sweep would list
-    too many pairs (big boxes everywhere), the first kind of round continues to the end instead. Tested
-    against the textbook one-box-at-a-time loop, ties included.
-    """
-    n = len(scores)
-    if n == 0 or (limit is not None and limit <= 0):
-        return np.zeros(0, np.int64)
-    order = priority(np.asarray(scores))
-    boxes, class_id = np.asarray(boxes), None if class_id is None else np.asarray(class_id)
-    size = 4 * limit if limit is not None else n
-    while size < n:  # the best `size` candidates decide the first `limit` kept boxes if they keep that many
-        head = order[:size]
-        kept = _greedy(boxes[head].astype(np.float64), None if class_id is None else class_id[head], iou)
-        if len(kept) >= limit:
-            return head[kept[:limit]]
-        size *= 2
-    kept = _greedy(boxes[order].astype(np.float64), None if class_id is None else class_id[order], iou)
-    return order[kept if limit is None else kept[:limit]]
-
-
-def priority(scores: np.ndarray) -> np.ndarray:
-    """Indices by score descending, ties by index: ``np.argsort(-scores, kind="stable")``, faster.
-
-    float32 scores become one int64 key each (the float's bits made order-preserving as an integer, then the
-    index), and unique keys sort the same with any algorithm; other dtypes use the stable argsort.
-    """
-    if scores.dtype != np.float32 or len(scores) >= 2**31:
-        return np.argsort(-scores, kind="stable")
-    bits = (-scores + np.float32(0)).view(np.int32).astype(np.int64)  # + 0 turns -0.0 into 0.0
-    bits ^= (bits >> 31) & 0x7FFFFFFF  # negative floats: reverse their order, below the positives
-    key = (bits << 32) | np.arange(len(scores))
-    key.sort()
-    return key & 0xFFFFFFFF
-
-
-def _greedy(xyxy: np.ndarray, groups: np.ndarray | None, iou: float) -> np.ndarray:
-    """Kept positions (ascending) of greedy NMS over boxes already in priority order: a few rounds over kept
-    boxes (cheap while groups are small, and they drop most of each cluster), then the pair graph."""
-    kept, alive = _greedy_rounds(xyxy, groups, iou, _ROUNDS_FIRST)
-    if alive.size:
-        rest = _greedy_graph(xyxy[alive], None if groups is None else groups[alive], iou)
-        if rest is None:
-            rest_kept, _ = _greedy_rounds(xyxy[alive], None if groups is None else groups[alive], iou)
-            rest = np.flatnonzero(rest_kept)
-        kept[alive[rest]] = True
-    return np.flatnonzero(kept)
-
-
-def _greedy_graph(xyxy: np.ndarray, groups: np.ndarray | None, iou: float) -> np.ndarray | None:
-    """Kept positions (ascending) of greedy NMS over boxes in priority order, settled in parallel rounds over
-    the overlapping pairs; None when there are too many pairs to list."""
-    n = len(xyxy)
-    pairs = _overlapping_pairs(xyxy, groups, iou)
-    if pairs is None:
-        return None
-    better, worse = pairs
-    settled = np.zeros(n, bool)
-    kept = np.zeros(n, bool)
-    while better.size:
-        blocked = np.zeros(n, bool)
-        blocked[worse] = True
-        new = ~settled & ~blocked
-        kept |= new
-        settled |= new
-        settled[worse[kept[better]]] = True  # dropped: a kept better box overlaps them
-        live = ~settled[better] & ~settled[worse]
-        better, worse = better[live], worse[live]
-    kept |= ~settled  # every better box that could drop these was dropped itself
-    return np.flatnonzero(kept)
-
-
-def _overlapping_pairs(
-    xyxy: np.ndarray, groups: np.ndarray | None, iou: float
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """(better, worse) positions of every same-group pair with IoU > `iou`, or None over the pair budget.
-
-    Boxes are sorted by their left edge, each group on its own stretch of the axis. IoU > t needs a horizontal
-    overlap wider than t times either width (the overlap area is at most that width times the box height), so
-    a box can only pair with boxes that start less than (1 - t) of its width after it: binary search.
-    """
-    n = len(xyxy)
-    x1, y1, x2, y2 = np.ascontiguousarray(xyxy.T)
-    lo = min(float(x1.min()), float(x2.min()))
-    span = max(float(x1.max()), float(x2.max())) - lo + 1.0
-    key = x1 - lo
-    if groups is not None:
-        g = np.unique(groups, return_inverse=True)[1].reshape(-1)
-        key = key + g * (2 * span)
-    by_key = np.argsort(key, kind="stable")
-    sorted_key = key[by_key]
-    reach = sorted_key + np.maximum(x2 - x1, 0)[by_key] * (1.0 - min(max(iou, 0.0), 1.0))
-    end = np.searchsorted(sorted_key, reach + 1e-9 * span, side="left")  # strictly before the right edge
-    count = np.maximum(end - np.arange(n) - 1, 0)
-    total = int(count.sum())
-    if total > _PAIR_BUDGET or total > _PAIRS_PER_BOX * n:
-        return None
-    first = np.repeat(np.arange(n), count)
-    step = np.arange(total) - np.repeat(np.cumsum(count) - count, count) + 1
-    a, b = by_key[first], by_key[first + step]
-    w = np.minimum(x2[a], x2[b])
-    w -= np.maximum(x1[a], x1[b])
-    h = np.minimum(y2[a], y2[b])
-    h -= np.maximum(y1[a], y1[b])
-    np.maximum(w, 0, out=w)
-    np.maximum(h, 0, out=h)
-    inter = w * h
-    area = (x2 - x1) * (y2 - y1)
-    hit = (inter > iou * (area[a] + area[b] - inter)) & (inter > 0)
-    if groups is not None:
-        hit &= groups[a] == groups[b]
-    a, b = a[hit], b[hit]
-    return np.minimum(a, b), np.maximum(a, b)
-
-
-def _greedy_rounds(
-    xyxy: np.ndarray, groups: np.ndarray | None, iou: float, max_rounds: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy NMS over boxes in priority order, one round per kept box of the busiest group: each round keeps
-    the best undecided box of every group and drops what it overlaps. Returns (kept mask, positions still
-    undecided after `max_rounds`); greedy NMS over the undecided boxes alone finishes the job."""
-    n = len(xyxy)
-    groups = np.zeros(n, np.int64) if groups is None else groups
-    order = np.argsort(groups, kind="stable")  # by group, priority order kept within each
-    new_group = np.empty(n, bool)
-    new_group[0] = True
-    np.not_equal(groups[order][1:], groups[order][:-1], out=new_group[1:])
-    group_of = np.cumsum(new_group)
-    x1, y1, x2, y2 = np.ascontiguousarray(xyxy[order].T)
-    area = (x2 - x1) * (y2 - y1)
-    keep = np.zeros(n, bool)
-    alive = np.arange(n)
-    rounds = 0
-    while alive.size and (max_rounds is None or rounds < max_rounds):
-        rounds += 1
-        g = group_of[alive]
-        first = np.empty(alive.size, bool)
-        first[0] = True
-        np.not_equal(g[1:], g[:-1], out=first[1:])
-        tops = alive[first]
-        keep[tops] = True
-        rest = ~first
-        r, t = alive[rest], tops[np.cumsum(first)[rest] - 1]
-        w = np.minimum(x2[r], x2[t]) - np.maximum(x1[r], x1[t])
-        h = np.minimum(y2[r], y2[t]) - np.maximum(y1[r], y1[t])
-        np.maximum(w, 0, out=w)
-        np.maximum(h, 0, out=h)
-        inter = w * h
-        alive = r[(inter <= iou * (area[r] + area[t] - inter)) | (inter <= 0)]  # survives unless IoU > threshold
-    kept = np.zeros(n, bool)
-    kept[order[keep]] = True
-    return kept, np.sort(order[alive])
 
 
 def above(scores: np.ndarray, conf: float) -> np.ndarray:
@@ -286,7 +96,7 @@ def decode_nms(
     agnostic: bool = False,
     multi_label: bool = False,
     max_candidates: int = 30000,
-) -> Decoded:
+) -> Detections:
     """Confidence filter, then class-aware (or agnostic) NMS: `boxes` [A,4] xyxy, `scores` [A,C]."""
     anchor, cls, score = candidates(scores, conf, classes, multi_label)
     return _nms_on(boxes[anchor], score, cls, iou, max_det, agnostic, max_candidates)
@@ -301,22 +111,21 @@ def decode_packed(
     agnostic: bool = False,
     multi_label: bool = False,
     max_candidates: int = 30000,
-) -> Decoded:
+) -> Detections:
     """Decode Ultralytics' raw [4+C, A] output (cx, cy, w, h, class scores) with NMS."""
     anchor, cls, score = candidates(packed[4:], conf, classes, multi_label, class_major=True)
     cxcywh = packed[:4, anchor].T
     return _nms_on(cxcywh_to_xyxy(cxcywh), score, cls, iou, max_det, agnostic, max_candidates)
 
 
-def _nms_on(boxes, score, cls, iou, max_det, agnostic, max_candidates) -> Decoded:
+def _nms_on(boxes, score, cls, iou, max_det, agnostic, max_candidates) -> Detections:
     if len(score) > max_candidates:
         top = np.argpartition(-score, max_candidates)[:max_candidates]
         boxes, score, cls = boxes[top], score[top], cls[top]
-    found = Decoded(np.asarray(boxes, np.float32), score, cls)
+    found = Detections(boxes, score, cls)
     if not len(score):
-        return _empty()
-    keep = nms(found.xyxy, score, iou, None if agnostic else cls, limit=max_det)
-    return found.take(keep)
+        return Detections.empty()
+    return found[nms(found.xyxy, score, iou, None if agnostic else cls, limit=max_det)]
 
 
 def decode_topk(
@@ -325,7 +134,7 @@ def decode_topk(
     conf: float = 0.25,
     max_det: int = 300,
     classes: Sequence[int] | None = None,
-) -> Decoded:
+) -> Detections:
     """NMS-free decoding as the end-to-end heads define it, then thresholded at `conf`.
 
     The reference takes the top-k anchors by their best class score, then the top-k (anchor, class)
@@ -341,7 +150,7 @@ def decode_topk(
     k = min(max_det, scores.shape[0])
     flat = np.flatnonzero(scores.reshape(-1) > conf)
     if not flat.size:
-        return _empty()
+        return Detections.empty()
     anchors = np.unique(flat // n_cls)
     if anchors.size > k:
         best = scores[anchors].max(1)
@@ -352,7 +161,7 @@ def decode_topk(
     order = np.argsort(-pair_scores, kind="stable")[:k]
     row, cls = np.divmod(pair_flat[order], n_cls)
     anchor = anchors[row]
-    return Decoded(np.asarray(boxes[anchor], np.float32), pair_scores[order].astype(np.float32), cls.astype(np.int64))
+    return Detections(boxes[anchor], pair_scores[order], cls)
 
 
 def decode_detections(
@@ -361,7 +170,7 @@ def decode_detections(
     max_det: int = 300,
     classes: Sequence[int] | None = None,
     count: int | None = None,
-) -> Decoded:
+) -> Detections:
     """Threshold an end-to-end [K, 6] output (x1, y1, x2, y2, score, class); `count` limits valid rows."""
     if count is not None:
         detections = detections[: max(0, int(count))]
@@ -370,7 +179,7 @@ def decode_detections(
         keep &= np.isin(detections[:, 5].astype(np.int64), np.asarray(list(classes), np.int64))
     rows = detections[keep]
     rows = rows[np.argsort(-rows[:, 4], kind="stable")][:max_det]
-    return Decoded(rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64))
+    return Detections(rows[:, :4], rows[:, 4], rows[:, 5])
 
 
 def decode_vision(
@@ -380,19 +189,19 @@ def decode_vision(
     conf: float = 0.25,
     max_det: int = 300,
     classes: Sequence[int] | None = None,
-) -> Decoded:
+) -> Detections:
     """Rows of CoreML's NMS pipeline: confidence [N, C'] (classes padded) and normalized cx, cy, w, h [N, 4]."""
     confidence = np.asarray(confidence, np.float32).reshape(-1, confidence.shape[-1])[:, :num_classes]
     if not len(confidence):
-        return _empty()
+        return Detections.empty()
     rows = np.arange(len(confidence))
     cls = confidence.argmax(1)
-    found = Decoded(cxcywh_to_xyxy(np.asarray(coordinates).reshape(-1, 4)), confidence[rows, cls], cls.astype(np.int64))
-    keep = found.scores > conf
+    found = Detections(cxcywh_to_xyxy(np.asarray(coordinates).reshape(-1, 4)), confidence[rows, cls], cls)
+    keep = found.confidence > conf
     if classes is not None:
         keep &= np.isin(found.class_id, np.asarray(list(classes), np.int64))
-    kept = found.take(np.flatnonzero(keep))
-    return kept.take(np.argsort(-kept.scores, kind="stable")[:max_det])
+    kept = found[keep]
+    return kept[np.argsort(-kept.confidence, kind="stable")[:max_det]]
 
 
 def decode_postprocess(
@@ -403,21 +212,21 @@ def decode_postprocess(
     conf: float = 0.25,
     max_det: int = 300,
     keep: Sequence[int] | None = None,
-) -> Decoded:
+) -> Detections:
     """Rows of TFLite's detection post-process op: boxes [D, 4] (y1, x1, y2, x2 normalized), classes [D]
     and scores [D], the first `count` valid."""
     n = max(0, min(int(count), len(scores)))
     yxyx = np.asarray(boxes, np.float32).reshape(-1, 4)[:n]
-    found = Decoded(
+    found = Detections(
         yxyx[:, [1, 0, 3, 2]],
         np.asarray(scores, np.float32).reshape(-1)[:n],
-        np.rint(np.asarray(classes, np.float32).reshape(-1)[:n]).astype(np.int64),
+        np.rint(np.asarray(classes, np.float32).reshape(-1)[:n]),
     )
-    mask = found.scores > conf
+    mask = found.confidence > conf
     if keep is not None:
         mask &= np.isin(found.class_id, np.asarray(list(keep), np.int64))
-    kept = found.take(np.flatnonzero(mask))
-    return kept.take(np.argsort(-kept.scores, kind="stable")[:max_det])
+    kept = found[mask]
+    return kept[np.argsort(-kept.confidence, kind="stable")[:max_det]]
 
 
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -442,6 +251,14 @@ def to_source(xyxy: np.ndarray, info: LetterboxInfo, normalized: bool) -> np.nda
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
     out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
     return out
+
+
+def in_source_pixels(
+    found: Detections, info: LetterboxInfo, normalized: bool, names: Sequence[str] = ()
+) -> Detections:
+    """`found` in the network's frame mapped back through the letterbox `info` into source-image pixels (see
+    :func:`to_source`), with the class `names` and the source image's size."""
+    return replace(found, xyxy=to_source(found.xyxy, info, normalized), names=names, image_size=info.source_size)
 
 
 def decode_outputs(
@@ -477,6 +294,5 @@ def decode_outputs(
             found = decode_topk(tensors[0][b], tensors[1][b], conf, max_det, classes)
         else:
             found = decode_nms(tensors[0][b], tensors[1][b], conf, iou, max_det, classes, agnostic, multi_label)
-        xyxy = to_source(found.xyxy, info, out.normalized)
-        results.append(Detections(xyxy, found.scores, found.class_id, meta.classes, info.source_size))
+        results.append(in_source_pixels(found, info, out.normalized, meta.classes))
     return results

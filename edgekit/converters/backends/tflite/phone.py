@@ -302,6 +302,7 @@ def verify_phone(ctx, engine, path: Path, meta: ModelMeta, precision: str):
         FP16_TOLERANCE,
         FP32_TOLERANCE,
         compare,
+        detection_rows,
         verify_agreement,
         verify_rows_against_nms,
     )
@@ -325,7 +326,7 @@ def verify_phone(ctx, engine, path: Path, meta: ModelMeta, precision: str):
     for image in ctx.images:
         out = _run(probe, meta, image)  # one run gives the op's inputs and its rows
         got = decode_postprocess(*(out[n][0] for n in OUTPUT_NAMES), conf=0.0, max_det=meta.decode.max_det)
-        runs.append((_op_inputs(out), np.concatenate([got.xyxy, got.scores[:, None], got.class_id[:, None]], 1)))
+        runs.append((_op_inputs(out), detection_rows(got)))
     rows = verify_rows_against_nms(runs, meta, ROW_TOLERANCE["op_scores"])
     result.max_abs.update(rows)
     result.tolerance.update({k: v for k, v in ROW_TOLERANCE.items() if k in rows})
@@ -354,7 +355,7 @@ def _op_inputs(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def mediapipe_agreement(path: Path, engine, meta: ModelMeta, images: list[np.ndarray]) -> dict[str, float]:
     """mAP of MediaPipe's detections on `images` against edgekit's own run of the same file."""
     from edgekit.converters.verify import detection_agreement, run_engine
-    from edgekit.eval.metrics import ImageResult
+    from edgekit.detections import Detections
     from edgekit.runtimes.decode import decode_outputs
     from edgekit.runtimes.preprocess import preprocess
 
@@ -362,9 +363,8 @@ def mediapipe_agreement(path: Path, engine, meta: ModelMeta, images: list[np.nda
     truths, predictions = [], []
     for image, rows in zip(images, mediapipe_detect(path, images, meta.classes, decode.conf, decode.max_det)):
         _, info = preprocess(image, meta.input, tuple(meta.imgsz))
-        own = decode_outputs(
+        truths += decode_outputs(
             meta, run_engine(engine, meta, image), [info], conf=decode.conf, iou=decode.iou, max_det=decode.max_det
-        )[0]
-        truths.append(ImageResult(own.xyxy, own.class_id))
-        predictions.append(ImageResult(rows[:, :4], rows[:, 5].astype(np.int64), rows[:, 4]))
+        )
+        predictions.append(Detections(rows[:, :4], rows[:, 4], rows[:, 5]))
     return detection_agreement(predictions, truths, len(meta.classes))

@@ -1,0 +1,188 @@
+"""Greedy non-maximum suppression in numpy, exact and vectorized: :func:`nms` and the score order it keeps.
+
+Greedy NMS as the YOLO family's val and inference apply it (the ``non_max_suppression`` of Ultralytics and of
+YOLOv9's ``utils/general.py``, over ``torchvision.ops.nms`` with a per-class box offset): the best box stays,
+every box of its class overlapping it beyond the IoU threshold goes, repeat. The result is the textbook
+loop's; only the schedule is vectorized (see :func:`nms`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_PAIR_BUDGET = 2_000_000  # overlapping-pair candidates beyond which NMS falls back to rounds over kept boxes
+_PAIRS_PER_BOX = 64  # ... or beyond this many per box (big boxes everywhere): rounds are cheaper there
+_ROUNDS_FIRST = 8  # rounds over kept boxes before the pair graph settles the rest
+
+
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou: float,
+    class_id: np.ndarray | None = None,
+    limit: int | None = None,
+) -> np.ndarray:
+    """Exact greedy NMS; with `class_id`, boxes only suppress boxes of their own class.
+
+    `boxes` [N, 4] x1, y1, x2, y2 (any unit), `scores` [N]; a box goes when a kept box of its class with a
+    higher score (or the same score and a lower index) overlaps it with IoU > `iou`. Returns kept indices,
+    highest score first (ties keep input order, as OpenCV's stable sort does); with `limit`, only the first
+    `limit` of them, which greedy NMS decides from the best candidates alone: prefixes of 4 x `limit`
+    candidates, doubling, are tried until one keeps `limit` boxes.
+
+    The greedy result is computed without a loop over every kept box. A few vectorized rounds keep the best
+    box of each class and drop what it overlaps (most of each cluster goes); then a sweep along x lists the
+    same-class pairs among the rest that overlap beyond `iou` (each pair once, from the better box to the
+    worse), and parallel rounds settle them: a box with no unsettled better neighbour is kept, a box with a
+    kept better neighbour is dropped. Each round settles at least the best unsettled box, usually whole
+    clusters, so they number the longest keep/drop chain, not the kept boxes. Where the sweep would list
+    too many pairs (big boxes everywhere), the first kind of round continues to the end instead. Tested
+    against the textbook one-box-at-a-time loop, ties included.
+    """
+    n = len(scores)
+    if n == 0 or (limit is not None and limit <= 0):
+        return np.zeros(0, np.int64)
+    order = priority(np.asarray(scores))
+    boxes, class_id = np.asarray(boxes), None if class_id is None else np.asarray(class_id)
+    size = 4 * limit if limit is not None else n
+    while size < n:  # the best `size` candidates decide the first `limit` kept boxes if they keep that many
+        head = order[:size]
+        kept = _greedy(boxes[head].astype(np.float64), None if class_id is None else class_id[head], iou)
+        if len(kept) >= limit:
+            return head[kept[:limit]]
+        size *= 2
+    kept = _greedy(boxes[order].astype(np.float64), None if class_id is None else class_id[order], iou)
+    return order[kept if limit is None else kept[:limit]]
+
+
+def priority(scores: np.ndarray) -> np.ndarray:
+    """Indices by score descending, ties by index: ``np.argsort(-scores, kind="stable")``, faster.
+
+    float32 scores become one int64 key each (the float's bits made order-preserving as an integer, then the
+    index), and unique keys sort the same with any algorithm; other dtypes use the stable argsort.
+    """
+    if scores.dtype != np.float32 or len(scores) >= 2**31:
+        return np.argsort(-scores, kind="stable")
+    bits = (-scores + np.float32(0)).view(np.int32).astype(np.int64)  # + 0 turns -0.0 into 0.0
+    bits ^= (bits >> 31) & 0x7FFFFFFF  # negative floats: reverse their order, below the positives
+    key = (bits << 32) | np.arange(len(scores))
+    key.sort()
+    return key & 0xFFFFFFFF
+
+
+def _greedy(xyxy: np.ndarray, groups: np.ndarray | None, iou: float) -> np.ndarray:
+    """Kept positions (ascending) of greedy NMS over boxes already in priority order: a few rounds over kept
+    boxes (cheap while groups are small, and they drop most of each cluster), then the pair graph."""
+    kept, alive = _greedy_rounds(xyxy, groups, iou, _ROUNDS_FIRST)
+    if alive.size:
+        rest = _greedy_graph(xyxy[alive], None if groups is None else groups[alive], iou)
+        if rest is None:
+            rest_kept, _ = _greedy_rounds(xyxy[alive], None if groups is None else groups[alive], iou)
+            rest = np.flatnonzero(rest_kept)
+        kept[alive[rest]] = True
+    return np.flatnonzero(kept)
+
+
+def _greedy_graph(xyxy: np.ndarray, groups: np.ndarray | None, iou: float) -> np.ndarray | None:
+    """Kept positions (ascending) of greedy NMS over boxes in priority order, settled in parallel rounds over
+    the overlapping pairs; None when there are too many pairs to list."""
+    n = len(xyxy)
+    pairs = _overlapping_pairs(xyxy, groups, iou)
+    if pairs is None:
+        return None
+    better, worse = pairs
+    settled = np.zeros(n, bool)
+    kept = np.zeros(n, bool)
+    while better.size:
+        blocked = np.zeros(n, bool)
+        blocked[worse] = True
+        new = ~settled & ~blocked
+        kept |= new
+        settled |= new
+        settled[worse[kept[better]]] = True  # dropped: a kept better box overlaps them
+        live = ~settled[better] & ~settled[worse]
+        better, worse = better[live], worse[live]
+    kept |= ~settled  # every better box that could drop these was dropped itself
+    return np.flatnonzero(kept)
+
+
+def _overlapping_pairs(
+    xyxy: np.ndarray, groups: np.ndarray | None, iou: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(better, worse) positions of every same-group pair with IoU > `iou`, or None over the pair budget.
+
+    Boxes are sorted by their left edge, each group on its own stretch of the axis. IoU > t needs a horizontal
+    overlap wider than t times either width (the overlap area is at most that width times the box height), so
+    a box can only pair with boxes that start less than (1 - t) of its width after it: binary search.
+    """
+    n = len(xyxy)
+    x1, y1, x2, y2 = np.ascontiguousarray(xyxy.T)
+    lo = min(float(x1.min()), float(x2.min()))
+    span = max(float(x1.max()), float(x2.max())) - lo + 1.0
+    key = x1 - lo
+    if groups is not None:
+        g = np.unique(groups, return_inverse=True)[1].reshape(-1)
+        key = key + g * (2 * span)
+    by_key = np.argsort(key, kind="stable")
+    sorted_key = key[by_key]
+    reach = sorted_key + np.maximum(x2 - x1, 0)[by_key] * (1.0 - min(max(iou, 0.0), 1.0))
+    end = np.searchsorted(sorted_key, reach + 1e-9 * span, side="left")  # strictly before the right edge
+    count = np.maximum(end - np.arange(n) - 1, 0)
+    total = int(count.sum())
+    if total > _PAIR_BUDGET or total > _PAIRS_PER_BOX * n:
+        return None
+    first = np.repeat(np.arange(n), count)
+    step = np.arange(total) - np.repeat(np.cumsum(count) - count, count) + 1
+    a, b = by_key[first], by_key[first + step]
+    w = np.minimum(x2[a], x2[b])
+    w -= np.maximum(x1[a], x1[b])
+    h = np.minimum(y2[a], y2[b])
+    h -= np.maximum(y1[a], y1[b])
+    np.maximum(w, 0, out=w)
+    np.maximum(h, 0, out=h)
+    inter = w * h
+    area = (x2 - x1) * (y2 - y1)
+    hit = (inter > iou * (area[a] + area[b] - inter)) & (inter > 0)
+    if groups is not None:
+        hit &= groups[a] == groups[b]
+    a, b = a[hit], b[hit]
+    return np.minimum(a, b), np.maximum(a, b)
+
+
+def _greedy_rounds(
+    xyxy: np.ndarray, groups: np.ndarray | None, iou: float, max_rounds: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy NMS over boxes in priority order, one round per kept box of the busiest group: each round keeps
+    the best undecided box of every group and drops what it overlaps. Returns (kept mask, positions still
+    undecided after `max_rounds`); greedy NMS over the undecided boxes alone finishes the job."""
+    n = len(xyxy)
+    groups = np.zeros(n, np.int64) if groups is None else groups
+    order = np.argsort(groups, kind="stable")  # by group, priority order kept within each
+    new_group = np.empty(n, bool)
+    new_group[0] = True
+    np.not_equal(groups[order][1:], groups[order][:-1], out=new_group[1:])
+    group_of = np.cumsum(new_group)
+    x1, y1, x2, y2 = np.ascontiguousarray(xyxy[order].T)
+    area = (x2 - x1) * (y2 - y1)
+    keep = np.zeros(n, bool)
+    alive = np.arange(n)
+    rounds = 0
+    while alive.size and (max_rounds is None or rounds < max_rounds):
+        rounds += 1
+        g = group_of[alive]
+        first = np.empty(alive.size, bool)
+        first[0] = True
+        np.not_equal(g[1:], g[:-1], out=first[1:])
+        tops = alive[first]
+        keep[tops] = True
+        rest = ~first
+        r, t = alive[rest], tops[np.cumsum(first)[rest] - 1]
+        w = np.minimum(x2[r], x2[t]) - np.maximum(x1[r], x1[t])
+        h = np.minimum(y2[r], y2[t]) - np.maximum(y1[r], y1[t])
+        np.maximum(w, 0, out=w)
+        np.maximum(h, 0, out=h)
+        inter = w * h
+        alive = r[(inter <= iou * (area[r] + area[t] - inter)) | (inter <= 0)]  # survives unless IoU > threshold
+    kept = np.zeros(n, bool)
+    kept[order[keep]] = True
+    return kept, np.sort(order[alive])
