@@ -76,7 +76,7 @@ def test_packed_equals_boxes_scores():
     boxes, scores = synthetic_outputs(3)
     cxcywh = np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], 1)
     packed = np.concatenate([cxcywh, scores], 1).T.copy()
-    a = decode.decode_packed(packed, conf=0.25, iou=0.5, classes=[0, 3, 5])
+    a = decode.decode_nms(packed[:4], packed[4:], conf=0.25, iou=0.5, classes=[0, 3, 5], packed=True)
     b = decode.decode_nms(boxes, scores, conf=0.25, iou=0.5, classes=[0, 3, 5])
     np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-6)
     assert a.class_id.tolist() == b.class_id.tolist()

@@ -55,7 +55,9 @@ def add_parser(verbs) -> None:
     p.add_argument("--images", help="COCO json: the image folder (default: looked for beside the json)")
     p.add_argument("--conf", type=fraction, default=VAL.conf, help=f"confidence threshold (default {VAL.conf})")
     p.add_argument("--iou", type=fraction, default=VAL.iou, help=f"NMS IoU threshold (default {VAL.iou})")
-    p.add_argument("--max-det", type=positive, default=VAL.max_det, help=f"detections per image (default {VAL.max_det})")
+    p.add_argument(
+        "--max-det", type=positive, default=VAL.max_det, help=f"detections per image (default {VAL.max_det})"
+    )
     p.add_argument("--imgsz", type=imgsz, help="input size: for checkpoints (default 640) and dynamic models")
     p.add_argument("--threads", type=positive, help="inference threads (default: the backend's)")
     p.add_argument("--backend", help="force a backend (default: by file type)")

@@ -96,26 +96,16 @@ def decode_nms(
     agnostic: bool = False,
     multi_label: bool = False,
     max_candidates: int = 30000,
+    *,
+    packed: bool = False,
 ) -> Detections:
-    """Confidence filter, then class-aware (or agnostic) NMS: `boxes` [A,4] xyxy, `scores` [A,C]."""
-    anchor, cls, score = candidates(scores, conf, classes, multi_label)
-    return _nms_on(boxes[anchor], score, cls, iou, max_det, agnostic, max_candidates)
+    """Confidence filter, then class-aware (or agnostic) NMS: `boxes` [A,4] xyxy, `scores` [A,C].
 
-
-def decode_packed(
-    packed: np.ndarray,
-    conf: float = 0.25,
-    iou: float = 0.45,
-    max_det: int = 300,
-    classes: Sequence[int] | None = None,
-    agnostic: bool = False,
-    multi_label: bool = False,
-    max_candidates: int = 30000,
-) -> Detections:
-    """Decode Ultralytics' raw [4+C, A] output (cx, cy, w, h, class scores) with NMS."""
-    anchor, cls, score = candidates(packed[4:], conf, classes, multi_label, class_major=True)
-    cxcywh = packed[:4, anchor].T
-    return _nms_on(cxcywh_to_xyxy(cxcywh), score, cls, iou, max_det, agnostic, max_candidates)
+    With `packed`, the halves of Ultralytics' raw [4+C, A] output instead: `boxes` [4, A] cx, cy, w, h and
+    `scores` [C, A] (``packed[:4], packed[4:]``, read without a copy)."""
+    anchor, cls, score = candidates(scores, conf, classes, multi_label, class_major=packed)
+    chosen = cxcywh_to_xyxy(boxes[:, anchor].T) if packed else boxes[anchor]
+    return _nms_on(chosen, score, cls, iou, max_det, agnostic, max_candidates)
 
 
 def _nms_on(boxes, score, cls, iou, max_det, agnostic, max_candidates) -> Detections:
@@ -289,7 +279,8 @@ def decode_outputs(
             found = decode_postprocess(boxes, cls, score, int(np.asarray(count).reshape(-1)[0]), conf, max_det,
                                        classes)
         elif out.kind == "packed":
-            found = decode_packed(tensors[0][b], conf, iou, max_det, classes, agnostic, multi_label)
+            raw = tensors[0][b]
+            found = decode_nms(raw[:4], raw[4:], conf, iou, max_det, classes, agnostic, multi_label, packed=True)
         elif meta.decode.method == "topk":
             found = decode_topk(tensors[0][b], tensors[1][b], conf, max_det, classes)
         else:
