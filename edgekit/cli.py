@@ -193,7 +193,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from edgekit.converters.convert import convert_many
     from edgekit.converters.options import ConvertOptions, option_names
 
-    formats, precision, size = args.to or "onnx", args.precision or "fp32", args.imgsz or [640]
+    formats, precision, size = args.to or "onnx", args.precision or "fp32", args.imgsz
     if args.device:
         from edgekit.devices.profiles import convert_plan, get_profile
 
@@ -456,7 +456,14 @@ def cmd_val(args: argparse.Namespace) -> int:
     require("pycocotools", "val")
     dataset = load_dataset(args.data, args.split, images=args.images)
     model = args.model
-    if is_artifact(model):
+    if args.both_heads:
+        _converter_side(model)
+        from edgekit.converters.heads import validate_heads
+
+        report = validate_heads(model, dataset, args.imgsz, conf=args.conf, iou=args.iou, max_det=args.max_det,
+                                progress=not args.quiet, names=args.names)
+        print("\n".join(report.notes), file=sys.stderr if args.json else sys.stdout)
+    elif is_artifact(model):
         from edgekit.runtimes.detector import load
 
         detect = load(model, backend=args.backend, threads=args.threads, imgsz=args.imgsz, names=args.names)
@@ -465,18 +472,21 @@ def cmd_val(args: argparse.Namespace) -> int:
         _converter_side(model)
         from edgekit.converters.source_detector import open_source_detector
 
-        detect = open_source_detector(model, args.imgsz or [640], names=args.names, arch=args.arch)
+        detect = open_source_detector(model, args.imgsz, names=args.names, arch=args.arch)
         classes = len(detect.names)
-    if classes != len(dataset.names):
-        raise EdgekitError(
-            f"{Path(model).name} has {classes} classes, the dataset {args.data} has {len(dataset.names)}; "
-            "validate on data labelled with the model's classes"
+        print("\n".join(detect.notes), file=sys.stderr if args.json else sys.stdout)
+    if not args.both_heads:
+        if classes != len(dataset.names):
+            raise EdgekitError(
+                f"{Path(model).name} has {classes} classes, the dataset {args.data} has {len(dataset.names)}; "
+                "validate on data labelled with the model's classes"
+            )
+        print(f"{Path(model).name}: {detect!r} on {len(dataset.items)} images of {args.data} ({args.split})",
+              file=sys.stderr if args.json else sys.stdout)
+        report = validate(
+            detect, dataset, conf=args.conf, iou=args.iou, max_det=args.max_det, progress=not args.quiet,
+            model=str(model),
         )
-    print(f"{Path(model).name}: {detect!r} on {len(dataset.items)} images of {args.data} ({args.split})",
-          file=sys.stderr if args.json else sys.stdout)
-    report = validate(
-        detect, dataset, conf=args.conf, iou=args.iou, max_det=args.max_det, progress=not args.quiet, model=str(model)
-    )
     text = json.dumps(report.as_dict(), indent=2)
     if args.save_json:
         atomic_write_bytes(Path(args.save_json), (text + "\n").encode())
@@ -485,7 +495,7 @@ def cmd_val(args: argparse.Namespace) -> int:
     else:
         print(report.table())
     if args.plots:
-        for path in save_plots(report, args.plots):
+        for path in report.save_plots(args.plots) if args.both_heads else save_plots(report, args.plots):
             print(f"plot       {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -506,7 +516,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         formats, precision = ",".join(plan.formats), args.precision or ",".join(plan.precisions)
         size = args.imgsz or [plan.imgsz]
     options = ConvertOptions.create(
-        formats, precision, size or [640], args.out_dir, calib=args.calib, names=args.names, topk=args.topk,
+        formats, precision, size, args.out_dir, calib=args.calib, names=args.names, topk=args.topk,
         arch=args.arch,
     )
     report = run_benchmark(
@@ -518,7 +528,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     elif args.markdown:
         print(report.markdown())
     else:
-        print(f"{Path(args.checkpoint).name} at {size[0] if size else 640}, {report.images} images of {args.data}, "
+        print(f"{Path(args.checkpoint).name} at {report.imgsz[0]}, {report.images} images of {args.data}, "
               f"threads {args.threads or 'default'}")
         print(report.table())
     return 1 if all(r.error for r in report.rows) else 0
@@ -534,11 +544,11 @@ def _add_benchmark_verb(verbs) -> None:
     p.add_argument("--to", help="formats, comma-separated (default onnx,openvino,tflite)")
     p.add_argument("--precision", help="precisions, comma-separated (default fp32,fp16,int8)")
     p.add_argument("--device", help="formats, precisions and input size from a device profile")
-    p.add_argument("--imgsz", type=_imgsz, help="input size (default 640)")
+    p.add_argument("--imgsz", type=_imgsz, help="input size (default: the checkpoint's training size, else 640)")
     p.add_argument("--calib", help="INT8 calibration images (default: the data's own, its train split first)")
     p.add_argument("--runs", type=_positive, default=50, help="timed frames per artifact (default 50)")
     p.add_argument("--threads", type=_positive, help="inference threads (default: the backend's)")
-    p.add_argument("--topk", choices=["graph", "runtime"], default="graph", help="end-to-end models: see convert")
+    p.add_argument("--topk", choices=["graph", "runtime"], help="end-to-end models: see convert")
     p.add_argument("--arch", help="DAMO-YOLO: the variant of a state_dict checkpoint")
     p.add_argument("--names", type=_names, help="class names (comma-separated or a file, one per line)")
     p.add_argument("--out", dest="out_dir", help="keep the artifacts in this folder (default: a temporary one)")
@@ -557,7 +567,14 @@ def _add_val_verb(verbs) -> None:
     p.add_argument("--conf", type=_floats, default=0.001, help="confidence threshold (default 0.001)")
     p.add_argument("--iou", type=_floats, default=0.7, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--max-det", type=_positive, default=300, help="detections per image (default 300)")
-    p.add_argument("--imgsz", type=_imgsz, help="input size: for checkpoints (default 640) and dynamic models")
+    p.add_argument(
+        "--imgsz", type=_imgsz,
+        help="input size: for checkpoints (default: their training size, else 640) and dynamic models",
+    )
+    p.add_argument(
+        "--both-heads", action="store_true",
+        help="end-to-end checkpoints (YOLO26): validate the one-to-one and the one-to-many + NMS head side by side",
+    )
     p.add_argument("--threads", type=_positive, help="inference threads (default: the backend's)")
     p.add_argument("--backend", help="force a backend (default: by file type)")
     p.add_argument("--names", type=_names, help="class names (comma-separated or a file, one per line)")
@@ -630,7 +647,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", help="formats, comma-separated: onnx, openvino, tflite, coreml, ncnn, or all (default onnx)"
     )
     p.add_argument("--precision", help="precisions, comma-separated: fp32, fp16, int8, or all (default fp32)")
-    p.add_argument("--imgsz", type=_imgsz, help="input size: SIZE or HEIGHT,WIDTH (default 640)")
+    p.add_argument(
+        "--imgsz", type=_imgsz,
+        help="input size: SIZE or HEIGHT,WIDTH (default: the size the checkpoint was trained at, else 640)",
+    )
     p.add_argument(
         "--device", help="pick formats, precisions and input size from a device profile (see: edgekit devices)"
     )
@@ -673,12 +693,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--topk",
         choices=["graph", "runtime"],
-        default="graph",
-        help="end-to-end models (YOLO26): top-k inside the graph, emitting detections [1,300,6] (default), or in "
-        "the runtime, emitting the one-to-one boxes + scores (no selection in the graph: INT8-safe)",
+        help="end-to-end models (YOLO26): the one-to-one head, top-k inside the graph, emitting detections "
+        "[1,300,6], or in the runtime, emitting boxes + scores (no selection in the graph: INT8-safe). Default: "
+        "the head the checkpoint runs in Ultralytics (one-to-one, graph, unless saved with end2end=False)",
     )
     p.add_argument(
-        "--nms", action="store_true", help="end-to-end models: export the one-to-many branch for NMS decoding instead"
+        "--nms", action="store_true", help="end-to-end models: export the one-to-many head for NMS decoding"
     )
     p.add_argument("--arch", help="DAMO-YOLO: the variant (damoyolo-t/s/m/l) instead of recognising it from shapes")
     p.add_argument(

@@ -46,9 +46,10 @@ class SourceDetector:
     ``timings`` (milliseconds), as on a Detector.
     """
 
-    def __init__(self, source: SourceModel, imgsz: Sequence[int]):
+    def __init__(self, source: SourceModel, imgsz: Sequence[int], notes: Sequence[str] = ()):
         self.source = source
         self.meta = artifact_meta(source, imgsz, checksum=False)
+        self.notes = list(notes)  # lines saying which input size and head were chosen, and why
         self.conf, self.iou, self.max_det = source.decode.conf, source.decode.iou, source.decode.max_det
         self.multi_label = source.decode.multi_label
         self.timings = Timings()
@@ -86,15 +87,18 @@ class SourceDetector:
         return found
 
 
-def open_source_detector(spec: str | Path, imgsz: Sequence[int], **source_options) -> SourceDetector:
-    """A SourceDetector for a checkpoint file (options as ``open_source`` takes them, e.g. ``names``, ``topk``)."""
+def open_source_detector(
+    spec: str | Path, imgsz: int | Sequence[int] | None = None, **source_options
+) -> SourceDetector:
+    """A SourceDetector for a checkpoint file (options as ``open_source`` takes them, e.g. ``names``, ``topk``).
+
+    `imgsz` None runs at the size the checkpoint was trained at (640 when it records none); the detector's
+    ``notes`` say which size and head it runs, and why. Raises EdgekitError as ``open_source`` does, and for
+    a size off the model's stride.
+    """
     from edgekit.converters.families import open_source
 
     names = source_options.pop("names", None)
     source = open_source(spec, names=names, **source_options)
-    size = [int(v) for v in imgsz] * (2 if len(imgsz) == 1 else 1)
-    if any(s <= 0 or s % source.stride for s in size):
-        from edgekit.errors import EdgekitError
-
-        raise EdgekitError(f"image size {size} must be positive multiples of the model's stride {source.stride}")
-    return SourceDetector(source, size)
+    size, size_note = source.input_size(imgsz)
+    return SourceDetector(source, size, source.choices(size_note))
