@@ -224,6 +224,7 @@ def write_ultralytics_checkpoint(
     training size `imgsz`). `end2end` not None saves the head's switch as ``model.end2end = ...`` does (its
     ``_end2end``; a current Ultralytics' trainer leaves False)."""
     half = copy.deepcopy(model).half()
+    del half.runs_end2end  # edgekit's reading of the switch below, not in Ultralytics' pickle
     if end2end is not None:
         half.head._end2end = end2end
     ckpt = {

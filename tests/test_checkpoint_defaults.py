@@ -1,6 +1,7 @@
 """What a checkpoint says about itself sets the defaults: the head Ultralytics runs for the file (the Detect
 head's saved end2end switch) and the size it was trained at (train_args.imgsz / opt.imgsz)."""
 
+import json
 import logging
 import subprocess
 import sys
@@ -148,3 +149,10 @@ def test_cli_val_both_heads(saved_o2m, tmp_path):
 def test_both_heads_needs_an_end_to_end_model():
     with pytest.raises(EdgekitError, match="one output head"):
         validate_heads("yolov9-t", load_dataset(SCENES, "val"), 128, progress=False)
+
+
+@pytest.mark.parametrize("name", ["yolo26n.pt", "yolov9-t.pt"])
+def test_trained_fixtures_record_the_size_they_were_trained_at(name):
+    fixtures = SCENES.parents[1]
+    trained = json.loads((fixtures / "expected.json").read_text())[name]["imgsz"]
+    assert load_checkpoint(fixtures / name).training_size()[0] == (trained, trained)
