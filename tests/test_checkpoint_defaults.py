@@ -61,7 +61,7 @@ def test_head_saved_with_end2end_converts_to_one_to_one(saved_o2o, tmp_path, cap
         result = convert(saved_o2o, imgsz=64, out_dir=tmp_path)
     meta = edgekit.load(result.path).meta
     assert meta.outputs.names == ["detections"] and meta.decode.method == "none" and list(meta.imgsz) == [64, 64]
-    assert "imgsz    64x64: as asked (--imgsz)" in caplog.text
+    assert "imgsz    64x64: as asked (--imgsz, or a --device profile)" in caplog.text
     assert "head     one-to-one, top-k in the graph: the head Ultralytics runs for this model" in caplog.text
 
 
@@ -101,7 +101,7 @@ def test_val_runs_at_the_training_size(saved_o2m):
 def test_input_size_rules(saved_o2m):
     source = open_source(saved_o2m)
     assert source.input_size() == ((320, 320), source.input_size()[1])
-    assert source.input_size([256]) == ((256, 256), "256x256: as asked (--imgsz)")
+    assert source.input_size([256]) == ((256, 256), "256x256: as asked (--imgsz, or a --device profile)")
     assert source.input_size((192, 256))[0] == (192, 256)
     odd = replace(source, train_imgsz=((300, 300), "train_args.imgsz"))
     assert odd.input_size()[0] == (320, 320)  # rounded up, as Ultralytics' check_imgsz does

@@ -55,7 +55,7 @@ class SourceModel:
         Raises EdgekitError when the size is not positive multiples of the model's stride.
         """
         if imgsz is not None:
-            size, why = size_of(imgsz), "as asked (--imgsz)"
+            size, why = size_of(imgsz), "as asked (--imgsz, or a --device profile)"
         elif self.train_imgsz is not None:
             (height, width), key = self.train_imgsz
             size = (-(-height // self.stride) * self.stride, -(-width // self.stride) * self.stride)
