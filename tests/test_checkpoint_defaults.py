@@ -108,6 +108,8 @@ def test_input_size_rules(saved_o2m):
     assert "(its train_args.imgsz 300, rounded up to the stride 32; --imgsz to change)" in odd.input_size()[1]
     none = replace(source, train_imgsz=None).input_size()
     assert none == ((640, 640), "640x640: the default (o2m.pt records no training size)")
+    built = replace(source, path=None, train_imgsz=None).input_size()[1]
+    assert built == "640x640: the default (an architecture name has no training size)"
     with pytest.raises(EdgekitError, match="multiples of the model's stride 32"):
         source.input_size([300])
 

@@ -63,7 +63,8 @@ class SourceModel:
             rounded = f", rounded up to the stride {self.stride}" if size != (height, width) else ""
             why = f"the size {self.name} was trained at (its {key} {recorded}{rounded}; --imgsz to change)"
         else:
-            what = f"{self.path.name} records no training size" if self.path else "an architecture name has none"
+            what = f"{self.path.name} records" if self.path else "an architecture name has"
+            what += " no training size"
             size, why = (DEFAULT_IMGSZ, DEFAULT_IMGSZ), f"the default ({what})"
         if any(s <= 0 or s % self.stride for s in size):
             raise EdgekitError(

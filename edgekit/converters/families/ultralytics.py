@@ -70,7 +70,9 @@ def pick_head(model: U.UltralyticsYOLO, topk: str | None, nms: bool, per_anchor:
     elif topk is not None:
         mode, why = ("e2e" if topk == "graph" else "o2o"), f"as asked (--topk {topk})"
     elif model.runs_end2end:
-        mode, why = "e2e", "the head Ultralytics runs for this model (end2end); --nms for the one-to-many branch"
+        mode, why = "e2e", (
+            "the head Ultralytics runs for this model (its Detect head is end-to-end); --nms for the one-to-many branch"
+        )
     else:
         mode, why = "o2m", (
             "the head Ultralytics runs for this file: its Detect head was saved with end2end=False (as "
