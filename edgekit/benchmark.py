@@ -128,7 +128,8 @@ def run_benchmark(
             "on data labelled with the model's classes"
         )
     deploy = source.make_deploy()
-    params, gflops = count_params(deploy) / 1e6, count_gflops(deploy, tuple(options.imgsz), source.input.channels)
+    size, _ = source.input_size(options.imgsz)
+    params, gflops = count_params(deploy) / 1e6, count_gflops(deploy, size, source.input.channels)
     if "int8" in options.precisions and options.calib is None:
         options = replace(options, calib=str(data))  # calibrate on the data's own images (its train split first)
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as scratch:
@@ -136,7 +137,7 @@ def run_benchmark(
             options = replace(options, out_dir=Path(scratch))
         results = {(r.format, r.precision): r for r in convert_many(spec, options=options)}
         report = BenchmarkReport(
-            str(spec), str(data), tuple(options.imgsz), params, gflops, len(dataset.items), threads
+            str(spec), str(data), size, params, gflops, len(dataset.items), threads
         )
         for fmt, precision in ((f, p) for f in options.formats for p in options.precisions):
             row = BenchmarkRow(fmt, precision)

@@ -116,7 +116,8 @@ class Family:
         """Eval-mode boxes [A, 4] (normalized xyxy) and scores [A, C] of one image, and whether it is NMS-free."""
         raise NotImplementedError
 
-    def save(self, model: torch.nn.Module, path: Path, names: list[str]) -> None:
+    def save(self, model: torch.nn.Module, path: Path, names: list[str], imgsz: int) -> None:
+        """Write the checkpoint as the family's trainer does (recording the training size where it records one)."""
         raise NotImplementedError
 
 
@@ -163,10 +164,10 @@ class YOLOv9Family(Family):
     def predict(self, model, x):
         return export_predict(model, x)
 
-    def save(self, model, path, names):
+    def save(self, model, path, names, imgsz):
         model = copy.deepcopy(model).eval()
         model.names = list(names)
-        write_yolov9_checkpoint(model, path)
+        write_yolov9_checkpoint(model, path, imgsz=imgsz)
 
 
 class YOLO26Family(Family):
@@ -209,10 +210,10 @@ class YOLO26Family(Family):
             model.head.mode = "reference"
         return boxes[0].numpy(), scores[0].numpy(), True
 
-    def save(self, model, path, names):
+    def save(self, model, path, names, imgsz):
         model = copy.deepcopy(model).eval()
         model.names = dict(enumerate(names))
-        write_ultralytics_checkpoint(model, path)
+        write_ultralytics_checkpoint(model, path, imgsz=imgsz)
 
 
 class DAMOFamily(Family):
@@ -239,7 +240,7 @@ class DAMOFamily(Family):
     def predict(self, model, x):
         return export_predict(model, x)
 
-    def save(self, model, path, names):
+    def save(self, model, path, names, imgsz):
         write_damo_checkpoint(copy.deepcopy(model).half().eval(), path)  # fp16, as the fixtures are committed
 
 
@@ -490,7 +491,7 @@ def train(args: argparse.Namespace) -> None:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ema.ema.state_dict(), args.out.with_suffix(".state_dict.pt"))  # plain weights, kept for re-saving
-    family.save(ema.ema, args.out, list(train_set.names))
+    family.save(ema.ema, args.out, list(train_set.names), args.imgsz)
     print(f"wrote {args.out}", flush=True)
 
 

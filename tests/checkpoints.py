@@ -133,8 +133,11 @@ def random_yolov9(arch: str, nc: int = 80, seed: int = 0):
     return model.eval()
 
 
-def write_yolov9_checkpoint(model: nn.Module, path: Path, ema: bool = True, extra: dict | None = None) -> Path:
-    """Pickle as the official trainer does: fp16 modules under 'model' (and 'ema'), plus training state."""
+def write_yolov9_checkpoint(
+    model: nn.Module, path: Path, ema: bool = True, extra: dict | None = None, imgsz: int = 640
+) -> Path:
+    """Pickle as the official trainer does: fp16 modules under 'model' (and 'ema'), plus training state (its
+    options, with the training size `imgsz`)."""
     half = copy.deepcopy(model).half()
     ckpt = {
         "epoch": -1,
@@ -143,7 +146,7 @@ def write_yolov9_checkpoint(model: nn.Module, path: Path, ema: bool = True, extr
         "ema": copy.deepcopy(half) if ema else None,
         "updates": None,
         "optimizer": None,
-        "opt": {"weights": "", "cfg": "yolov9.yaml", "imgsz": 640, "save_dir": "runs/train/exp"},
+        "opt": {"weights": "", "cfg": "yolov9.yaml", "imgsz": imgsz, "save_dir": "runs/train/exp"},
         "git": None,
         "date": "2024-02-21T00:00:00",
         **(extra or {}),
@@ -214,9 +217,16 @@ def random_ultralytics(arch: str, nc: int = 80, seed: int = 0, channels: int = 3
     return model.eval()
 
 
-def write_ultralytics_checkpoint(model: nn.Module, path: Path, task_class: str = "DetectionModel") -> Path:
-    """Pickle as Ultralytics' strip_optimizer leaves a trained model: fp16 under 'model', train args."""
+def write_ultralytics_checkpoint(
+    model: nn.Module, path: Path, task_class: str = "DetectionModel", imgsz: int = 640, end2end: bool | None = None
+) -> Path:
+    """Pickle as Ultralytics' strip_optimizer leaves a trained model: fp16 under 'model', train args (with the
+    training size `imgsz`). `end2end` not None saves the head's switch as ``model.end2end = ...`` does (its
+    ``_end2end``; a current Ultralytics' trainer leaves False)."""
     half = copy.deepcopy(model).half()
+    del half.runs_end2end  # edgekit's reading of the switch below, not in Ultralytics' pickle
+    if end2end is not None:
+        half.head._end2end = end2end
     ckpt = {
         "date": "2026-01-14T00:00:00",
         "version": "8.4.0",
@@ -228,7 +238,7 @@ def write_ultralytics_checkpoint(model: nn.Module, path: Path, task_class: str =
         "ema": None,
         "updates": None,
         "optimizer": None,
-        "train_args": {"task": "detect", "model": model.yaml.get("yaml_file", ""), "data": "coco.yaml", "imgsz": 640},
+        "train_args": {"task": "detect", "model": model.yaml.get("yaml_file", ""), "data": "coco.yaml", "imgsz": imgsz},
         "train_metrics": {"metrics/mAP50-95(B)": 0.4},
         "train_results": None,
     }

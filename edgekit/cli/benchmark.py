@@ -11,7 +11,7 @@ def run(args: argparse.Namespace) -> int:
     """Convert a checkpoint once to each format x precision (--to / --precision, or a --device profile), then
     validate and time every artifact here: format, precision, size, mAP50-95, ms per frame, FPS, speed-up over
     FP32, parameters and GFLOPs. A target that fails is a row saying why."""
-    from edgekit.converters.opening import check_converter_side, checkpoint_imgsz
+    from edgekit.converters.opening import check_converter_side
 
     check_converter_side(args.checkpoint)
     from edgekit.benchmark import run_benchmark
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     targets = convert_targets(args.device, args.to, args.precision, args.imgsz, have_calibration=True,
                               default_formats="onnx,openvino,tflite", default_precisions="fp32,fp16,int8")
     options = ConvertOptions.create(
-        targets.formats, targets.precisions, checkpoint_imgsz(targets.imgsz), args.out_dir, calib=args.calib,
+        targets.formats, targets.precisions, targets.imgsz, args.out_dir, calib=args.calib,
         names=args.names, topk=args.topk, arch=args.arch,
     )
     report = run_benchmark(
@@ -49,11 +49,11 @@ def add_parser(verbs) -> None:
     p.add_argument("--to", help="formats, comma-separated (default onnx,openvino,tflite)")
     p.add_argument("--precision", help="precisions, comma-separated (default fp32,fp16,int8)")
     p.add_argument("--device", help="formats, precisions and input size from a device profile")
-    p.add_argument("--imgsz", type=imgsz, help="input size (default 640)")
+    p.add_argument("--imgsz", type=imgsz, help="input size (default: the checkpoint's training size, else 640)")
     p.add_argument("--calib", help="INT8 calibration images (default: the data's own, its train split first)")
     p.add_argument("--runs", type=positive, default=50, help="timed frames per artifact (default 50)")
     p.add_argument("--threads", type=positive, help="inference threads (default: the backend's)")
-    p.add_argument("--topk", choices=["graph", "runtime"], default="graph", help="end-to-end models: see convert")
+    p.add_argument("--topk", choices=["graph", "runtime"], help="end-to-end models: see convert")
     p.add_argument("--arch", help="DAMO-YOLO: the variant of a state_dict checkpoint")
     p.add_argument("--names", type=names, help="class names (comma-separated or a file, one per line)")
     p.add_argument("--out", dest="out_dir", help="keep the artifacts in this folder (default: a temporary one)")

@@ -10,7 +10,7 @@ from edgekit.cli.argtypes import imgsz, names, positive
 
 def run(args: argparse.Namespace) -> int:
     """Convert a checkpoint (or a built-in architecture) to verified artifacts: one per format x precision."""
-    from edgekit.converters.opening import check_converter_side, checkpoint_imgsz
+    from edgekit.converters.opening import check_converter_side
 
     check_converter_side(args.checkpoint)
     from edgekit.converters.convert import convert_many, failures_line
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"device   {args.device}: {note}")
     precisions = "fp16" if args.half and targets.precisions == "fp32" else targets.precisions
     given = {name: getattr(args, name) for name in option_names() if hasattr(args, name)}
-    options = ConvertOptions.create(targets.formats, precisions, checkpoint_imgsz(targets.imgsz), args.out_dir,
+    options = ConvertOptions.create(targets.formats, precisions, targets.imgsz, args.out_dir,
                                     **given)
     results = convert_many(args.checkpoint, options=options)
     failed = failures_line(results)
@@ -41,7 +41,10 @@ def add_parser(verbs) -> None:
         "--to", help="formats, comma-separated: onnx, openvino, tflite, coreml, ncnn, or all (default onnx)"
     )
     p.add_argument("--precision", help="precisions, comma-separated: fp32, fp16, int8, or all (default fp32)")
-    p.add_argument("--imgsz", type=imgsz, help="input size: SIZE or HEIGHT,WIDTH (default 640)")
+    p.add_argument(
+        "--imgsz", type=imgsz,
+        help="input size: SIZE or HEIGHT,WIDTH (default: the size the checkpoint was trained at, else 640)",
+    )
     p.add_argument(
         "--device", help="pick formats, precisions and input size from a device profile (see: edgekit devices)"
     )
@@ -84,12 +87,12 @@ def add_parser(verbs) -> None:
     p.add_argument(
         "--topk",
         choices=["graph", "runtime"],
-        default="graph",
-        help="end-to-end models (YOLO26): top-k inside the graph, emitting detections [1,300,6] (default), or in "
-        "the runtime, emitting the one-to-one boxes + scores (no selection in the graph: INT8-safe)",
+        help="end-to-end models (YOLO26): the one-to-one head, top-k inside the graph, emitting detections "
+        "[1,300,6], or in the runtime, emitting boxes + scores (no selection in the graph: INT8-safe). Default: "
+        "the head the checkpoint runs in Ultralytics (one-to-one, graph, unless saved with end2end=False)",
     )
     p.add_argument(
-        "--nms", action="store_true", help="end-to-end models: export the one-to-many branch for NMS decoding instead"
+        "--nms", action="store_true", help="end-to-end models: export the one-to-many head for NMS decoding"
     )
     p.add_argument("--arch", help="DAMO-YOLO: the variant (damoyolo-t/s/m/l) instead of recognising it from shapes")
     p.add_argument(

@@ -20,12 +20,12 @@ def run(args: argparse.Namespace) -> int:
         report = inspect_artifact(args.model)
         print(json.dumps(report, indent=2) if args.json else format_artifact_report(report))
         return 0
-    from edgekit.converters.opening import check_converter_side, checkpoint_imgsz
+    from edgekit.converters.opening import check_converter_side
 
     check_converter_side(args.model)
     from edgekit.converters.source_report import format_source_report, inspect_source
 
-    report = inspect_source(args.model, checkpoint_imgsz(args.imgsz), arch=args.arch, log=sys.stderr)
+    report = inspect_source(args.model, args.imgsz, arch=args.arch, log=sys.stderr)
     print(json.dumps(report, indent=2) if args.json else format_source_report(report))
     return 0
 

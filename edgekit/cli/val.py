@@ -27,13 +27,24 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.save_json, "--save-json")
     require("pycocotools", "val")
     dataset = load_dataset(args.data, args.split, images=args.images)
-    detect = open_detector(args.model, imgsz=args.imgsz, backend=args.backend, threads=args.threads,
-                           names=args.names, arch=args.arch)
-    check_classes(Path(args.model).name, detect.names, args.data, dataset)
-    print(f"{Path(args.model).name}: {detect!r} on {len(dataset.items)} images of {args.data} ({args.split})",
-          file=sys.stderr if args.json else sys.stdout)
-    report = validate(detect, dataset, conf=args.conf, iou=args.iou, max_det=args.max_det, progress=not args.quiet,
-                      model=str(args.model))
+    log = sys.stderr if args.json else sys.stdout
+    settings = {"conf": args.conf, "iou": args.iou, "max_det": args.max_det, "progress": not args.quiet}
+    if args.both_heads:
+        from edgekit.converters.heads import validate_heads
+        from edgekit.converters.opening import check_converter_side
+
+        check_converter_side(args.model)
+        report = validate_heads(args.model, dataset, args.imgsz, names=args.names, **settings)
+        print("\n".join(report.notes), file=log)
+    else:
+        detect = open_detector(args.model, imgsz=args.imgsz, backend=args.backend, threads=args.threads,
+                               names=args.names, arch=args.arch)
+        check_classes(Path(args.model).name, detect.names, args.data, dataset)
+        for note in getattr(detect, "notes", ()):  # a checkpoint says which size and head it runs, and why
+            print(note, file=log)
+        print(f"{Path(args.model).name}: {detect!r} on {len(dataset.items)} images of {args.data} ({args.split})",
+              file=log)
+        report = validate(detect, dataset, model=str(args.model), **settings)
     if args.save_json:
         write_json(args.save_json, report.as_dict())
     if args.json:
@@ -41,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(report.table())
     if args.plots:
-        for path in save_plots(report, args.plots):
-            print(f"plot       {path}", file=sys.stderr if args.json else sys.stdout)
+        for path in report.save_plots(args.plots) if args.both_heads else save_plots(report, args.plots):
+            print(f"plot       {path}", file=log)
     return 0
 
 
@@ -58,7 +69,11 @@ def add_parser(verbs) -> None:
     p.add_argument(
         "--max-det", type=positive, default=VAL.max_det, help=f"detections per image (default {VAL.max_det})"
     )
-    p.add_argument("--imgsz", type=imgsz, help="input size: for checkpoints (default 640) and dynamic models")
+    p.add_argument("--imgsz", type=imgsz,
+                   help="input size: for checkpoints (default: their training size, else 640) and dynamic models")
+    p.add_argument("--both-heads", action="store_true",
+                   help="end-to-end checkpoints (YOLO26): validate the one-to-one and the one-to-many + NMS head "
+                   "side by side")
     p.add_argument("--threads", type=positive, help="inference threads (default: the backend's)")
     p.add_argument("--backend", help="force a backend (default: by file type)")
     p.add_argument("--names", type=names, help="class names (comma-separated or a file, one per line)")

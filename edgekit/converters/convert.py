@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgekit.checks import check_stride
 from edgekit.converters.accuracy import (
     AccuracyBudgetError,
     AccuracyData,
@@ -32,7 +31,6 @@ from edgekit.converters.backends import BACKENDS
 from edgekit.converters.calibration import calibration_images
 from edgekit.converters.context import ExportContext
 from edgekit.converters.families import open_source
-from edgekit.converters.opening import DEFAULT_IMGSZ
 from edgekit.converters.options import ConvertOptions
 from edgekit.converters.source_detector import artifact_meta
 from edgekit.converters.verify import Verification
@@ -128,14 +126,13 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
     phone = options.backend("tflite").phone
     if phone and options.formats != ["tflite"]:
         raise EdgekitError("--phone makes a TFLite file for MediaPipe: use it with --to tflite alone")
-    # the phone op needs per-anchor boxes and scores: end-to-end models give their one-to-one branch's
-    source_options = replace(options.source, topk="runtime") if phone else options.source
+    source_options = replace(options.source, per_anchor=True) if phone else options.source
     source = open_source(spec, source_options, options.names)
     if phone and source.outputs.kind != "boxes_scores":
         raise EdgekitError(
             f"--phone needs a model with boxes and scores outputs; {source.variant} gives {source.outputs.kind}"
         )
-    size = check_stride(options.imgsz, source.stride)
+    size, size_note = source.input_size(options.imgsz)
     if "int8" in options.precisions and options.calib is None:
         raise EdgekitError("INT8 needs calibration images: pass --calib (an image folder, YOLO yaml or COCO json)")
     accuracy, calib_split = _accuracy_data(options, len(source.classes))
@@ -149,6 +146,8 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
         f"source   {source.name}: {source.family} {source.variant}, {len(source.classes)} classes, "
         f"{count_params(source.training) / 1e6:.3f} M params (training form)"
     )
+    for line in source.choices(size_note):
+        log.info(line)
     with torch.no_grad():
         deploy = source.make_deploy()
     for note in source.notes:
@@ -290,15 +289,15 @@ def _remove_if_empty(folder: Path, created: bool) -> None:
 def convert(
     spec: str | Path,
     to: str = "onnx",
-    imgsz: int | tuple[int, int] = DEFAULT_IMGSZ,
+    imgsz: int | tuple[int, int] | None = None,
     half: bool = False,
     precision: str = "fp32",
     **flat,
 ) -> TargetResult:
     """Convert one checkpoint (or architecture) to one verified artifact; a failure raises EdgekitError.
 
-    ``convert("yolov9-c.pt", "openvino", 640, out_dir="models")``; other keywords as
-    :meth:`ConvertOptions.create`.
+    ``convert("yolov9-c.pt", "openvino", 640, out_dir="models")``; `imgsz` None converts at the size the
+    checkpoint was trained at (640 when it records none); other keywords as :meth:`ConvertOptions.create`.
     """
     result = convert_many(spec, to, "fp16" if half else precision, imgsz, **flat)[0]
     if not result.ok:

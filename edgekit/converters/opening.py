@@ -12,14 +12,6 @@ from edgekit.errors import require
 from edgekit.fileio import check_checkpoint_file
 from edgekit.runtimes.engine import is_artifact
 
-DEFAULT_IMGSZ = 640  # the training size of most checkpoints
-
-
-def checkpoint_imgsz(imgsz: Sequence[int] | None) -> list[int]:
-    """The input size a checkpoint is converted, validated or inspected at, as SIZE or [HEIGHT, WIDTH]
-    pixels: `imgsz` when given, else DEFAULT_IMGSZ."""
-    return list(imgsz) if imgsz else [DEFAULT_IMGSZ]
-
 
 def check_converter_side(spec: str | Path | None = None) -> None:
     """Refuse a path that cannot be a checkpoint (checked without torch), then raise EdgekitError naming the
@@ -44,7 +36,7 @@ def open_detector(
 ) -> Any:
     """A detector for `model`: a model file runs on its engine (`imgsz` only for models without a fixed
     size; `backend`, `threads` as `edgekit.load` takes them), a checkpoint in torch as the converters'
-    reference, at `checkpoint_imgsz(imgsz)` (`arch`: DAMO-YOLO's variant of a state_dict). Either is called
+    reference, at `imgsz` or the size it was trained at (`arch`: DAMO-YOLO's variant of a state_dict). Either is called
     on a BGR image and returns Detections; `names` replaces the class names. Raises EdgekitError for a
     file that cannot be opened."""
     if is_artifact(model):
@@ -54,4 +46,4 @@ def open_detector(
     check_converter_side(model)
     from edgekit.converters.source_detector import open_source_detector
 
-    return open_source_detector(model, checkpoint_imgsz(imgsz), names=names, arch=arch)
+    return open_source_detector(model, imgsz, names=names, arch=arch)

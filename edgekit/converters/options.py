@@ -19,7 +19,6 @@ from edgekit.checks import image_size
 from edgekit.converters.backends import BACKENDS, PRECISIONS
 from edgekit.converters.calibration import DEFAULT_SIZE as DEFAULT_CALIB_SIZE
 from edgekit.converters.families import SourceOptions
-from edgekit.converters.opening import DEFAULT_IMGSZ
 from edgekit.errors import EdgekitError
 
 # flat names that differ from the owning dataclass's field name
@@ -32,7 +31,7 @@ class ConvertOptions:
 
     formats: list[str] = field(default_factory=lambda: ["onnx"])
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
-    imgsz: tuple[int, int] = (DEFAULT_IMGSZ, DEFAULT_IMGSZ)
+    imgsz: tuple[int, int] | None = None  # None: the checkpoint's training size, else 640 (SourceModel.input_size)
     out_dir: Path | None = None  # None: next to the checkpoint (the current folder for an architecture name)
     calib: str | Path | None = None  # INT8 calibration: image folder, YOLO dataset yaml or COCO json
     calib_size: int = DEFAULT_CALIB_SIZE
@@ -52,12 +51,13 @@ class ConvertOptions:
         cls,
         formats: str | Sequence[str] = "onnx",
         precisions: str | Sequence[str] = "fp32",
-        imgsz: int | Sequence[int] = DEFAULT_IMGSZ,
+        imgsz: int | Sequence[int] | None = None,
         out_dir: str | Path | None = None,
         **flat: Any,
     ) -> ConvertOptions:
         """Options from flat arguments: `formats` / `precisions` as lists or comma-separated text (``all``
-        for every one), `imgsz` as one int or (height, width), the output folder, and any field of ConvertOptions,
+        for every one), `imgsz` as one int or (height, width) (None: the checkpoint's training size, else 640),
+        the output folder, and any field of ConvertOptions,
         SourceOptions or a backend's Options by its name (``topk``, ``opset``, ``phone``, ``coreml_nms``...).
 
         Raises EdgekitError for unknown formats or precisions and TypeError for an unknown option name.
@@ -75,11 +75,10 @@ class ConvertOptions:
                 (source if owner == "source" else per_backend.setdefault(owner, {}))[name] = value
             else:
                 raise TypeError(f"unknown conversion option '{key}'")
-        size = image_size(imgsz)
         return cls(
             formats=_split(formats, tuple(BACKENDS), "format"),
             precisions=_split(precisions, PRECISIONS, "precision"),
-            imgsz=size,
+            imgsz=image_size(imgsz) if imgsz is not None else None,
             out_dir=Path(out_dir) if out_dir is not None else None,
             source=SourceOptions(**source),
             backends={name: BACKENDS[name].Options(**values) for name, values in per_backend.items()},

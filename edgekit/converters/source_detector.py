@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from edgekit import __version__
-from edgekit.checks import check_stride
 from edgekit.converters.source import SourceModel
 from edgekit.detections import Detections
 from edgekit.fileio import sha256_file
@@ -47,9 +46,10 @@ class SourceDetector:
     ``timings`` (milliseconds), as on a Detector.
     """
 
-    def __init__(self, source: SourceModel, imgsz: Sequence[int]):
+    def __init__(self, source: SourceModel, imgsz: Sequence[int], notes: Sequence[str] = ()):
         self.source = source
         self.meta = artifact_meta(source, imgsz, checksum=False)
+        self.notes = list(notes)  # lines saying which input size and head were chosen, and why
         self.conf, self.iou, self.max_det = source.decode.conf, source.decode.iou, source.decode.max_det
         self.multi_label = source.decode.multi_label
         self.timings = Timings()
@@ -87,10 +87,18 @@ class SourceDetector:
         return found
 
 
-def open_source_detector(spec: str | Path, imgsz: Sequence[int], **source_options) -> SourceDetector:
-    """A SourceDetector for a checkpoint file (options as ``open_source`` takes them, e.g. ``names``, ``topk``)."""
+def open_source_detector(
+    spec: str | Path, imgsz: int | Sequence[int] | None = None, **source_options
+) -> SourceDetector:
+    """A SourceDetector for a checkpoint file (options as ``open_source`` takes them, e.g. ``names``, ``topk``).
+
+    `imgsz` None runs at the size the checkpoint was trained at (640 when it records none); the detector's
+    ``notes`` say which size and head it runs, and why. Raises EdgekitError as ``open_source`` does, and for
+    a size off the model's stride.
+    """
     from edgekit.converters.families import open_source
 
     names = source_options.pop("names", None)
     source = open_source(spec, names=names, **source_options)
-    return SourceDetector(source, list(check_stride(imgsz, source.stride)))
+    size, size_note = source.input_size(imgsz)
+    return SourceDetector(source, size, source.choices(size_note))

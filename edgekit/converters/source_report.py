@@ -12,24 +12,26 @@ import torch
 
 from edgekit.checks import check_stride
 from edgekit.converters.families import open_source
+from edgekit.converters.source import DEFAULT_IMGSZ
 from edgekit.models.facts import count_gflops, count_params
 
 FORMS = ("training", "deploy", "exported")
 
 
 def inspect_source(
-    spec: str | Path, imgsz: Sequence[int], *, arch: str | None = None, log: TextIO | None = None
+    spec: str | Path, imgsz: int | Sequence[int] | None = None, *, arch: str | None = None, log: TextIO | None = None
 ) -> dict[str, Any]:
     """The report of a checkpoint (JSON-ready): source, family, variant, classes, imgsz [HEIGHT, WIDTH],
-    params and GFLOPs (at `imgsz`, SIZE or HEIGHT,WIDTH pixels) of each form in FORMS, and the deploy
+    params and GFLOPs (at `imgsz`, SIZE or HEIGHT,WIDTH pixels; default 640, where the field quotes GFLOPs) of each
+    form in FORMS, and the deploy
     transforms. Progress lines go to `log` (default stderr): making the deploy form takes a while.
 
     Raises EdgekitError when `spec` opens as no family, or `imgsz` is not a multiple of the model's stride.
     """
     log = log or sys.stderr
     source = open_source(spec, arch=arch)
-    size = imgsz[0] if len(imgsz) == 1 else tuple(imgsz)
-    check_stride(imgsz, source.stride)
+    height, width = check_stride(DEFAULT_IMGSZ if imgsz is None else imgsz, source.stride)
+    size = height if height == width else (height, width)
     print(f"inspect  {source.family} {source.variant}: making the deploy form ...", file=log, flush=True)
     with torch.no_grad():
         exported = source.make_deploy()
@@ -43,7 +45,7 @@ def inspect_source(
         "family": source.family,
         "variant": source.variant,
         "classes": len(source.classes),
-        "imgsz": list(imgsz) * (2 if len(imgsz) == 1 else 1),
+        "imgsz": [height, width],
         **forms,
         "deploy_transforms": source.notes,
     }

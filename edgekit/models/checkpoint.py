@@ -34,6 +34,8 @@ RECORD_NAMESPACES = (
     "numpy.dtypes.",
     "__main__.",
 )
+# Where trainers keep their arguments in a checkpoint: Ultralytics, then YOLOv9/YOLOv5's train.py.
+TRAINING_ARGS = ("train_args", "opt")
 # Single data types that also become records (their payload is plain data).
 RECORD_NAMES = {
     "numpy.dtype",
@@ -114,6 +116,28 @@ class Checkpoint:
             keys = ", ".join(map(str, list(data)[:10]))
             raise EdgekitError(f"{self.path.name}: no pickled model under 'ema' or 'model' (keys: {keys})")
         raise EdgekitError(f"{self.path.name}: holds a {type(data).__name__}, not a model checkpoint")
+
+    def training_size(self) -> tuple[tuple[int, int], str] | None:
+        """The input size (height, width) in pixels the checkpoint says it was trained at, and where it says
+        so (``train_args.imgsz``: Ultralytics; ``opt.imgsz``: YOLOv9/YOLOv5's train.py), or None when it
+        records none (DAMO-YOLO, state_dicts) or records something that is not a size."""
+        data = self.data if isinstance(self.data, dict) else {}
+        for key in TRAINING_ARGS:
+            args = data.get(key)
+            args = args.__dict__ if isinstance(args, Record) else args
+            size = as_size(args.get("imgsz")) if isinstance(args, dict) else None
+            if size is not None:
+                return size, f"{key}.imgsz"
+        return None
+
+
+def as_size(value: Any) -> tuple[int, int] | None:
+    """(height, width) from an int or a list of one or two ints (as training args record a size), or None
+    for anything else."""
+    values = [value] if isinstance(value, int) else list(value) if isinstance(value, (list, tuple)) else []
+    if not 1 <= len(values) <= 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        return None
+    return (values[0], values[-1])
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

@@ -11,7 +11,15 @@ import copy
 from typing import Any
 
 from edgekit.errors import EdgekitError
-from edgekit.models.checkpoint import Checkpoint, class_names, copy_batchnorm_eps, load_strict, state_dict
+from edgekit.models.checkpoint import (
+    Checkpoint,
+    Record,
+    class_names,
+    copy_batchnorm_eps,
+    load_strict,
+    records_by_name,
+    state_dict,
+)
 from edgekit.models.graph import LayerGraph, probe_strides, set_batchnorm_eps
 from edgekit.models.ultralytics_configs import CONFIGS
 from edgekit.models.yolo_yaml import ULTRALYTICS, activation, default_activation, input_channels, parse_layers
@@ -47,9 +55,12 @@ class UltralyticsYOLO(LayerGraph):
         self.names = [str(i) for i in range(self.nc)]
         self.channels = input_channels(cfg)
         self.stride = probe_strides(self, channels=self.channels)
+        # whether Ultralytics runs the one-to-one branch for this model (from_checkpoint reads the saved switch)
+        self.runs_end2end = self.end2end
 
     @property
     def end2end(self) -> bool:
+        """Whether the head has the one-to-one (end-to-end) branch."""
         return self.head.end2end
 
     @property
@@ -98,4 +109,18 @@ def from_checkpoint(ckpt: Checkpoint) -> UltralyticsYOLO:
     if len(names) != model.nc:
         raise EdgekitError(f"{ckpt.path.name}: class-count mismatch: {len(names)} names for nc={model.nc}")
     model.names = names
+    head = records_by_name(record).get(f"model.{model.head.i}")
+    model.runs_end2end = model.end2end and (head is None or saved_end2end(head))
     return model.eval()
+
+
+def saved_end2end(head: Record) -> bool:
+    """The end-to-end switch an Ultralytics Detect head was pickled with.
+
+    Ultralytics' ``Detect.end2end`` (ultralytics/nn/modules/head.py) is a property over ``_end2end``, True when
+    unset; ``model.end2end = ...`` sets it, and its validator does so during training (False unless NMS is
+    turned off), so a trained YOLO26 is often saved with False. Its predict, val and export then run the
+    one-to-many branch with NMS.
+    """
+    state = head.__dict__
+    return bool(state.get("_end2end", state.get("end2end", True)))

@@ -65,7 +65,9 @@ def _open(spec: str | Path, options: SourceOptions) -> SourceModel:
         ckpt = load_checkpoint(path)
         for family in FAMILIES:
             if family.recognises(ckpt, options):
-                return family.load(ckpt, options)
+                source = family.load(ckpt, options)
+                source.train_imgsz = ckpt.training_size()
+                return source
         raise EdgekitError(f"{path.name}: {describe(ckpt)}, which edgekit does not convert")
     name = str(spec)
     for family in FAMILIES:

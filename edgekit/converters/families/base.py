@@ -14,8 +14,11 @@ from edgekit.models.checkpoint import Checkpoint, Record
 class SourceOptions:
     """How to open a source model: options only some families read (others ignore them)."""
 
-    topk: str = "graph"  # end-to-end models: top-k in the graph ("graph") or in the runtime ("runtime")
-    nms: bool = False  # end-to-end models: export the one-to-many branch for NMS instead
+    # end-to-end models: the one-to-one branch with top-k in the graph ("graph") or in the runtime ("runtime");
+    # None with nms False: the branch the checkpoint itself runs (its saved end2end switch)
+    topk: str | None = None
+    nms: bool = False  # end-to-end models: the one-to-many branch, for NMS
+    per_anchor: bool = False  # per-anchor boxes + scores wanted (TFLite --phone): top-k in the runtime, not the graph
     arch: str | None = None  # DAMO-YOLO: the variant of a state_dict, instead of recognising it from shapes
     keep_ratio: bool = False  # DAMO-YOLO: pre-v0.3.0 preprocessing (keep aspect ratio, pad bottom/right)
 

@@ -1,11 +1,14 @@
 """Ultralytics checkpoints to deploy form: pick the inference branch, fold BatchNorm, set the output mode.
 
-End-to-end heads (YOLO26) export their one-to-one branch, NMS-free, in one of two forms:
+End-to-end heads (YOLO26) have two branches. By default a checkpoint exports the one Ultralytics itself
+runs for that file: the one-to-one branch unless its Detect head was saved with ``end2end=False`` (what
+Ultralytics' trainer leaves by default), then the one-to-many branch with NMS. ``topk`` asks for the
+one-to-one branch, NMS-free, in one of two forms:
 ``graph``: the reference's top-k selection inside the graph, emitting ``detections`` [B, 300, 6];
 ``runtime``: ``boxes`` + ``scores`` of the one-to-one branch, the runtime doing the same top-k in numpy.
 The second keeps every selection step out of the graph, so static INT8 cannot collapse the top-k or
 the class index (the known failure of quantized end-to-end heads): INT8 targets use it.
-``nms=True`` exports the one-to-many branch for NMS decoding instead.
+``nms=True`` asks for the one-to-many branch for NMS decoding.
 """
 
 from __future__ import annotations
@@ -47,15 +50,52 @@ def to_deploy(model: U.UltralyticsYOLO, mode: str) -> tuple[U.UltralyticsYOLO, l
     return deploy.eval(), notes
 
 
-def source_model(
-    model: U.UltralyticsYOLO, variant: str, path: Path | None = None, topk: str = "graph", nms: bool = False
-) -> SourceModel:
-    """Wrap an Ultralytics model (eval mode) for the shared export path in the requested output mode."""
-    if topk not in TOPK_MODES:
+HEADS = {"e2e": "one-to-one", "o2o": "one-to-one", "o2m": "one-to-many + NMS"}
+
+
+def pick_head(model: U.UltralyticsYOLO, topk: str | None, nms: bool, per_anchor: bool = False) -> tuple[str, str]:
+    """The output mode (``e2e``, ``o2o`` or ``o2m``) and a line saying which head and why.
+
+    `nms` asks for the one-to-many branch, `topk` (``graph`` or ``runtime``) for the one-to-one branch;
+    neither: the branch Ultralytics runs for this model (``runs_end2end``). `per_anchor` turns top-k in the
+    graph into top-k in the runtime (per-anchor boxes and scores). A model without the one-to-one branch
+    has one head: ``o2m`` and no line.
+    """
+    if topk is not None and topk not in TOPK_MODES:
         raise EdgekitError(f"unknown top-k placement '{topk}' (choose {' or '.join(TOPK_MODES)})")
+    if not model.end2end:
+        return "o2m", ""
+    if nms:
+        mode, why = "o2m", "as asked (--nms)"
+    elif topk is not None:
+        mode, why = ("e2e" if topk == "graph" else "o2o"), f"as asked (--topk {topk})"
+    elif model.runs_end2end:
+        mode, why = "e2e", (
+            "the head Ultralytics runs for this model (its Detect head is end-to-end); --nms for the one-to-many branch"
+        )
+    else:
+        mode, why = "o2m", (
+            "the head Ultralytics runs for this file: its Detect head was saved with end2end=False (as "
+            "Ultralytics' trainer leaves it); --topk graph|runtime for the NMS-free one-to-one branch"
+        )
+    if mode == "e2e" and per_anchor:
+        mode = "o2o"
+    place = {"e2e": ", top-k in the graph", "o2o": ", top-k in the runtime", "o2m": ""}[mode]
+    return mode, f"{HEADS[mode]}{place}: {why}"
+
+
+def source_model(
+    model: U.UltralyticsYOLO,
+    variant: str,
+    path: Path | None = None,
+    topk: str | None = None,
+    nms: bool = False,
+    per_anchor: bool = False,
+) -> SourceModel:
+    """Wrap an Ultralytics model (eval mode) for the shared export path, in the output mode :func:`pick_head`
+    chooses from `topk`, `nms` and `per_anchor`. Raises EdgekitError for an unknown `topk`."""
+    mode, head_note = pick_head(model, topk, nms, per_anchor)
     model = model.float().eval()
-    end2end = model.end2end and not nms
-    mode = ("e2e" if topk == "graph" else "o2o") if end2end else "o2m"
 
     def reference(x: torch.Tensor) -> dict[str, torch.Tensor]:
         head = model.head
@@ -109,11 +149,15 @@ def source_model(
         decode=decode,
         path=path,
         tag={"e2e": "", "o2o": "topk", "o2m": "nms" if model.end2end else ""}[mode],
+        head=HEADS[mode] if model.end2end else "",
+        default_head=HEADS[pick_head(model, None, False)[0]] if model.end2end else "",
+        head_note=head_note,
     )
     return source
 
 
-def from_checkpoint(ckpt: Checkpoint, topk: str = "graph", nms: bool = False) -> SourceModel:
+def from_checkpoint(ckpt: Checkpoint, options: SourceOptions) -> SourceModel:
+    """The SourceModel of an Ultralytics detect checkpoint, its head chosen as :func:`pick_head` says."""
     lineage = foreign_lineage(model_yaml(ckpt.model_record()))
     if lineage:
         raise EdgekitError(
@@ -121,11 +165,12 @@ def from_checkpoint(ckpt: Checkpoint, topk: str = "graph", nms: bool = False) ->
             "YOLOv9 (yolov9t..e) from Ultralytics checkpoints"
         )
     model = U.from_checkpoint(ckpt)
-    return source_model(model, model.variant, ckpt.path, topk, nms)
+    return source_model(model, model.variant, ckpt.path, options.topk, options.nms, options.per_anchor)
 
 
-def from_arch(name: str, nc: int | None = None, topk: str = "graph", nms: bool = False) -> SourceModel:
-    return source_model(U.build(name, nc).eval(), name, None, topk, nms)
+def from_arch(name: str, options: SourceOptions, nc: int | None = None) -> SourceModel:
+    """A built-in architecture (seeded random weights), its head chosen as :func:`pick_head` says."""
+    return source_model(U.build(name, nc).eval(), name, None, options.topk, options.nms, options.per_anchor)
 
 
 GELAN_BLOCKS = {"RepNCSPELAN4", "ELAN1", "ADown", "AConv", "SPPELAN"}
@@ -151,7 +196,7 @@ def recognises(ckpt: Checkpoint, options: SourceOptions) -> bool:
 FAMILY = Family(
     name="ultralytics",
     recognises=recognises,
-    load=lambda ckpt, o: from_checkpoint(ckpt, o.topk, o.nms),
+    load=from_checkpoint,
     archs=tuple(CONFIGS),
-    build=lambda name, o: from_arch(name, topk=o.topk, nms=o.nms),
+    build=from_arch,
 )
