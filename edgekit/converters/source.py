@@ -43,6 +43,13 @@ class SourceModel:
     default_head: str = ""  # the head the checkpoint itself runs, which a conversion picks unless asked
     head_note: str = ""  # which head was chosen and why, for the log
 
+    @classmethod
+    def of(cls, model: nn.Module, **fields) -> SourceModel:
+        """A SourceModel of a YOLO-layout torch `model` (its ``names``, ``stride`` tensor of the head's strides
+        and ``channels``): classes, training form, stride and input channels from the model, `fields` as given."""
+        return cls(classes=list(model.names), training=model, stride=int(model.stride.max()),
+                   input=InputSpec(channels=model.channels), **fields)
+
     @property
     def name(self) -> str:
         return self.path.stem if self.path else self.variant

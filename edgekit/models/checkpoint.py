@@ -239,3 +239,18 @@ def copy_batchnorm_eps(model: torch.nn.Module, record: Record) -> int:
             module.eps = rec.__dict__["eps"]
             count += 1
     return count
+
+
+def load_pickled_weights(model: torch.nn.Module, record: Record, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Load a YOLO-layout model from its pickled module record: every tensor strictly (:func:`load_strict`),
+    the BatchNorm eps values, and ``model.names`` from the record's ``names`` (as many as ``model.nc``).
+
+    Raises:
+        EdgekitError: the weights do not fit, or the names do not number the model's classes.
+    """
+    load_strict(model, weights, source)
+    copy_batchnorm_eps(model, record)
+    names = class_names(record.__dict__.get("names"), model.nc)
+    if len(names) != model.nc:
+        raise EdgekitError(f"{source}: class-count mismatch: {len(names)} names for nc={model.nc}")
+    model.names = names

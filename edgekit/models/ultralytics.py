@@ -14,9 +14,7 @@ from edgekit.errors import EdgekitError
 from edgekit.models.checkpoint import (
     Checkpoint,
     Record,
-    class_names,
-    copy_batchnorm_eps,
-    load_strict,
+    load_pickled_weights,
     records_by_name,
     state_dict,
 )
@@ -103,12 +101,7 @@ def from_checkpoint(ckpt: Checkpoint) -> UltralyticsYOLO:
             f"{ckpt.path.name}: class-count mismatch: the yaml says nc={model.nc} but the head's weights "
             f"({head_key}) hold {weights[head_key].shape[0]} classes"
         )
-    load_strict(model, weights, ckpt.path.name)
-    copy_batchnorm_eps(model, record)
-    names = class_names(record.__dict__.get("names"), model.nc)
-    if len(names) != model.nc:
-        raise EdgekitError(f"{ckpt.path.name}: class-count mismatch: {len(names)} names for nc={model.nc}")
-    model.names = names
+    load_pickled_weights(model, record, weights, ckpt.path.name)
     head = records_by_name(record).get(f"model.{model.head.i}")
     model.runs_end2end = model.end2end and (head is None or saved_end2end(head))
     return model.eval()

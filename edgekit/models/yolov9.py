@@ -13,7 +13,7 @@ import torch
 
 from edgekit.errors import EdgekitError
 from edgekit.models import yolov9_blocks as B
-from edgekit.models.checkpoint import Checkpoint, Record, class_names, copy_batchnorm_eps, load_strict, state_dict
+from edgekit.models.checkpoint import Checkpoint, Record, load_pickled_weights, state_dict
 from edgekit.models.graph import LayerGraph, probe_strides, set_batchnorm_eps
 from edgekit.models.yolo_yaml import YOLOV9, activation, default_activation, input_channels, parse_layers
 from edgekit.models.yolov9_configs import CONFIGS
@@ -68,12 +68,7 @@ def from_checkpoint(ckpt: Checkpoint) -> YOLOv9:
     model = YOLOv9(cfg)
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state_dict(record).items()}
     check_classes(model, weights, ckpt.path.name)
-    load_strict(model, weights, ckpt.path.name)
-    copy_batchnorm_eps(model, record)
-    names = class_names(record.__dict__.get("names"), model.nc)
-    if len(names) != model.nc:
-        raise EdgekitError(f"{ckpt.path.name}: class-count mismatch: {len(names)} names for nc={model.nc}")
-    model.names = names
+    load_pickled_weights(model, record, weights, ckpt.path.name)
     stride = record.__dict__.get("stride")
     if isinstance(stride, torch.Tensor) and stride.numel() == model.head.nl:
         if not torch.allclose(stride.float(), model.stride):

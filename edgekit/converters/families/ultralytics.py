@@ -21,7 +21,7 @@ import torch
 from edgekit.converters.families.base import Family, SourceOptions, model_yaml, pickled_model
 from edgekit.converters.source import SourceModel, boxes_scores_from_packed
 from edgekit.errors import EdgekitError
-from edgekit.meta import DecodeSpec, InputSpec, OutputSpec
+from edgekit.meta import DecodeSpec, OutputSpec
 from edgekit.models import ultralytics as U
 from edgekit.models.checkpoint import Checkpoint
 from edgekit.models.fuse import reparameterize
@@ -136,15 +136,12 @@ def source_model(
     else:
         outputs = OutputSpec()
         decode = DecodeSpec(method="nms", conf=0.25, iou=0.7, max_det=300)
-    source = SourceModel(
+    source = SourceModel.of(
+        model,
         family="yolo26" if model.end2end else "ultralytics-yolov9",
         variant=variant,
-        classes=list(model.names),
-        training=model,
         reference=reference,
         make_deploy=make_deploy,
-        stride=int(model.stride.max()),
-        input=InputSpec(channels=model.channels),
         outputs=outputs,
         decode=decode,
         path=path,

@@ -9,7 +9,7 @@ import torch
 
 from edgekit.converters.families.base import Family, SourceOptions, head_block, model_yaml, pickled_model
 from edgekit.converters.source import SourceModel, boxes_scores_from_packed
-from edgekit.meta import DecodeSpec, InputSpec
+from edgekit.meta import DecodeSpec
 from edgekit.models import yolov9 as Y
 from edgekit.models.checkpoint import Checkpoint
 from edgekit.models.fuse import reparameterize
@@ -69,15 +69,12 @@ def source_model(model: Y.YOLOv9, variant: str, path: Path | None = None) -> Sou
         source.notes[:] = notes
         return deploy
 
-    source = SourceModel(
+    source = SourceModel.of(
+        model,
         family="yolov9",
         variant=variant,
-        classes=list(model.names),
-        training=model,
         reference=reference,
         make_deploy=make_deploy,
-        stride=int(model.stride.max()),
-        input=InputSpec(channels=model.channels),
         decode=DecodeSpec(method="nms", conf=0.25, iou=0.45, max_det=300),
         path=path,
     )
