@@ -23,6 +23,7 @@ from edgekit.runtimes.engine import Engine, TensorSpec
 
 PARAM_MAGIC = "7767517"
 PARAM_NAME = "model.param"  # inside the artifact folder, beside model.bin
+BIN_NAME = "model.bin"
 METADATA_NAME = "metadata.json"
 
 
