@@ -20,6 +20,7 @@ from edgekit.converters.convert import convert_many
 from edgekit.converters.verify import match_rows, matched_f1
 from edgekit.errors import EdgekitError
 from edgekit.eval import synthetic
+from edgekit.images import read_image
 from edgekit.models.damo_blocks import Focus
 from edgekit.runtimes.ncnn import NCNNEngine, param_io, param_layers
 
@@ -64,7 +65,7 @@ def test_fp16_folder_detects_as_onnx_runtime_does(checkpoints, tmp_path, family)
 
     ncnn, reference = edgekit.load(result.path), edgekit.load(onnx.path)
     assert ncnn.engine.backend == "ncnn" and ncnn.meta.precision == "fp16"
-    image = edgekit.devices.read_image(assets.shapes_image())
+    image = read_image(assets.shapes_image())
     expected, got = rows(reference(image, conf=0.3)), rows(ncnn(image, conf=0.3))
     assert len(expected) > 0
     boxes, scores, unmatched = match_rows(expected, got, 1e-2)
@@ -185,7 +186,7 @@ def test_int8_shapesnet_runs_int8_convolutions_with_a_float_decode_region(calib_
     assert int8.name == "shapes-int8_ncnn" and int8 == tmp_path / "shapes-int8_ncnn"
     assert results[1].verification.passed and results[1].verification.extra["map50"] >= 0.5
     assert json.loads((int8 / "metadata.json").read_text())["precision"] == "int8"
-    image = edgekit.devices.read_image(assets.shapes_image())
+    image = read_image(assets.shapes_image())
     model, quantized = check_int8_folder(fp32, int8, image)
     region = ncnn_decode_region(model, set())
     assert quantized == {
@@ -207,7 +208,7 @@ def test_int8_yolov9_keeps_its_dfl_integral_and_grouped_convolutions_in_float(ca
     assert all(r.ok for r in results), [r.error for r in results]
     fp32, int8 = (r.path for r in results)
     scenes = sorted((fixture.parent / "scenes" / "images" / "val").iterdir())
-    model, quantized = check_int8_folder(fp32, int8, edgekit.devices.read_image(scenes[0]))
+    model, quantized = check_int8_folder(fp32, int8, read_image(scenes[0]))
     # DFL's expectation over 16 distance bins: a 1x1 convolution with weights 0..15, part of decoding
     dfl = [layer.name for layer in model.layers
            if layer.kind == "Convolution" and np.array_equal(layer.weights[0].values, np.arange(16))]
