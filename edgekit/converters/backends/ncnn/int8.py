@@ -10,9 +10,10 @@ stays float.
 
 - weight scales: per output channel, ``127 / max |w|`` (symmetric);
 - activation scales: from the calibration images run through the FP32 model with NCNN itself; the
-  threshold minimises the KL divergence between the clipped float histogram of ``|x|`` and its 128-level
-  quantized form (entropy calibration: S. Migacz, "8-bit Inference with TensorRT", GTC 2017; NCNN's
-  ``ncnn2table`` default);
+  threshold is the 99.999th percentile of ``|x|`` (percentile calibration: H. Wu et al., "Integer
+  Quantization for Deep Learning Inference", arXiv:2004.09602). NCNN's ``ncnn2table`` defaults to the KL
+  threshold (Migacz, GTC 2017); on the trained YOLO26n fixture at 320 it cost 2.7 mAP50-95 points where
+  the percentile costs 0.4 (max |x|: 0.9);
 - the decode region stays float: the layers after the last weighted convolutions on the way to the outputs
   are not convolutions except a fixed-weight one (the DFL integral), which is found by the module name rule
   of :mod:`edgekit.converters.backends.decode_region` in the deploy model and located in the .param by its
@@ -36,8 +37,7 @@ WEIGHTED = (*INT8_LAYERS, "InnerProduct", "Deconvolution", "DeconvolutionDepthWi
 INT8_SCALE_TERM = {"Convolution": 2, "ConvolutionDepthWise": 1}
 QMAX = 127
 HISTOGRAM_BINS = 2048
-QUANTIZED_BINS = 128
-THRESHOLD_STEP = 8  # candidate thresholds every 8 bins of 2048: 1/256 of the range
+CLIP_FRACTION = 0.99999  # activation thresholds: the 99.999th percentile of |x| over the calibration images
 
 
 def fixed_weight_layers(model: NcnnModel, deploy: nn.Module) -> set[str]:
@@ -106,32 +106,12 @@ def to_int8(values: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5), -QMAX, QMAX).astype(np.int8).ravel()
 
 
-def kl_threshold(histogram: np.ndarray, bin_width: float) -> float:
-    """The clipping threshold of |x| (same unit as `bin_width`) whose 128-level quantization loses the least
-    information: for each candidate number of bins i >= 128, P is the histogram clipped at i (outliers added
-    to the last bin), Q is P merged into 128 levels and spread back over the non-empty bins; the i of the
-    smallest KL(P || Q) wins (Migacz, GTC 2017), i tried every THRESHOLD_STEP bins."""
-    hist = histogram.astype(np.float64)
-    if hist.sum() == 0:
-        return bin_width * len(hist)
-    best, best_i = np.inf, len(hist)
-    for i in [*range(QUANTIZED_BINS, len(hist), THRESHOLD_STEP), len(hist)]:
-        p = hist[:i].copy()
-        p[-1] += hist[i:].sum()
-        edges = np.linspace(0, i, QUANTIZED_BINS + 1).astype(int)
-        nonzero = (hist[:i] != 0).astype(np.float64)
-        sums = np.add.reduceat(hist[:i], edges[:-1])
-        counts = np.add.reduceat(nonzero, edges[:-1])
-        level = np.repeat(np.arange(QUANTIZED_BINS), np.diff(edges))
-        q = np.where(nonzero > 0, sums[level] / np.maximum(counts[level], 1), 0.0)
-        mask = p > 0
-        p_n, q_n = p / p.sum(), q / max(q.sum(), 1e-30)
-        if np.any(q_n[mask] == 0):
-            continue
-        kl = float(np.sum(p_n[mask] * np.log(p_n[mask] / q_n[mask])))
-        if kl < best:
-            best, best_i = kl, i
-    return (best_i + 0.5) * bin_width
+def percentile_threshold(histogram: np.ndarray, bin_width: float, fraction: float = CLIP_FRACTION) -> float:
+    """The |x| (same unit as `bin_width`) below which `fraction` of the histogram's counts lie (upper bin edge)."""
+    counts = np.cumsum(histogram)
+    if counts[-1] == 0:
+        return bin_width * len(histogram)
+    return (int(np.searchsorted(counts, fraction * counts[-1])) + 1) * bin_width
 
 
 @dataclass
@@ -177,7 +157,7 @@ def blob_values(engine, blobs: Sequence[str], inputs: Iterable[np.ndarray]) -> I
 
 def activation_scales(engine, layers: Sequence[Layer], calibration: Sequence[np.ndarray]) -> dict[str, float]:
     """The input scale (``127 / threshold``) of each layer, from the FP32 model (`engine`) on the calibration
-    tensors: one pass building each input blob's histogram of |x|, then its KL threshold."""
+    tensors: one pass building each input blob's histogram of |x|, then its percentile threshold."""
     blobs = sorted({layer.bottoms[0] for layer in layers})
     stats = {b: BlobStats() for b in blobs}
     for values in blob_values(engine, blobs, calibration):
@@ -185,7 +165,7 @@ def activation_scales(engine, layers: Sequence[Layer], calibration: Sequence[np.
             stats[blob].add(v)
     scales = {}
     for blob, s in stats.items():
-        threshold = kl_threshold(s.histogram, s.absmax / HISTOGRAM_BINS) if s.absmax > 0 else 0.0
+        threshold = percentile_threshold(s.histogram, s.absmax / HISTOGRAM_BINS) if s.absmax > 0 else 0.0
         scales[blob] = QMAX / threshold if threshold > 0 else 1.0
     return {layer.name: scales[layer.bottoms[0]] for layer in layers}
 
@@ -228,9 +208,9 @@ __all__ = [
     "activation_scales",
     "fixed_weight_layers",
     "int8_candidates",
-    "kl_threshold",
     "ncnn_decode_region",
     "ncnn_ranking",
+    "percentile_threshold",
     "quantize_layers",
     "weight_scales",
     "write_int8",
