@@ -1,10 +1,11 @@
-"""NCNN: pnnx conversion to a NAME[-fp16]_ncnn folder (model.param + model.bin + metadata.json), its engine,
-what it refuses, and one-line errors for a missing ncnn or pnnx. FP32 agreement with every other engine is
-in test_backends.test_same_detections_on_every_engine."""
+"""NCNN: pnnx conversion to a NAME[-fp16|-int8]_ncnn folder (model.param + model.bin + metadata.json), INT8
+written by edgekit in NCNN's int8 form, its engine, what it refuses, and one-line errors for a missing ncnn or
+pnnx. FP32 agreement with every other engine is in test_backends.test_same_detections_on_every_engine."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +14,15 @@ import torch
 import edgekit
 from edgekit import assets
 from edgekit.converters.backends.ncnn import PixelUnshuffleFocus, ncnn_ready, rename_blobs
+from edgekit.converters.backends.ncnn.int8 import is_grouped, ncnn_decode_region
+from edgekit.converters.backends.ncnn.model_file import TAG_INT8, NcnnModel
 from edgekit.converters.convert import convert_many
-from edgekit.converters.verify import detection_rows, match_rows
+from edgekit.converters.verify import detection_rows, match_rows, matched_f1
 from edgekit.errors import EdgekitError
+from edgekit.eval import synthetic
+from edgekit.images import read_image
 from edgekit.models.damo_blocks import Focus
-from edgekit.runtimes.ncnn import NCNNEngine, param_io
+from edgekit.runtimes.ncnn import NCNNEngine, param_io, param_layers
 
 from checkpoints import (
     random_damo,
@@ -56,7 +61,7 @@ def test_fp16_folder_detects_as_onnx_runtime_does(checkpoints, tmp_path, family)
 
     ncnn, reference = edgekit.load(result.path), edgekit.load(onnx.path)
     assert ncnn.engine.backend == "ncnn" and ncnn.meta.precision == "fp16"
-    image = edgekit.devices.read_image(assets.shapes_image())
+    image = read_image(assets.shapes_image())
     expected, got = detection_rows(reference(image, conf=0.3)), detection_rows(ncnn(image, conf=0.3))
     assert len(expected) > 0
     boxes, scores, unmatched = match_rows(expected, got, 1e-2)
@@ -133,13 +138,80 @@ def test_failed_ncnn_targets_leave_nothing_and_spare_the_others(checkpoints, tmp
     assert "--topk runtime" in results[1].error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["yolo26n.onnx"]
     calib = assets.shapes_image().parent
-    int8 = convert_many(checkpoints["yolov9"], "ncnn", "int8", IMGSZ, tmp_path / "int8", calib=calib)[0]
-    assert not int8.ok and "INT8 is not offered" in int8.error
+    int8 = convert_many(checkpoints["yolo26"], "ncnn", "int8", IMGSZ, tmp_path / "int8", calib=calib)[0]
+    assert not int8.ok and "--topk runtime" in int8.error
     assert not (tmp_path / "int8").exists()  # every target failed: not even the folder is left
-    # asked for among others (--precision all), a precision NCNN does not offer is skipped, not failed
-    both = convert_many(assets.demo_checkpoint(), "ncnn", "fp16,int8", 320, tmp_path / "both", calib=calib)
-    assert [(r.precision, r.ok) for r in both] == [("fp16", True)]
-    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["shapes-fp16_ncnn"]
+
+
+def int8_layers(folder):
+    """Names of the layers of an NCNN folder's .param that carry int8_scale_term (parameter 8)."""
+    lines = (folder / "model.param").read_text().splitlines()[2:]
+    return {line.split()[1] for line in lines if any(f.startswith("8=") for f in line.split())}
+
+
+def check_int8_folder(fp32, int8, image):
+    """The INT8 folder has int8 convolutions stored as int8 in the .bin, a float decode region, and detects what
+    the FP32 folder detects; returns the FP32 model and the quantized layer names."""
+    model = NcnnModel.read(fp32 / "model.param", fp32 / "model.bin")
+    quantized = int8_layers(int8)
+    convs = {layer.name for layer in model.layers if layer.kind in ("Convolution", "ConvolutionDepthWise")}
+    region = ncnn_decode_region(model, set())
+    assert quantized and quantized <= convs and not quantized & region, (quantized, region)
+    assert {k for k, *_ in param_layers((int8 / "model.param").read_text())} == {layer.kind for layer in model.layers}
+    first = next(layer for layer in model.layers if layer.weights)  # the first weights in the .bin
+    assert first.name in quantized and np.fromfile(int8 / "model.bin", "<u4", 1)[0] == TAG_INT8
+    assert (int8 / "model.bin").stat().st_size < 0.5 * (fp32 / "model.bin").stat().st_size
+    expected, got = edgekit.load(fp32)(image), edgekit.load(int8)(image)
+    assert len(expected) > 0
+    matched, n_ref, n_got = matched_f1(expected, got)
+    assert 2 * matched / (n_ref + n_got) >= 0.8, (matched, n_ref, n_got)
+    return model, quantized
+
+
+@pytest.fixture(scope="module")
+def calib_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ncnn-data")
+    return synthetic.write_yolo_dataset(root / "calib", 48, seed=1), synthetic.write_yolo_dataset(root / "val", 40, 2)
+
+
+def test_int8_shapesnet_runs_int8_convolutions_with_a_float_decode_region(calib_data, tmp_path):
+    calib, val = calib_data
+    results = convert_many(assets.demo_checkpoint(), "ncnn", "fp32,int8", 320, tmp_path, calib=calib)
+    assert all(r.ok for r in results), [r.error for r in results]
+    fp32, int8 = (r.path for r in results)
+    assert int8.name == "shapes-int8_ncnn" and int8 == tmp_path / "shapes-int8_ncnn"
+    assert results[1].verification.passed and results[1].verification.extra["map50"] >= 0.5
+    assert json.loads((int8 / "metadata.json").read_text())["precision"] == "int8"
+    image = read_image(assets.shapes_image())
+    model, quantized = check_int8_folder(fp32, int8, image)
+    region = ncnn_decode_region(model, set())
+    assert quantized == {
+        layer.name for layer in model.layers if layer.kind in ("Convolution", "ConvolutionDepthWise")
+    } - region
+    # --max-drop keeps the layers that cost the most in float until the drop fits
+    kept = convert_many(assets.demo_checkpoint(), "ncnn", "int8", 320, tmp_path / "budget", calib=calib,
+                        val_data=val, max_drop=0.05)[0]
+    assert kept.ok, kept.error
+    accuracy = edgekit.load(kept.path).meta.accuracy
+    assert accuracy["drop"] <= 0.05 and accuracy["speedup"] > 0
+    assert not set(accuracy["float_layers"]) & int8_layers(kept.path)
+    assert int8_layers(kept.path) | set(accuracy["float_layers"]) == quantized
+
+
+def test_int8_yolov9_keeps_its_dfl_integral_and_grouped_convolutions_in_float(calib_data, tmp_path):
+    fixture = Path(__file__).parent / "fixtures" / "families" / "yolov9-t.pt"
+    results = convert_many(fixture, "ncnn", "fp32,int8", 320, tmp_path, calib=calib_data[0])
+    assert all(r.ok for r in results), [r.error for r in results]
+    fp32, int8 = (r.path for r in results)
+    scenes = sorted((fixture.parent / "scenes" / "images" / "val").iterdir())
+    model, quantized = check_int8_folder(fp32, int8, read_image(scenes[0]))
+    # DFL's expectation over 16 distance bins: a 1x1 convolution with weights 0..15, part of decoding
+    dfl = [layer.name for layer in model.layers
+           if layer.kind == "Convolution" and np.array_equal(layer.weights[0].values, np.arange(16))]
+    assert len(dfl) == 1 and dfl[0] not in quantized
+    grouped = {layer.name for layer in model.layers if is_grouped(layer)}
+    assert grouped and not grouped & quantized
+    assert len(quantized) > 100
 
 
 BLOCK = (

@@ -6,8 +6,9 @@ order). NCNN runs one image at a time: a [1, C, H, W] feed becomes a [C, H, W] M
 gets its batch axis back.
 
 By default the engine computes in FP32 (fp16 storage and arithmetic off), so results match the verified
-figures; on CPUs with FP16 arithmetic (ARMv8.2+, e.g. the Raspberry Pi 5's Cortex-A76) turn both on for
-speed, at FP16's precision.
+figures; an INT8 folder's int8 convolutions (``int8_scale_term`` set, int8 weights) run in integer
+arithmetic with NCNN's own kernels and everything else in FP32; on CPUs with FP16 arithmetic (ARMv8.2+,
+e.g. the Raspberry Pi 5's Cortex-A76) turn both on for speed, at FP16's precision.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from edgekit.runtimes.engine import Engine, TensorSpec
 
 PARAM_MAGIC = "7767517"
 PARAM_NAME = "model.param"  # inside the artifact folder, beside model.bin
+BIN_NAME = "model.bin"
 METADATA_NAME = "metadata.json"
 
 
