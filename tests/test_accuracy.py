@@ -54,6 +54,7 @@ def test_ranking_orders_layers_by_the_error_they_add_not_the_error_they_inherit(
     assert rank_by_error(floats, quants, [("A", ["in"], "a"), ("B", ["a"], "b")]) == ["A", "B"]
 
 
+@pytest.mark.convert
 def test_int8_reports_its_measured_drop_when_labelled_data_is_given(tmp_path, shapes_data, capsys):
     calib, val = shapes_data
     code = main(["convert", str(assets.demo_checkpoint()), "--imgsz", "320", "--to", "onnx", "--precision",
@@ -68,6 +69,7 @@ def test_int8_reports_its_measured_drop_when_labelled_data_is_given(tmp_path, sh
     assert "drop" in header and "float" in header and "xFP32" in header
 
 
+@pytest.mark.convert
 def test_max_drop_keeps_layers_in_float_until_the_drop_fits(tmp_path, shapes_data, capsys):
     calib, val = shapes_data
     code = main(["convert", str(assets.demo_checkpoint()), "--imgsz", "320", "--to", "onnx", "--precision", "int8",
@@ -92,6 +94,7 @@ def test_max_drop_keeps_layers_in_float_until_the_drop_fits(tmp_path, shapes_dat
         (["--precision", "int8", "--val-data", "{nowhere}"], "dataset not found"),
     ],
 )
+@pytest.mark.convert
 def test_max_drop_bad_input(tmp_path, shapes_data, capsys, extra, message):
     _, val = shapes_data
     folder = tmp_path / "images"
@@ -105,6 +108,7 @@ def test_max_drop_bad_input(tmp_path, shapes_data, capsys, extra, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.convert
 def test_benchmark_prints_the_fields_table_with_a_failed_row_saying_why(tmp_path, shapes_data, capsys):
     _, val = shapes_data
     code = main(["benchmark", str(assets.demo_checkpoint()), "--data", str(val), "--imgsz", "320", "--to", "onnx,ncnn",

@@ -214,6 +214,7 @@ def registered(monkeypatch):
     monkeypatch.setitem(engines.BACKENDS, "onnxdata", ("test_architecture", "OnnxDataEngine", ("_onnxdata",)))
 
 
+@pytest.mark.convert
 def test_a_new_backend_needs_only_its_module_and_registry_lines(registered, tmp_path):
     weights = assets.demo_checkpoint()
     results = convert_many(weights, "onnx,onnxdata", "fp32,fp16", 320, tmp_path, threshold=1024)
@@ -231,6 +232,7 @@ def test_a_new_backend_needs_only_its_module_and_registry_lines(registered, tmp_
     shutil.rmtree(folder)
 
 
+@pytest.mark.convert
 def test_a_failing_new_backend_target_leaves_nothing(registered, tmp_path):
     weights = assets.demo_checkpoint()
     results = convert_many(weights, "onnxdata", "int8", 320, tmp_path, calib=ROOT / "assets")

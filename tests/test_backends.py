@@ -59,6 +59,7 @@ def fp32_artifacts(checkpoints, tmp_path_factory):
 
 
 @pytest.mark.parametrize("family", ["yolov9", "yolo26", "damo"])
+@pytest.mark.convert
 def test_same_detections_on_every_engine(fp32_artifacts, family):
     results = fp32_artifacts[family]
     detectors = {fmt: edgekit.load(results[fmt].path) for fmt in ("onnx", "openvino", "tflite", "ncnn")}
@@ -94,6 +95,7 @@ def test_same_detections_on_every_engine(fp32_artifacts, family):
         assert scores.max() <= 1e-4, fmt
 
 
+@pytest.mark.convert
 def test_tflite_takes_nhwc_and_carries_metadata(fp32_artifacts):
     path = fp32_artifacts["yolov9"]["tflite"].path
     engine = LiteRTEngine(path)
@@ -103,6 +105,7 @@ def test_tflite_takes_nhwc_and_carries_metadata(fp32_artifacts):
     assert meta.input.layout == "NHWC" and meta.verification["passed"] and meta.family == "yolov9"
 
 
+@pytest.mark.convert
 def test_openvino_folder_and_rt_info(fp32_artifacts):
     folder = fp32_artifacts["damo"]["openvino"].path
     assert folder.is_dir() and {p.name for p in folder.iterdir()} == {"model.xml", "model.bin"}
@@ -110,6 +113,7 @@ def test_openvino_folder_and_rt_info(fp32_artifacts):
     assert edgekit.load(folder).meta.family == "damo-yolo"
 
 
+@pytest.mark.convert
 def test_coreml_structure_metadata(fp32_artifacts):
     from edgekit.converters.backends.coreml import spec_of
 
@@ -124,6 +128,7 @@ def test_coreml_structure_metadata(fp32_artifacts):
             edgekit.load(path)(assets.shapes_image())
 
 
+@pytest.mark.convert
 def test_coreml_vision_pipeline(checkpoints, tmp_path):
     from edgekit.converters.backends.coreml import spec_of
 
@@ -140,6 +145,7 @@ def test_coreml_vision_pipeline(checkpoints, tmp_path):
 @pytest.mark.parametrize(
     "family", [pytest.param("yolov9", marks=pytest.mark.slow), "yolo26", pytest.param("damo", marks=pytest.mark.slow)]
 )
+@pytest.mark.convert
 def test_int8_keeps_detecting_on_every_backend(checkpoints, calib, tmp_path, family):
     options = {"topk": "runtime"} if family == "yolo26" else {}
     results = convert_many(
@@ -160,6 +166,7 @@ def test_int8_keeps_detecting_on_every_backend(checkpoints, calib, tmp_path, fam
         assert detector.meta.precision == "int8" and len(detector(assets.shapes_image(), conf=0.3)) > 0
 
 
+@pytest.mark.convert
 def test_int8_tflite_is_integer_with_quant_params_in_metadata(checkpoints, calib, tmp_path):
     result = convert_many(
         checkpoints["yolov9"], "tflite", "int8", IMGSZ, tmp_path, calib=calib, calib_size=24
@@ -196,6 +203,7 @@ def test_fp16_everywhere(checkpoints, tmp_path):
     assert sizes["onnx"] < 0.6 * fp32.size_mb
 
 
+@pytest.mark.convert
 def test_nms_in_graph(checkpoints, tmp_path):
     results = convert_many(checkpoints["yolov9"], "onnx,openvino", "fp32", IMGSZ, tmp_path, nms_in_graph=True)
     plain = edgekit.load(
@@ -235,11 +243,13 @@ def test_calibration_sources(calib, tmp_path, caplog):
         calibration_images(tmp_path / "nothing")
 
 
+@pytest.mark.convert
 def test_int8_needs_calibration(checkpoints, tmp_path):
     with pytest.raises(EdgekitError, match="INT8 needs calibration images"):
         convert_many(checkpoints["yolov9"], "onnx", "int8", IMGSZ, tmp_path)
 
 
+@pytest.mark.convert
 def test_missing_backend_fails_only_that_target(checkpoints, tmp_path):
     proc = run_cli(
         ["convert", checkpoints["yolov9"], "--to", "onnx,openvino", "--imgsz", IMGSZ, "--out", tmp_path],

@@ -100,6 +100,7 @@ def test_an_unforeseen_error_is_one_line_and_debug_shows_it(capsys, monkeypatch,
         main(["--debug", "inspect", str(corpus / "model.onnx")])
 
 
+@pytest.mark.convert
 def test_architecture_names_warn_and_mark_random_weights(capsys, tmp_path):
     code = main(["convert", "yolo26n", "--imgsz", "64", "--out", str(tmp_path), "--topk", "runtime"])
     err = capsys.readouterr().err
@@ -119,6 +120,7 @@ def test_architecture_names_warn_and_mark_random_weights(capsys, tmp_path):
     assert trained == 0 and "RANDOM" not in out and err == ""
 
 
+@pytest.mark.convert
 def test_default_output_folder_is_the_checkpoints(capsys, tmp_path, monkeypatch):
     ckpt = tmp_path / "ckpt" / "demo.pt"
     ckpt.parent.mkdir()
@@ -129,6 +131,7 @@ def test_default_output_folder_is_the_checkpoints(capsys, tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 
 
+@pytest.mark.convert
 def test_all_targets_failing_leaves_no_folder_and_says_so(capsys, tmp_path):
     code = main(["convert", str(assets.demo_checkpoint()), "--imgsz", "64", "--out", str(tmp_path / "new"),
                  "--to", "tflite", "--nms-in-graph"])
@@ -137,6 +140,7 @@ def test_all_targets_failing_leaves_no_folder_and_says_so(capsys, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.convert
 def test_inspect_names_the_openvino_format(capsys, tmp_path):
     assert main(["convert", str(assets.demo_checkpoint()), "--imgsz", "64", "--to", "openvino",
                  "--out", str(tmp_path)]) == 0

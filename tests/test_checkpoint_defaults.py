@@ -44,6 +44,7 @@ def saved_o2o(yolo26n, tmp_path_factory):
     return write_ultralytics_checkpoint(yolo26n, tmp_path_factory.mktemp("c") / "o2o.pt", end2end=True)
 
 
+@pytest.mark.convert
 def test_head_saved_without_end2end_converts_to_one_to_many_nms_at_training_size(saved_o2m, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="edgekit"):
         result = convert(saved_o2m, out_dir=tmp_path)
@@ -56,6 +57,7 @@ def test_head_saved_without_end2end_converts_to_one_to_many_nms_at_training_size
     assert "saved with end2end=False" in caplog.text
 
 
+@pytest.mark.convert
 def test_head_saved_with_end2end_converts_to_one_to_one(saved_o2o, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="edgekit"):
         result = convert(saved_o2o, imgsz=64, out_dir=tmp_path)

@@ -104,6 +104,7 @@ def _convert(tmp_path, arch, imgsz=192, **kwargs):
 
 
 @pytest.mark.parametrize("arch", ["damoyolo-t", "damoyolo-s"])
+@pytest.mark.convert
 def test_convert_and_predict(tmp_path, arch):
     result = _convert(tmp_path, arch)
     detector = edgekit.load(result.path)
@@ -140,6 +141,7 @@ def test_runtime_preprocessing_is_the_references(tmp_path):
     assert info.pad == (0, 0)
 
 
+@pytest.mark.convert
 def test_stretched_boxes_map_back_per_axis(tmp_path):
     result = _convert(tmp_path, "damoyolo-t", imgsz=(192, 256))
     detector = edgekit.load(result.path)
@@ -166,6 +168,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.convert
 def test_cli_arch_and_names(tmp_path):
     path = write_damo_checkpoint(random_damo("damoyolo-t", 2), tmp_path / "two.pth")
     proc = _cli("convert", path, "--imgsz", "128", "--arch", "damoyolo-s", "--out", tmp_path / "o")

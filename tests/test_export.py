@@ -60,6 +60,7 @@ def random_weights(tmp_path_factory):
     return path
 
 
+@pytest.mark.convert
 def test_conversion_embeds_verified_metadata_and_runs(random_weights, tmp_path):
     found = convert(random_weights, imgsz=128, out_dir=tmp_path)
     out, result = found.path, found.verification
@@ -85,6 +86,7 @@ def test_conversion_embeds_verified_metadata_and_runs(random_weights, tmp_path):
     np.testing.assert_array_equal(found.class_id, expected.class_id)
 
 
+@pytest.mark.convert
 def test_failed_verification_leaves_nothing(random_weights, tmp_path):
     source = open_source(random_weights)
     right = source.reference
@@ -99,6 +101,7 @@ def test_failed_verification_leaves_nothing(random_weights, tmp_path):
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.convert
 def test_conversion_of_the_demo_weights_by_state_dict(random_weights, tmp_path):
     result = convert(random_weights, imgsz=96, out_dir=tmp_path)
     assert result.path.name == "shapes.onnx" and result.verification.passed

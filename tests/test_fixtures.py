@@ -22,6 +22,7 @@ def test_the_recorded_figures_cover_every_family():
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.convert
 def test_fixture_loads_converts_and_reaches_its_recorded_map(name, tmp_path):
     pytest.importorskip("torch")
     from edgekit.converters.convert import convert

@@ -23,6 +23,7 @@ def gray_artifacts(tmp_path_factory):
     return {r.format: r for r in results}
 
 
+@pytest.mark.convert
 def test_grayscale_checkpoint_converts_and_verifies_everywhere(gray_artifacts):
     for fmt, result in gray_artifacts.items():
         assert result.verification.passed and result.verification.max_abs["scores"] <= 2e-5, fmt
@@ -32,6 +33,7 @@ def test_grayscale_checkpoint_converts_and_verifies_everywhere(gray_artifacts):
     assert tflite.meta.input.channels == 1 and tflite.engine.inputs[0].shape == (1, 128, 128, 1)
 
 
+@pytest.mark.convert
 def test_the_runtime_feeds_luminance_and_every_engine_agrees(gray_artifacts):
     image = cv2.imread(str(assets.shapes_image()))
     onnx, tflite, openvino = (edgekit.load(gray_artifacts[f].path) for f in ("onnx", "tflite", "openvino"))

@@ -42,6 +42,7 @@ def top_scores(path, images):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino", "tflite"])
+@pytest.mark.convert
 def test_int8_scores_keep_their_tail(artifacts, held_out, fmt):
     fp32 = top_scores(artifacts[(fmt, "fp32")].path, held_out)
     int8 = top_scores(artifacts[(fmt, "int8")].path, held_out)
@@ -54,6 +55,7 @@ def test_int8_scores_keep_their_tail(artifacts, held_out, fmt):
     assert verification.max_abs["score_max_diff"] <= 0.01
 
 
+@pytest.mark.convert
 def test_same_conf_finds_the_same_objects(artifacts, held_out):
     for fmt in ("onnx", "openvino", "tflite"):
         fp32, int8 = (edgekit.load(artifacts[(fmt, p)].path) for p in ("fp32", "int8"))
@@ -61,6 +63,7 @@ def test_same_conf_finds_the_same_objects(artifacts, held_out):
         assert sum(a for a, _ in counts) > 30 and sum(abs(a - b) for a, b in counts) <= 2, (fmt, counts)
 
 
+@pytest.mark.convert
 def test_the_gate_fails_squashed_scores_whose_ranks_survive(tmp_path):
     source = open_source(assets.demo_checkpoint())
     meta = ModelMeta(source.family, source.variant, source.classes, (IMGSZ, IMGSZ), input=source.input,

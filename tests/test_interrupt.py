@@ -31,6 +31,7 @@ def leftovers(out_dir):
     return sorted(p.name for p in out_dir.iterdir()) if out_dir.exists() else []
 
 
+@pytest.mark.convert
 def test_ctrl_c_during_the_tflite_export_stops_everything(tmp_path):
     code, out, err = interrupt_after("writing  tflite", tmp_path / "out", 2.0)
     assert code == 130 and err.strip().splitlines()[-1] == "edgekit: interrupted", err

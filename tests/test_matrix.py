@@ -35,6 +35,7 @@ FAMILIES = {
 }
 
 
+@pytest.mark.convert
 def test_yolo26_default_topk_converts_to_coreml(tmp_path):
     ckpt = write_ultralytics_checkpoint(random_ultralytics("yolo26n", nc=5), tmp_path / "yolo26n.pt")
     result = convert_many(ckpt, "coreml", "fp32", IMGSZ, tmp_path / "out")[0]

@@ -48,6 +48,7 @@ def checkpoints(tmp_path_factory):
 
 
 @pytest.mark.parametrize("family", ["yolov9", "yolo26", "damo"])
+@pytest.mark.convert
 def test_fp16_folder_detects_as_onnx_runtime_does(checkpoints, tmp_path, family):
     options = FAMILY_OPTIONS[family]
     onnx = convert_many(checkpoints[family], "onnx", "fp32", IMGSZ, tmp_path, **options)[0]
@@ -72,6 +73,7 @@ def test_fp16_folder_detects_as_onnx_runtime_does(checkpoints, tmp_path, family)
     assert int((boxes > 0.5).sum()) <= allowed, (boxes, len(expected))
 
 
+@pytest.mark.convert
 def test_metadata_json_blob_names_and_fp16_weights(checkpoints, tmp_path):
     results = convert_many(checkpoints["yolov9"], "ncnn", "fp32,fp16", IMGSZ, tmp_path)
     assert all(r.ok for r in results), [r.error for r in results]
@@ -89,6 +91,7 @@ def test_metadata_json_blob_names_and_fp16_weights(checkpoints, tmp_path):
     assert 0.45 < ratio < 0.55, ratio  # float16 weights
 
 
+@pytest.mark.convert
 def test_engine_switches(checkpoints, tmp_path):
     folder = convert_many(checkpoints["yolo26"], "ncnn", "fp32", IMGSZ, tmp_path, topk="runtime")[0].path
     x = np.random.default_rng(0).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
@@ -132,6 +135,7 @@ def test_param_io_and_rename():
         param_io("<?xml version='1.0'?>")
 
 
+@pytest.mark.convert
 def test_failed_ncnn_targets_leave_nothing_and_spare_the_others(checkpoints, tmp_path):
     results = convert_many(checkpoints["yolo26"], "onnx,ncnn", "fp32", IMGSZ, tmp_path)  # top-k in the graph
     assert [r.ok for r in results] == [True, False]
@@ -174,6 +178,7 @@ def calib_data(tmp_path_factory):
     return synthetic.write_yolo_dataset(root / "calib", 48, seed=1), synthetic.write_yolo_dataset(root / "val", 40, 2)
 
 
+@pytest.mark.convert
 def test_int8_shapesnet_runs_int8_convolutions_with_a_float_decode_region(calib_data, tmp_path):
     calib, val = calib_data
     results = convert_many(assets.demo_checkpoint(), "ncnn", "fp32,int8", 320, tmp_path, calib=calib)
@@ -198,6 +203,7 @@ def test_int8_shapesnet_runs_int8_convolutions_with_a_float_decode_region(calib_
     assert int8_layers(kept.path) | set(accuracy["float_layers"]) == quantized
 
 
+@pytest.mark.convert
 def test_int8_yolov9_keeps_its_dfl_integral_and_grouped_convolutions_in_float(calib_data, tmp_path):
     fixture = Path(__file__).parent / "fixtures" / "families" / "yolov9-t.pt"
     results = convert_many(fixture, "ncnn", "fp32,int8", 320, tmp_path, calib=calib_data[0])
@@ -241,6 +247,7 @@ THIN = (  # the device side: predict with torch, onnx and pnnx unimportable, the
 
 
 @pytest.mark.parametrize("missing", ["ncnn", "pnnx"])
+@pytest.mark.convert
 def test_missing_ncnn_or_pnnx_is_one_line_naming_the_extra(checkpoints, tmp_path, missing):
     command = [sys.executable, "-c", BLOCK.format(name=missing), "convert", str(checkpoints["yolov9"])]
     command += ["--to", "onnx,ncnn", "--imgsz", str(IMGSZ), "--out", str(tmp_path)]
@@ -251,6 +258,7 @@ def test_missing_ncnn_or_pnnx_is_one_line_naming_the_extra(checkpoints, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gelan-t.onnx"]
 
 
+@pytest.mark.convert
 def test_predict_and_inspect_an_ncnn_folder(checkpoints, tmp_path):
     folder = convert_many(checkpoints["yolov9"], "ncnn", "fp32", IMGSZ, tmp_path)[0].path
     cli = [sys.executable, "-m", "edgekit.cli"]

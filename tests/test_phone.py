@@ -46,6 +46,7 @@ def phone_yolov9(checkpoints, tmp_path_factory):
     return result
 
 
+@pytest.mark.convert
 def test_phone_file_ends_in_the_postprocess_op(phone_yolov9):
     model = read_model(phone_yolov9.path)
     graph = model.subgraphs[0]
@@ -62,6 +63,7 @@ def test_phone_file_ends_in_the_postprocess_op(phone_yolov9):
     assert engine.inputs[0].shape == (1, IMGSZ, IMGSZ, 3) and engine.inputs[0].dtype == "float32"
 
 
+@pytest.mark.convert
 def test_phone_verification_and_edgekit_runtime(phone_yolov9):
     figures = phone_yolov9.verification
     assert figures.passed and figures.max_abs["op_unmatched"] == 0 and figures.max_abs["boxes"] < 1e-3
@@ -102,6 +104,7 @@ def _iou(a, b):
     return inter / (area(a)[:, None] + area(b)[None] - inter)
 
 
+@pytest.mark.convert
 def test_mediapipe_object_detector_finds_what_edgekit_finds(phone_demo):
     image = read_image(assets.shapes_image())
     ours = detection_rows(edgekit.load(phone_demo.path)(image, conf=0.5))
@@ -129,6 +132,7 @@ def test_mediapipe_metadata_writer_stand_in():
     assert callable(version.GetMinimumMetadataParserVersion) and metadata_writer.Labels
 
 
+@pytest.mark.convert
 def test_phone_errors_are_one_line(phone_yolov9, tmp_path, capsys):
     assert main(["convert", "yolov9-t", "--to", "onnx", "--phone", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()

@@ -4,6 +4,8 @@ running a TFLite file prints no native INFO line; --verbose lets them through.""
 import subprocess
 import sys
 
+import pytest
+
 from edgekit import assets
 
 PREFIXES = ("source ", "deploy ", "writing ", "verify ", "wrote ", "format ", "tflite ", "openvino ")
@@ -14,6 +16,7 @@ def run(*args):
                           timeout=600)
 
 
+@pytest.mark.convert
 def test_convert_and_predict_print_only_edgekits_lines(tmp_path):
     proc = run("convert", assets.demo_checkpoint(), "--imgsz", "64", "--to", "tflite,openvino", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr

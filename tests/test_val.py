@@ -111,6 +111,7 @@ def test_val_cli_prints_json_and_writes_plots(tmp_path, capsys):
         assert image is not None and image.shape[0] > 400 and image.std() > 10  # a drawn chart, not a blank
 
 
+@pytest.mark.convert
 def test_a_checkpoint_validates_in_torch_like_its_artifact(tmp_path):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)

@@ -72,6 +72,7 @@ def test_gflops_large_scales(scale):
     assert count_gflops(deploy, 640) == pytest.approx(FUSED[scale][1], rel=5e-3)
 
 
+@pytest.mark.convert
 def test_three_output_modes_verify_and_carry_their_contract(converted):
     graph, runtime, nms = converted["graph"], converted["runtime"], converted["nms"]
     assert [p.path.name for p in (graph, runtime, nms)] == ["yolo26n.onnx", "yolo26n-topk.onnx", "yolo26n-nms.onnx"]
@@ -88,12 +89,14 @@ def test_three_output_modes_verify_and_carry_their_contract(converted):
     assert shapes == {"detections": [1, 300, 6]}
 
 
+@pytest.mark.convert
 def test_runtime_mode_graph_has_no_selection_ops(converted):
     ops = {n.op_type for n in onnx.load(str(converted["runtime"].path)).graph.node}
     assert not ops & {"TopK", "ArgMax", "GatherElements", "GatherND"}
     assert "TopK" in {n.op_type for n in onnx.load(str(converted["graph"].path)).graph.node}
 
 
+@pytest.mark.convert
 def test_in_graph_topk_equals_numpy_topk(converted):
     x = np.random.default_rng(3).uniform(0, 1, (1, 3, 256, 256)).astype(np.float32)  # no ties: no flat regions
     rows = OnnxRuntimeEngine(converted["graph"].path).run({"images": x})["detections"][0]
@@ -106,6 +109,7 @@ def test_in_graph_topk_equals_numpy_topk(converted):
     np.testing.assert_allclose(found.xyxy, rows[order, :4], atol=1e-6)
 
 
+@pytest.mark.convert
 def test_predict_decodes_every_mode(converted):
     results = {}
     for mode, result in converted.items():
@@ -118,6 +122,7 @@ def test_predict_decodes_every_mode(converted):
     np.testing.assert_allclose(np.sort(graph.confidence), np.sort(runtime.confidence), atol=1e-5)
 
 
+@pytest.mark.convert
 def test_cli_convert_and_predict(yolo26n, tmp_path):
     proc = subprocess.run(
         [
@@ -159,6 +164,7 @@ def test_cli_convert_and_predict(yolo26n, tmp_path):
     assert len(json.loads(proc.stdout)["detections"]) > 0
 
 
+@pytest.mark.convert
 def test_ultralytics_yolov9t(tmp_path):
     assert count_params(to_deploy(U.build("yolov9t").eval(), "o2m")[0]) / 1e6 == pytest.approx(2.094, rel=5e-3)
     model = random_ultralytics("yolov9t", nc=4)
@@ -211,6 +217,7 @@ def test_deploy_equals_training_branches():
 
 
 @pytest.mark.parametrize("options", [{}, {"topk": "runtime"}, {"nms": True}], ids=["graph", "runtime", "nms"])
+@pytest.mark.convert
 def test_yolo26s_every_mode(tmp_path, options):
     path = write_ultralytics_checkpoint(random_ultralytics("yolo26s", nc=7, seed=3), tmp_path / "yolo26s.pt")
     result = convert(path, imgsz=160, out_dir=tmp_path, **options)

@@ -165,6 +165,7 @@ def _convert_and_check(tmp_path, arch, imgsz=160, nc=5):
 
 
 @pytest.mark.parametrize("arch", ["yolov9-t", "gelan-t"])
+@pytest.mark.convert
 def test_convert_small_checkpoints_and_predict(tmp_path, arch):
     _, detector = _convert_and_check(tmp_path, arch)
     image = read_image(assets.shapes_image())
@@ -189,6 +190,7 @@ def test_convert_every_size(tmp_path, arch):
     _convert_and_check(tmp_path, arch, imgsz=320)
 
 
+@pytest.mark.convert
 def test_half_and_dynamic_exports(tmp_path):
     ckpt = write_yolov9_checkpoint(random_yolov9("gelan-t", nc=4), tmp_path / "g.pt")
     half = convert(ckpt, imgsz=128, half=True, out_dir=tmp_path)
