@@ -14,6 +14,8 @@ from edgekit import __version__
 from edgekit.errors import EdgekitError, first_line
 from edgekit.runtimes.engine import is_artifact
 
+TOPK_CHOICES = ("auto", "graph", "runtime")  # converters.families.ultralytics.TOPK_MODES, without importing torch
+
 
 def _floats(text: str) -> float:
     try:
@@ -538,7 +540,7 @@ def _add_benchmark_verb(verbs) -> None:
     p.add_argument("--calib", help="INT8 calibration images (default: the data's own, its train split first)")
     p.add_argument("--runs", type=_positive, default=50, help="timed frames per artifact (default 50)")
     p.add_argument("--threads", type=_positive, help="inference threads (default: the backend's)")
-    p.add_argument("--topk", choices=["graph", "runtime"], default="graph", help="end-to-end models: see convert")
+    p.add_argument("--topk", choices=TOPK_CHOICES, default="auto", help="end-to-end models: see convert")
     p.add_argument("--arch", help="DAMO-YOLO: the variant of a state_dict checkpoint")
     p.add_argument("--names", type=_names, help="class names (comma-separated or a file, one per line)")
     p.add_argument("--out", dest="out_dir", help="keep the artifacts in this folder (default: a temporary one)")
@@ -672,10 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--topk",
-        choices=["graph", "runtime"],
-        default="graph",
-        help="end-to-end models (YOLO26): top-k inside the graph, emitting detections [1,300,6] (default), or in "
-        "the runtime, emitting the one-to-one boxes + scores (no selection in the graph: INT8-safe)",
+        choices=TOPK_CHOICES,
+        default="auto",
+        help="end-to-end models (YOLO26): top-k inside the graph, emitting detections [1,300,6], or in the "
+        "runtime, emitting the one-to-one boxes + scores (no selection in the graph: INT8-safe); auto (default): "
+        "in the graph unless a format cannot hold it (NCNN), then in the runtime for every format",
     )
     p.add_argument(
         "--nms", action="store_true", help="end-to-end models: export the one-to-many branch for NMS decoding instead"

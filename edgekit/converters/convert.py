@@ -30,8 +30,9 @@ from edgekit.converters.accuracy import (
 from edgekit.converters.backends import BACKENDS
 from edgekit.converters.calibration import calibration_images
 from edgekit.converters.context import ExportContext
-from edgekit.converters.families import open_source
+from edgekit.converters.families import SourceOptions, open_source
 from edgekit.converters.options import ConvertOptions
+from edgekit.converters.source import SourceModel
 from edgekit.converters.source_detector import artifact_meta
 from edgekit.converters.verify import Verification
 from edgekit.errors import EdgekitError, first_line
@@ -107,6 +108,22 @@ def verification_images(renders: int = 2, noise: int = 1) -> list[np.ndarray]:
     return images
 
 
+def _open_for_formats(spec: str | Path, source_options: SourceOptions, options: ConvertOptions) -> SourceModel:
+    """Open the source; with ``topk="auto"``, an end-to-end model whose in-graph top-k some requested format
+    cannot hold (``Backend.graph_topk``, e.g. NCNN) is opened in the runtime top-k form instead, for every format
+    of the conversion, with one line saying so."""
+    source = open_source(spec, source_options, options.names)
+    without = [f for f in options.formats if not BACKENDS[f].graph_topk]
+    if source_options.topk != "auto" or source.outputs.kind != "detections" or not without:
+        return source
+    every = " for every format" if len(without) < len(options.formats) else ""
+    log.info(
+        f"top-k    {', '.join(without)} cannot hold {source.variant}'s in-graph top-k: writing the runtime top-k "
+        f"form{every} (boxes + scores; the runtime does the same top-k; --topk graph to refuse)"
+    )
+    return open_source(spec, replace(source_options, topk="runtime"), options.names)
+
+
 def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None, **flat) -> list[TargetResult]:
     """Convert once, then write and verify every format x precision; a failed target does not stop the
     others. Returns one result per target (check ``ok``).
@@ -128,7 +145,7 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
         raise EdgekitError("--phone makes a TFLite file for MediaPipe: use it with --to tflite alone")
     # the phone op needs per-anchor boxes and scores: end-to-end models give their one-to-one branch's
     source_options = replace(options.source, topk="runtime") if phone else options.source
-    source = open_source(spec, source_options, options.names)
+    source = _open_for_formats(spec, source_options, options)
     if phone and source.outputs.kind != "boxes_scores":
         raise EdgekitError(
             f"--phone needs a model with boxes and scores outputs; {source.variant} gives {source.outputs.kind}"

@@ -85,6 +85,7 @@ class NCNNBackend(Backend):
     suffix = "_ncnn"
     directory = True
     precisions = ("fp32", "fp16")
+    graph_topk = False
 
     def torchscript(self) -> Path:
         """The deploy module (made NCNN-ready) traced to TorchScript, pnnx's input (made once)."""

@@ -14,7 +14,9 @@ from edgekit.models.checkpoint import Checkpoint, Record
 class SourceOptions:
     """How to open a source model: options only some families read (others ignore them)."""
 
-    topk: str = "graph"  # end-to-end models: top-k in the graph ("graph") or in the runtime ("runtime")
+    # end-to-end models: top-k in the graph ("graph"), in the runtime ("runtime"), or "auto": in the graph unless
+    # a format of the conversion cannot hold it (convert_many decides; opened alone, "auto" is "graph")
+    topk: str = "auto"
     nms: bool = False  # end-to-end models: export the one-to-many branch for NMS instead
     arch: str | None = None  # DAMO-YOLO: the variant of a state_dict, instead of recognising it from shapes
     keep_ratio: bool = False  # DAMO-YOLO: pre-v0.3.0 preprocessing (keep aspect ratio, pad bottom/right)

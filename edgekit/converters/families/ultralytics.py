@@ -24,7 +24,7 @@ from edgekit.models.checkpoint import Checkpoint
 from edgekit.models.fuse import reparameterize
 from edgekit.models.ultralytics_configs import CONFIGS
 
-TOPK_MODES = ("graph", "runtime")
+TOPK_MODES = ("auto", "graph", "runtime")
 
 
 def to_deploy(model: U.UltralyticsYOLO, mode: str) -> tuple[U.UltralyticsYOLO, list[str]]:
@@ -48,14 +48,14 @@ def to_deploy(model: U.UltralyticsYOLO, mode: str) -> tuple[U.UltralyticsYOLO, l
 
 
 def source_model(
-    model: U.UltralyticsYOLO, variant: str, path: Path | None = None, topk: str = "graph", nms: bool = False
+    model: U.UltralyticsYOLO, variant: str, path: Path | None = None, topk: str = "auto", nms: bool = False
 ) -> SourceModel:
     """Wrap an Ultralytics model (eval mode) for the shared export path in the requested output mode."""
     if topk not in TOPK_MODES:
         raise EdgekitError(f"unknown top-k placement '{topk}' (choose {' or '.join(TOPK_MODES)})")
     model = model.float().eval()
     end2end = model.end2end and not nms
-    mode = ("e2e" if topk == "graph" else "o2o") if end2end else "o2m"
+    mode = ("o2o" if topk == "runtime" else "e2e") if end2end else "o2m"
 
     def reference(x: torch.Tensor) -> dict[str, torch.Tensor]:
         head = model.head
@@ -113,7 +113,7 @@ def source_model(
     return source
 
 
-def from_checkpoint(ckpt: Checkpoint, topk: str = "graph", nms: bool = False) -> SourceModel:
+def from_checkpoint(ckpt: Checkpoint, topk: str = "auto", nms: bool = False) -> SourceModel:
     lineage = foreign_lineage(model_yaml(ckpt.model_record()))
     if lineage:
         raise EdgekitError(
@@ -124,7 +124,7 @@ def from_checkpoint(ckpt: Checkpoint, topk: str = "graph", nms: bool = False) ->
     return source_model(model, model.variant, ckpt.path, topk, nms)
 
 
-def from_arch(name: str, nc: int | None = None, topk: str = "graph", nms: bool = False) -> SourceModel:
+def from_arch(name: str, nc: int | None = None, topk: str = "auto", nms: bool = False) -> SourceModel:
     return source_model(U.build(name, nc).eval(), name, None, topk, nms)
 
 
