@@ -346,8 +346,9 @@ class Userland:
         return results
 
 
-def find_userland(work: Path) -> Userland | str:
-    """The userland and tools, or the one-line reason they are not there."""
+def find_userland(work: Path, plugin: Path | None = None) -> Userland | str:
+    """The userland and tools (the plugin built at `plugin`, default WORK/insn_count.so), or the one-line
+    reason they are not there."""
     import shutil
 
     qemu = shutil.which("qemu-aarch64")  # the dynamic one: qemu-aarch64-static cannot load plugins
@@ -357,7 +358,7 @@ def find_userland(work: Path) -> Userland | str:
         return f"no aarch64 userland in {work} (run scripts/arm64_userland.sh {work})"
     if shutil.which("gcc") is None:
         return "gcc not found (needed to build the QEMU plugin)"
-    plugin = work / "insn_count.so"
+    plugin = plugin or work / "insn_count.so"
     subprocess.run(["bash", str(PLUGIN_DIR / "build.sh"), str(plugin)], check=True, capture_output=True)
     return Userland(work, qemu, plugin)
 
