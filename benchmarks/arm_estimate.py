@@ -7,8 +7,7 @@ device's /proc/cpuinfo and CPU ID registers, so engines pick the kernels they pi
 each ``engine.run`` with a marker syscall, so one inference is counted exactly (deterministic, whatever the host
 load). Instructions are not milliseconds: latency is estimated per engine as instructions / (IPC x clock), the
 IPC of NCNN, OpenVINO and ONNX Runtime fitted on published Raspberry Pi 5 figures (YOLO26n 640 FP32, 4 threads),
-and the report states how well the counts alone reproduce those figures. Method and first figures:
-../shared/notes/arm-instruction-counts.md.
+and the report states how well the counts alone reproduce those figures (benchmarks/arm_estimate.md).
 
     apt-get install -y qemu-user debootstrap gcc             # qemu-user: the dynamic qemu-aarch64 loads plugins
     WITH_OPENVINO=1 scripts/arm64_userland.sh                # the emulated userland, /tmp/edgekit-arm64
@@ -26,10 +25,12 @@ there, so an interrupted run resumes. The host side needs the x86 engines (to re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -312,9 +313,11 @@ class Userland:
         root = self.core_root(CORES[job.core])
         with tempfile.TemporaryDirectory() as tmp:
             log = Path(tmp) / "plugin.log"
+            script = Path(tmp) / "arm_estimate.py"  # a copy: editing this file does not touch a running count
+            shutil.copyfile(__file__, script)
             argv = [
                 self.qemu, "-cpu", CORES[job.core].qemu, "-L", str(root), "-plugin", f"{self.plugin},out={log}",
-                str(self.rootfs / "usr" / "bin" / "python3.11"), str(Path(__file__).resolve()), "--guest", job.path,
+                str(self.rootfs / "usr" / "bin" / "python3.11"), str(script), "--guest", job.path,
                 "--backend", job.backend, "--settings", json.dumps([j.options for j in jobs]),
                 "--threads", str(job.threads), "--runs", str(runs),
             ]  # fmt: skip
@@ -349,8 +352,6 @@ class Userland:
 def find_userland(work: Path, plugin: Path | None = None) -> Userland | str:
     """The userland and tools (the plugin built at `plugin`, default WORK/insn_count.so), or the one-line
     reason they are not there."""
-    import shutil
-
     qemu = shutil.which("qemu-aarch64")  # the dynamic one: qemu-aarch64-static cannot load plugins
     if qemu is None:
         return "qemu-aarch64 not found (apt-get install qemu-user)"
@@ -408,96 +409,123 @@ def save_counts(path: Path, counts: list[Count]) -> None:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Per-engine IPC fitted on the published Pi 5 figures, and how well one IPC for all explains them."""
+    """Per-engine factors fitted on the published Pi 5 figures, and how well one factor for all explains them.
+
+    A factor is the engine's instructions per core per cycle when its one-thread count is spread over the 4
+    cores of the published runs: ipc = instructions / (published ms x clock x 4). It folds the engine's IPC
+    and its 4-thread speed-up into one number, which is why it is fitted per engine.
+    """
 
     ghz: float
-    ipc: dict[str, float]  # backend -> instructions per cycle on the busiest thread
-    common_ipc: float  # the geometric mean of ipc: one IPC for every engine
-    common_error: dict[str, float]  # backend -> (common-IPC estimate / published) - 1
-    ratio: tuple[float, float] | None  # (ONNX Runtime : NCNN in instructions, in published ms)
+    ipc: dict[str, float]  # backend -> fitted factor (instructions per core per cycle, 4 cores)
+    common_ipc: float  # the geometric mean of ipc: one factor for every engine
+    common_error: dict[str, float]  # backend -> (common-factor estimate / published) - 1
+    ratio: tuple[float, float]  # (ONNX Runtime : NCNN in instructions, in published ms)
     basis: str  # which counts the fit used
 
     def ms(self, count: Count) -> tuple[float, bool]:
-        """Estimated ms of `count` at its core's clock, and whether its engine's IPC was fitted (else the common
-        IPC is used). On an A72/A53 this is a lower bound: the IPC comes from the A76, the wider core."""
+        """Estimated ms of `count` with 4 threads at its core's clock, and whether its engine's factor was fitted
+        (else the common factor is used). On an A72/A53 this is a lower bound: the factor comes from the A76,
+        the wider core."""
         ipc = self.ipc.get(count.backend)
-        cycles = count.instructions / (ipc or self.common_ipc)
+        cycles = count.instructions / ((ipc or self.common_ipc) * PUBLISHED_CORES)
         return cycles / (CORES[count.core].ghz * 1e6), ipc is not None
 
 
-# the counts a calibration may rest on, best first: (input size, threads); the published figures are 640, 4 threads
-BASES = ((640, 4), (640, 1), (320, 4), (320, 1))
+PUBLISHED_CORES = 4  # the published Pi 5 runs use its 4 cores
+# the counts a calibration may rest on, best first: input size (one thread); the published figures are at 640
+BASES = (640, 320)
 
 
 def calibrate(counts: list[Count]) -> Calibration | str:
-    """Fit each published engine's IPC on its YOLO26n FP32 count on the A76, from the first of :data:`BASES`
-    that has all three engines (a 320 count is scaled by (640/320)^2 to the published 640); the reason as a
-    string when no basis has them all."""
+    """Fit each published engine's factor on its one-thread YOLO26n FP32 count on the A76, at the first size of
+    :data:`BASES` that has all three engines (a 320 count is scaled by (640/320)^2 to the published 640); the
+    reason as a string when no size has them all."""
     ghz = CORES["a76"].ghz
-    for imgsz, threads in BASES:
+    for imgsz in BASES:
         found: dict[str, Count] = {}
         for pub in PUBLISHED:
             for c in counts:
-                wanted = ("a76", imgsz, "fp32", threads, pub.backend, pub.setting)
+                wanted = ("a76", imgsz, "fp32", 1, pub.backend, pub.setting)
                 if (c.core, c.imgsz, c.precision, c.threads, c.backend, c.setting) == wanted:
                     found.setdefault(pub.backend, c)
         if len(found) == len(PUBLISHED):
             break
     else:
         names = ", ".join(row_label(p.backend, "fp32", p.setting) for p in PUBLISHED)
-        return f"no calibration: no input size and thread count with A76 FP32 counts of all of {names}"
+        return f"no calibration: no input size with one-thread A76 FP32 counts of all of {names}"
     scale = (640 / imgsz) ** 2
     at640 = {b: c.instructions * scale for b, c in found.items()}
-    ipc = {p.backend: at640[p.backend] / (p.ms * 1e-3 * ghz * 1e9) for p in PUBLISHED}
+    cycles = {p.backend: p.ms * 1e-3 * ghz * 1e9 * PUBLISHED_CORES for p in PUBLISHED}
+    ipc = {b: at640[b] / cycles[b] for b in cycles}
     common = math.exp(statistics.fmean(math.log(v) for v in ipc.values()))
-    error = {p.backend: (at640[p.backend] / (common * ghz * 1e6)) / p.ms - 1 for p in PUBLISHED}
+    error = {b: ipc[b] / common - 1 for b in ipc}
     ms = {p.backend: p.ms for p in PUBLISHED}
     ratio = (at640["onnxruntime"] / at640["ncnn"], ms["onnxruntime"] / ms["ncnn"])
-    basis = f"YOLO26n {imgsz} FP32 counts on the emulated A76, {threads} thread(s), busiest thread"
+    basis = f"one-thread YOLO26n {imgsz} FP32 counts on the emulated A76"
     if scale != 1:
-        basis += f", scaled x{scale:g} to the published 640 (the published runs use 4 threads)"
-    elif threads != 4:
-        basis += " (the published runs use 4 threads)"
+        basis += f", scaled x{scale:g} to the published 640"
     return Calibration(ghz, ipc, common, error, ratio, basis)
 
 
 def table(counts: list[Count], cal: Calibration | str, core: str) -> list[str]:
-    """Markdown rows for one core: engine x precision down, (imgsz, threads) across; M instructions and ms."""
-    mine = [c for c in counts if c.core == core]
+    """Markdown rows for one core: engine x precision down; per input size, M instructions (one thread) and
+    the estimated ms with 4 threads."""
+    mine = [c for c in counts if c.core == core and c.threads == 1]
     if not mine:
         return []
-    cols = sorted({(c.imgsz, c.threads) for c in mine})
+    sizes = sorted({c.imgsz for c in mine})
     rows = sorted({(c.backend, c.precision, c.setting) for c in mine})
-    by_key = {(c.backend, c.precision, c.setting, c.imgsz, c.threads): c for c in mine}
-    head = "| engine x precision | " + " | ".join(f"{s} {n}t: M instr / est. ms" for s, n in cols) + " |"
-    lines = [f"### {CORES[core].title}, {CORES[core].ghz:g} GHz", "", head, "|---" * (len(cols) + 1) + "|"]
+    by_key = {(c.backend, c.precision, c.setting, c.imgsz): c for c in mine}
+    head = "| engine x precision | " + " | ".join(f"{s}: M instr | {s}: est. ms" for s in sizes) + " |"
+    lines = [f"### {CORES[core].title}, {CORES[core].ghz:g} GHz", "", head, "|---" * (2 * len(sizes) + 1) + "|"]
+    scaled = False
     for backend, precision, setting in rows:
         cells = []
-        for s, n in cols:
-            c = by_key.get((backend, precision, setting, s, n))
+        for s in sizes:
+            c = by_key.get((backend, precision, setting, s))
+            mark = ""
             if c is None:
-                cells.append("")
+                c = _scaled(mine, backend, precision, setting, s)
+                mark = "~"
+                scaled |= c is not None
+            if c is None:
+                cells += ["", ""]
                 continue
-            cell = f"{c.instructions / 1e6:.1f}"
+            est = ""
             if isinstance(cal, Calibration):
                 ms, fitted = cal.ms(c)
-                cell += f" / {ms:.1f}" + ("" if fitted else "*")
-            if c.threads > 1 and c.active_threads < c.threads:
-                cell += f" ({c.active_threads} thr ran)"
-            cells.append(cell)
+                est = f"{mark}{ms:.1f}" + ("" if fitted else "*")
+            cells += [f"{mark}{c.instructions / 1e6:.1f}", est]
         lines.append(f"| {row_label(backend, precision, setting)} | " + " | ".join(cells) + " |")
-    if any(c.backend == "ncnn" and c.precision == "int8" for c in mine) is False:
-        lines.append("| NCNN INT8 | " + " | ".join("not offered" for _ in cols) + " |")
+    if not any(c.backend == "ncnn" and c.precision == "int8" for c in mine):
+        lines.append("| NCNN INT8 | " + " | ".join("not offered" for _ in range(2 * len(sizes))) + " |")
+    if scaled:
+        lines += ["", "~: not counted at this size; the count at the nearest counted size times the pixel ratio."]
     return lines
+
+
+def _scaled(counts: list[Count], backend: str, precision: str, setting: str, imgsz: int) -> Count | None:
+    """A stand-in for a missing count at `imgsz`: the same engine setting's count at the nearest counted size,
+    times the ratio of pixels (counts scale with the pixels: yolo26n 320 -> 640 took 3.9-4.1x on every engine
+    counted so far, LiteRT INT8 5.0x)."""
+    same = [c for c in counts if (c.backend, c.precision, c.setting) == (backend, precision, setting)]
+    if not same:
+        return None
+    near = min(same, key=lambda c: abs(math.log(c.imgsz / imgsz)))
+    factor = (imgsz / near.imgsz) ** 2
+    return dataclasses.replace(near, imgsz=imgsz, busiest=[round(n * factor) for n in near.busiest])
 
 
 def calibration_lines(cal: Calibration | str) -> list[str]:
     if isinstance(cal, str):
         return [cal]
+    measured, published = cal.ratio
+    off = measured / published - 1
     lines = [
-        f"Calibration ({cal.basis}), clock {cal.ghz:g} GHz:",
+        f"Calibration on {cal.basis}, clock {cal.ghz:g} GHz, 4 cores:",
         "",
-        "| engine setting | published Pi 5 ms | fitted IPC | one common IPC: estimate error |",
+        "| engine setting | published Pi 5 ms | fitted factor (instr / core / cycle) | vs the common factor |",
         "|---|---|---|---|",
     ]
     for p in PUBLISHED:
@@ -505,14 +533,21 @@ def calibration_lines(cal: Calibration | str) -> list[str]:
             f"| {row_label(p.backend, 'fp32', p.setting)} | {p.range_ms} | {cal.ipc[p.backend]:.2f} "
             f"| {cal.common_error[p.backend]:+.0%} |"
         )
-    measured, published = cal.ratio
     lines += [
         "",
-        f"ONNX Runtime : NCNN (fp16 arithmetic) in instructions {measured:.2f}, published {published:.2f} ms: "
-        f"{measured / published - 1:+.0%} ({'within' if abs(measured / published - 1) <= 0.25 else 'outside'} "
-        "25%). Counts alone overstate NCNN's lead; each engine's fitted IPC (instructions per cycle on its "
-        f"busiest thread) turns its counts into ms, and engines without a published figure (* above) use the "
-        f"common IPC {cal.common_ipc:.2f} (error of that: the column above). Figures not reproduced here: "
+        f"How well counts alone reproduce the published figures: ONNX Runtime : NCNN (fp16 arithmetic) is "
+        f"{measured:.2f} in instructions and {published:.2f} in published ms, {off:+.0%} "
+        f"({'within' if abs(off) <= 0.25 else 'outside'} 25%). "
+        + (
+            "Counts alone would do; "
+            if abs(off) <= 0.25
+            else "Counts alone overstate the gap between engines (they ignore how well each engine's kernels use "
+            "the core: IPC, memory stalls, 4-thread scaling), so "
+        )
+        + "each engine's own factor turns its counts into ms: with one common factor "
+        f"({cal.common_ipc:.2f}) the estimates of the published engines would be off by the last column. "
+        "Engines without a published figure (* in the tables: LiteRT) use the common factor; read their ms with "
+        "that spread. Figures not reproduced here: "
         + "; ".join(f"{name} {ms} ms ({src})" for name, ms, src in UNCOUNTED)
         + ".",
     ]
@@ -525,11 +560,16 @@ def report(counts: list[Count], command: str) -> str:
     lines = [
         "# Estimated Raspberry Pi latency: aarch64 instructions counted under emulation",
         "",
-        f"Generated {datetime.date.today().isoformat()} by `{command}`. An ESTIMATE, not a measurement on a Pi:",
-        "guest instructions per inference (busiest thread, median of the measured runs) of edgekit's own engines",
-        "under user-mode QEMU emulating each core, turned into ms with a per-engine IPC fitted on published",
-        "Raspberry Pi 5 figures. Counts ignore caches and memory stalls; the A72/A53 columns use the A76's IPC",
-        "at the device's clock, so they are lower bounds. Method: benchmarks/arm_estimate.py.",
+        f"Generated {datetime.date.today().isoformat()} by `{command}`.",
+        "",
+        "An ESTIMATE, not a measurement on a Pi. M instr: guest instructions per inference of edgekit's own",
+        "engine on one thread (median of the measured runs), counted under user-mode QEMU emulating the core",
+        "with the device's /proc/cpuinfo and CPU ID registers (so engines pick the kernels they pick there).",
+        "est. ms: the latency on the device's 4 cores, from the engine's factor fitted on published Raspberry",
+        "Pi 5 figures (below). Counts ignore caches and memory stalls. The A72/A53 ms use the A76's factors at",
+        "the device's clock: lower bounds. Counts with several guest threads are not used: a waiting thread",
+        "spins, and what it counts depends on the host's timing (ONNX Runtime, 320, 4 threads: the calling",
+        "thread counted 509 M, of which ~430 M waiting for the three workers' ~76 M each).",
         "",
     ]
     for core in CORES:
