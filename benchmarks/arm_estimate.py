@@ -432,6 +432,11 @@ class Calibration:
         return cycles / (CORES[count.core].ghz * 1e6), ipc is not None
 
 
+# how the counted models were made (named in the report)
+RECIPE = (
+    "edgekit convert tests/fixtures/families/yolo26n.pt --imgsz SIZE --topk runtime --to onnx,openvino,tflite,ncnn "
+    "--precision fp32,int8 --calib /tmp/calib"
+)
 PUBLISHED_CORES = 4  # the published Pi 5 runs use its 4 cores
 # the counts a calibration may rest on, best first: input size (one thread); the published figures are at 640
 BASES = (640, 320)
@@ -560,7 +565,10 @@ def report(counts: list[Count], command: str) -> str:
     lines = [
         "# Estimated Raspberry Pi latency: aarch64 instructions counted under emulation",
         "",
-        f"Generated {datetime.date.today().isoformat()} by `{command}`.",
+        f"Generated {datetime.date.today().isoformat()} by `{command}`. The models: `{RECIPE}` (SIZE 320 and",
+        "640; /tmp/calib: `python -c \"from edgekit.eval.procedural import write_dataset as w; w('/tmp/calib', "
+        "{'train': 64})\"`), counted by `nice -n 10 python benchmarks/arm_estimate.py MODEL_FOLDERS --cpus "
+        "a76,a72,a53 --threads 1 --record COUNTS.json` in the userland of `WITH_OPENVINO=1 scripts/arm64_userland.sh`.",
         "",
         "An ESTIMATE, not a measurement on a Pi. M instr: guest instructions per inference of edgekit's own",
         "engine on one thread (median of the measured runs), counted under user-mode QEMU emulating the core",
@@ -581,13 +589,19 @@ def report(counts: list[Count], command: str) -> str:
 
 
 def smoke() -> str:
-    """CI: parse the recorded plugin log and estimate from the recorded counts (no emulator)."""
-    totals, busiest, active = per_run(parse_marks(RECORDED_LOG.read_text()), runs=1)
+    """CI: parse the recorded plugin log (one emulated process, one engine setting after another) and estimate
+    from the recorded counts (no emulator)."""
+    marks = parse_marks(RECORDED_LOG.read_text())
+    lines = []
+    for setting in range(len({t // 1000 for t in marks})):
+        _, busiest, active = per_run(marks, 1, setting)
+        lines.append(
+            f"recorded plugin log, setting {setting}: {busiest[0] / 1e6:.1f} M instructions, {active} thread(s)"
+        )
     counts = load_counts(RECORDED)
     if not counts:
         raise SystemExit(f"{RECORDED}: no recorded counts")
-    out = report(counts, "python benchmarks/arm_estimate.py --smoke")
-    return f"recorded plugin log: runs {totals} instructions, busiest thread {busiest}, {active} threads\n" + out
+    return "\n".join(lines) + "\n" + report(counts, "python benchmarks/arm_estimate.py --smoke")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -597,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", default="a76", help=f"cores, comma-separated: {', '.join(CORES)}")
     parser.add_argument("--threads", default="1,4", help="thread counts, comma-separated")
     parser.add_argument("--precision", help="only artifacts of these precisions, comma-separated (default: all)")
+    parser.add_argument("--backends", help="only these engines, comma-separated, e.g. ncnn,litert (default: all)")
     parser.add_argument("--runs", type=int, default=1, help="counted inferences per job (after one warm-up)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per emulated job")
     parser.add_argument("--record", type=Path, help="JSON file the counts are appended to (and resumed from)")
@@ -629,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [j for folder in args.models for j in jobs_for(folder, cores, threads) if j.key not in done]
         if args.precision:
             jobs = [j for j in jobs if j.precision in args.precision.split(",")]
+        if args.backends:
+            jobs = [j for j in jobs if j.backend in args.backends.split(",")]
         groups: dict[tuple, list[Job]] = {}
         for job in sorted(jobs, key=lambda j: (cores.index(j.core), threads.index(j.threads), j.imgsz, j.rank)):
             groups.setdefault((job.path, job.core, job.threads), []).append(job)
@@ -637,7 +654,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.logs:
                 args.logs.mkdir(parents=True, exist_ok=True)
                 first = group[0]
-                log = args.logs / f"{Path(first.path).name}-{first.core}-{first.threads}t.log"
+                log = (
+                    args.logs / f"{first.model}-{first.imgsz}-{Path(first.path).name}-{first.core}-{first.threads}t.log"
+                )
             for job, result in zip(group, userland.count(group, args.runs, args.timeout, log)):
                 label = row_label(job.backend, job.precision, job.setting)
                 name = f"[{i}/{len(groups)}] {job.model} {job.imgsz} {label}"
