@@ -122,10 +122,6 @@ class Job:
     threads: int
 
     @property
-    def key(self) -> tuple:
-        return (self.model, self.imgsz, self.backend, self.precision, self.setting, self.core, self.threads)
-
-    @property
     def rank(self) -> tuple:
         """Order within a core, thread count and size: FP32 first (the calibration needs it), then by file."""
         return (self.precision != "fp32", self.path)
@@ -147,17 +143,14 @@ class Count:
     active_threads: int
 
     @property
-    def key(self) -> tuple:
-        return (self.model, self.imgsz, self.backend, self.precision, self.setting, self.core, self.threads)
-
-    @property
     def instructions(self) -> float:
         """The latency-relevant count: the median run's busiest guest thread (the critical path)."""
         return float(statistics.median(self.busiest))
 
-    @property
-    def label(self) -> str:
-        return row_label(self.backend, self.precision, self.setting)
+
+def identity(item: Job | Count) -> tuple:
+    """What one count is of: model, input size, engine setting, core and threads (Count's leading fields)."""
+    return (item.model, item.imgsz, item.backend, item.precision, item.setting, item.core, item.threads)
 
 
 def row_label(backend: str, precision: str, setting: str) -> str:
@@ -344,8 +337,7 @@ class Userland:
             except ValueError:
                 results.append(words)
                 continue
-            results.append(Count(j.model, j.imgsz, j.backend, j.precision, j.setting, j.core, j.threads,
-                                 totals, busiest, active))  # fmt: skip
+            results.append(Count(*identity(j), totals, busiest, active))
         return results
 
 
@@ -636,12 +628,12 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(userland, str):
             print(f"arm_estimate: skipped: {userland}")
             return 0
-        done = {c.key for c in counts}
+        done = {identity(c) for c in counts}
         cores = [c.strip() for c in args.cpus.split(",")]
         if unknown := [c for c in cores if c not in CORES]:
             parser.error(f"unknown core {unknown[0]} (known: {', '.join(CORES)})")
         threads = [int(n) for n in args.threads.split(",")]
-        jobs = [j for folder in args.models for j in jobs_for(folder, cores, threads) if j.key not in done]
+        jobs = [j for folder in args.models for j in jobs_for(folder, cores, threads) if identity(j) not in done]
         if args.precision:
             jobs = [j for j in jobs if j.precision in args.precision.split(",")]
         if args.backends:

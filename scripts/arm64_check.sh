@@ -9,17 +9,11 @@
 #
 # Recipe and pitfalls: see the README section "On the device" (aarch64).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-REPO=$(pwd)
-WORK=${1:-/tmp/edgekit-arm64}
-ROOTFS=$WORK/rootfs
-SITE=$WORK/site
+# the userland (sourced: it sets REPO, WORK, ROOTFS, SITE, PYTHON and enters the repository)
+. "$(dirname "$0")/arm64_userland.sh" "${1:-/tmp/edgekit-arm64}"
 MODELS=$WORK/models
-PYTHON=${PYTHON:-python3}
 export QEMU_CPU=${QEMU_CPU:-cortex-a76}   # Pi 5; cortex-a72 for a Pi 4 ("max" exposes SVE: spurious numpy warnings)
-mkdir -p "$WORK" "$MODELS"
-
-scripts/arm64_userland.sh "$WORK"
+mkdir -p "$MODELS"
 
 echo "== models, converted here"
 cp edgekit/assets/shapes.onnx "$MODELS/shapes.onnx"
