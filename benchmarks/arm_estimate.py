@@ -429,6 +429,7 @@ RECIPE = (
     "edgekit convert tests/fixtures/families/yolo26n.pt --imgsz SIZE --topk runtime --to onnx,openvino,tflite,ncnn "
     "--precision fp32,int8 --calib /tmp/calib"
 )
+SLOW_PATH = 10  # a file counted at over this many times its engine's FP32 count is flagged in the tables
 PUBLISHED_CORES = 4  # the published Pi 5 runs use its 4 cores
 # the counts a calibration may rest on, best first: input size (one thread); the published figures are at 640
 BASES = (640, 320)
@@ -476,7 +477,7 @@ def table(counts: list[Count], cal: Calibration | str, core: str) -> list[str]:
     by_key = {(c.backend, c.precision, c.setting, c.imgsz): c for c in mine}
     head = "| engine x precision | " + " | ".join(f"{s}: M instr | {s}: est. ms" for s in sizes) + " |"
     lines = [f"### {CORES[core].title}, {CORES[core].ghz:g} GHz", "", head, "|---" * (2 * len(sizes) + 1) + "|"]
-    scaled = False
+    scaled = slow = False
     for backend, precision, setting in rows:
         cells = []
         for s in sizes:
@@ -493,12 +494,18 @@ def table(counts: list[Count], cal: Calibration | str, core: str) -> list[str]:
             if isinstance(cal, Calibration):
                 ms, fitted = cal.ms(c)
                 est = f"{mark}{ms:.1f}" + ("" if fitted else "*")
+            fp32 = by_key.get((backend, "fp32", setting, s))
+            if fp32 is not None and c.instructions > SLOW_PATH * fp32.instructions:
+                est += " !"
+                slow = True
             cells += [f"{mark}{c.instructions / 1e6:.1f}", est]
         lines.append(f"| {row_label(backend, precision, setting)} | " + " | ".join(cells) + " |")
     if not any(c.backend == "ncnn" and c.precision == "int8" for c in mine):
         lines.append("| NCNN INT8 | " + " | ".join("not offered" for _ in range(2 * len(sizes))) + " |")
     if scaled:
         lines += ["", "~: not counted at this size; the count at the nearest counted size times the pixel ratio."]
+    if slow:
+        lines += ["", f"!: over {SLOW_PATH}x the same engine's FP32 count: no fast path for this file on this core."]
     return lines
 
 

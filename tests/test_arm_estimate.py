@@ -86,6 +86,15 @@ def test_table_scales_a_size_not_counted_from_the_nearest_one():
     assert any(line.startswith("| NCNN INT8 | not offered") for line in lines)
 
 
+def test_table_flags_a_file_far_slower_than_its_engines_fp32():
+    found = counts()
+    slow = arm.Count("yolo26n", 640, "onnxruntime", "int8", "", "a76", 1, [1], [int(2.1e10)], 1)  # 10.5x FP32
+    lines = arm.table([*found, slow], arm.calibrate(found), "a76")
+    assert next(line for line in lines if line.startswith("| ONNX Runtime INT8 |")).endswith(" ! |")
+    assert not any(" ! |" in line for line in lines if not line.startswith("| ONNX Runtime INT8 |"))
+    assert lines[-1].startswith("!: over 10x the same engine's FP32 count")
+
+
 def test_smoke_mode_needs_no_emulator():
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "arm_estimate.py"), "--smoke"], capture_output=True, text=True
