@@ -1,59 +1,19 @@
 #!/usr/bin/env bash
 # The thin runtime on aarch64: install numpy, onnxruntime, ai-edge-litert, ncnn, opencv-python-headless, tqdm
-# and edgekit itself (no torch) into an emulated Debian bookworm arm64 userland, run `edgekit predict` and
-# `edgekit profile` there on ONNX, TFLite and NCNN models converted on this machine, and check that the detections
-# equal the x86 run's. Timings under emulation say nothing about a real Pi; answers and installability do.
+# and edgekit itself (no torch) into an emulated Debian bookworm arm64 userland (scripts/arm64_userland.sh),
+# run `edgekit predict` and `edgekit profile` there on ONNX, TFLite and NCNN models converted on this machine,
+# and check that the detections equal the x86 run's. Timings under emulation say nothing about a real Pi; answers and installability do.
 #
 #   sudo apt-get install -y qemu-user-static debootstrap     # once
 #   scripts/arm64_check.sh [WORKDIR]                          # default /tmp/edgekit-arm64; ~10 min the first time
 #
 # Recipe and pitfalls: docs/contributing/aarch64.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-REPO=$(pwd)
-WORK=${1:-/tmp/edgekit-arm64}
-ROOTFS=$WORK/rootfs
-SITE=$WORK/site
-WHEELS=$WORK/wheels
+# the userland (sourced: it sets REPO, WORK, ROOTFS, SITE, PYTHON and enters the repository)
+. "$(dirname "$0")/arm64_userland.sh" "${1:-/tmp/edgekit-arm64}"
 MODELS=$WORK/models
-PYTHON=${PYTHON:-python3}
 export QEMU_CPU=${QEMU_CPU:-cortex-a76}   # Pi 5; cortex-a72 for a Pi 4 ("max" exposes SVE: spurious numpy warnings)
-mkdir -p "$WORK" "$MODELS"
-
-if [ ! -x "$ROOTFS/usr/bin/python3.11" ]; then
-    echo "== debootstrap (first stage) of bookworm arm64 into $ROOTFS"
-    debootstrap --arch=arm64 --foreign --variant=minbase \
-        --include=python3.11,python3.11-venv,libstdc++6,libgomp1,ca-certificates bookworm "$ROOTFS" >/dev/null
-    # the first stage fetches the packages (those debootstrap/base lists) without unpacking them
-    for deb in "$ROOTFS"/var/cache/apt/archives/*.deb; do
-        dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$ROOTFS" --keep-directory-symlink
-    done
-fi
-# onnxruntime crashes on import if it reads the host's x86 /proc/cpuinfo: qemu -L serves this Pi 5 one instead
-rm -rf "$ROOTFS/proc" && mkdir -p "$ROOTFS/proc"
-cp tests/fixtures/devices/rpi5/proc/cpuinfo "$ROOTFS/proc/cpuinfo"
-
-if [ ! -d "$SITE/onnxruntime" ]; then
-    echo "== aarch64 wheels (the ones a Pi picks) into $SITE"
-    PLATFORMS=(--platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64)
-    "$PYTHON" -m pip download --quiet --only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 \
-        --implementation cp -d "$WHEELS" "numpy<2.4" onnxruntime opencv-python-headless ai-edge-litert tqdm
-    "$PYTHON" -m pip install --quiet --no-deps --only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 \
-        --implementation cp --target "$SITE" "$WHEELS"/*.whl
-fi
-if [ ! -d "$SITE/ncnn" ]; then
-    echo "== the ncnn aarch64 wheel into $SITE"
-    PLATFORMS=(--platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64)
-    "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 \
-        --implementation cp -d "$WHEELS" ncnn
-    "$PYTHON" -m pip install --quiet --no-deps --only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 \
-        --implementation cp --target "$SITE" "$WHEELS"/ncnn-*.whl
-fi
-echo "== edgekit itself (pure Python) into $SITE"
-rm -rf "$SITE"/edgekit "$SITE"/edgekit-*.dist-info
-"$PYTHON" -m pip install --quiet --no-deps --target "$SITE" "$REPO"
-if [ -d "$SITE/torch" ]; then echo "torch was installed: the thin runtime must not need it" >&2; exit 1; fi
-du -sm "$SITE" | awk '{print "   installed: " $1 " MB (numpy, onnxruntime, ai-edge-litert, ncnn, opencv-python-headless, tqdm, edgekit)"}'
+mkdir -p "$MODELS"
 
 echo "== models, converted here"
 cp edgekit/assets/shapes.onnx "$MODELS/shapes.onnx"

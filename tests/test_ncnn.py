@@ -137,7 +137,7 @@ def test_param_io_and_rename():
 
 @pytest.mark.convert
 def test_failed_ncnn_targets_leave_nothing_and_spare_the_others(checkpoints, tmp_path):
-    results = convert_many(checkpoints["yolo26"], "onnx,ncnn", "fp32", IMGSZ, tmp_path)  # top-k in the graph
+    results = convert_many(checkpoints["yolo26"], "onnx,ncnn", "fp32", IMGSZ, tmp_path, topk="graph")  # asked for
     assert [r.ok for r in results] == [True, False]
     assert "--topk runtime" in results[1].error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["yolo26n.onnx"]

@@ -165,6 +165,19 @@ def test_cli_convert_and_predict(yolo26n, tmp_path):
 
 
 @pytest.mark.convert
+def test_ncnn_gets_the_runtime_topk_form_by_default(yolo26n, tmp_path, capsys):
+    from edgekit.cli import main
+
+    code = main(["convert", str(yolo26n), "--to", "ncnn", "--imgsz", "160", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    said = [line for line in out.splitlines() if "in-graph top-k" in line]
+    assert len(said) == 1 and said[0].startswith("top-k    ncnn cannot hold yolo26n's") and "every" not in said[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["yolo26n-topk_ncnn"]
+    assert edgekit.load(tmp_path / "yolo26n-topk_ncnn").meta.decode.method == "topk"
+
+
+@pytest.mark.convert
 def test_ultralytics_yolov9t(tmp_path):
     assert count_params(to_deploy(U.build("yolov9t").eval(), "o2m")[0]) / 1e6 == pytest.approx(2.094, rel=5e-3)
     model = random_ultralytics("yolov9t", nc=4)

@@ -32,6 +32,7 @@ from edgekit.converters.calibration import calibration_images
 from edgekit.converters.context import ExportContext
 from edgekit.converters.families import open_source
 from edgekit.converters.options import ConvertOptions
+from edgekit.converters.source import SourceModel
 from edgekit.converters.source_detector import artifact_meta
 from edgekit.converters.verify import Verification
 from edgekit.errors import EdgekitError, first_line
@@ -107,6 +108,24 @@ def verification_images(renders: int = 2, noise: int = 1) -> list[np.ndarray]:
     return images
 
 
+def _open(spec: str | Path, options: ConvertOptions, phone: bool) -> SourceModel:
+    """Open the source of a conversion. An end-to-end head with its top-k in the graph becomes per-anchor boxes +
+    scores (top-k in the runtime) when a requested format cannot hold the in-graph top-k (``Backend.graph_topk``
+    False, e.g. NCNN), for every format of the conversion and with one line saying so, and for the phone file
+    (MediaPipe's op takes per-anchor outputs). An explicit ``--topk`` is kept as given."""
+    without = [f for f in options.formats if not BACKENDS[f].graph_topk]
+    if options.source.topk is not None or not (phone or without):
+        return open_source(spec, options.source, options.names)
+    source = open_source(spec, replace(options.source, per_anchor=True), options.names)
+    if without and source.tag == "topk":
+        every = " for every format" if len(without) < len(options.formats) else ""
+        log.info(
+            f"top-k    {', '.join(without)} cannot hold {source.variant}'s in-graph top-k: writing the runtime top-k "
+            f"form{every} (boxes + scores; the runtime does the same top-k; --topk graph to refuse)"
+        )
+    return source
+
+
 def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None, **flat) -> list[TargetResult]:
     """Convert once, then write and verify every format x precision; a failed target does not stop the
     others. Returns one result per target (check ``ok``).
@@ -126,8 +145,7 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
     phone = options.backend("tflite").phone
     if phone and options.formats != ["tflite"]:
         raise EdgekitError("--phone makes a TFLite file for MediaPipe: use it with --to tflite alone")
-    source_options = replace(options.source, per_anchor=True) if phone else options.source
-    source = open_source(spec, source_options, options.names)
+    source = _open(spec, options, phone)
     if phone and source.outputs.kind != "boxes_scores":
         raise EdgekitError(
             f"--phone needs a model with boxes and scores outputs; {source.variant} gives {source.outputs.kind}"

@@ -35,6 +35,7 @@ class Backend(ABC):
     suffix: ClassVar[str] = ""  # file suffix, or folder suffix for directory artifacts
     directory: ClassVar[bool] = False  # the artifact is a folder
     precisions: ClassVar[tuple[str, ...]] = PRECISIONS  # what it offers; others are skipped in multi-precision runs
+    graph_topk: ClassVar[bool] = True  # holds an end-to-end model's in-graph top-k (TopK and gather layers)
     Options: ClassVar[type] = NoOptions
 
     def __init__(self, ctx: ExportContext, options: object | None = None):

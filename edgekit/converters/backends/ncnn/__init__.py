@@ -86,6 +86,7 @@ class NCNNBackend(Backend):
     suffix = "_ncnn"
     directory = True
     precisions = ("fp32", "fp16", "int8")
+    graph_topk = False  # pnnx has no TopK or gather layers: end-to-end heads get their top-k in the runtime
 
     def torchscript(self) -> Path:
         """The deploy module (made NCNN-ready) traced to TorchScript, pnnx's input (made once)."""
