@@ -500,8 +500,6 @@ def table(counts: list[Count], cal: Calibration | str, core: str) -> list[str]:
                 slow = True
             cells += [f"{mark}{c.instructions / 1e6:.1f}", est]
         lines.append(f"| {row_label(backend, precision, setting)} | " + " | ".join(cells) + " |")
-    if not any(c.backend == "ncnn" and c.precision == "int8" for c in mine):
-        lines.append("| NCNN INT8 | " + " | ".join("not offered" for _ in range(2 * len(sizes))) + " |")
     if scaled:
         lines += ["", "~: not counted at this size; the count at the nearest counted size times the pixel ratio."]
     if slow:

@@ -66,11 +66,25 @@ def test_every_profile_gives_a_reason_for_every_choice():
     assert profiles.get_profile("rpi-zero-2w").memory_mb == 512
 
 
+def test_no_profile_recommends_what_the_backends_do_not_offer():
+    """Every format x precision a profile's plan writes is in the backend table (a format's `precisions`), and
+    OpenVINO is never an ARM device's INT8 choice (its ARM plugin runs INT8 as FP16 at best)."""
+    from edgekit.converters.backends import BACKENDS
+
+    for profile in profiles.PROFILES.values():
+        plan = profiles.convert_plan(profile, have_calibration=True)
+        written = {(f, p) for f in plan.formats for p in plan.precisions}
+        assert all(p in BACKENDS[f].precisions for f, p in written), (profile.name, written)
+        assert profile.format in BACKENDS and profile.precisions.value[0] in BACKENDS[profile.format].precisions
+        if profile.arch == "aarch64":
+            assert ("openvino", "int8") not in written, profile.name
+
+
 def test_convert_plan_follows_the_profile():
     plan = profiles.convert_plan(profiles.get_profile("rpi5"), have_calibration=True)
-    assert (plan.formats, plan.precisions, plan.imgsz) == (["ncnn", "openvino"], ["int8", "fp32"], 640)
+    assert (plan.formats, plan.precisions, plan.imgsz) == (["tflite", "ncnn"], ["int8", "fp32"], 640)
     plan = profiles.convert_plan(profiles.get_profile("rpi-zero-2w"), have_calibration=False)
-    assert (plan.formats, plan.precisions, plan.imgsz) == (["tflite", "ncnn"], ["fp32"], 320)
+    assert (plan.formats, plan.precisions, plan.imgsz) == (["tflite", "onnx"], ["fp32"], 320)
     assert any("--calib" in note for note in plan.notes)
     assert profiles.convert_plan(profiles.get_profile("rpi4"), False, formats="onnx").formats == ["onnx"]
 
@@ -83,8 +97,8 @@ def test_convert_targets_merge_the_user_the_profile_and_the_defaults():
 
     assert merged(None) == ("onnx", "fp32", None, 0)  # no profile: the verb's defaults, the size left open
     assert merged(None, "tflite", "fp16", [320]) == ("tflite", "fp16", [320], 0)
-    assert merged("rpi5", calib=True) == ("ncnn,openvino", "int8,fp32", [640], 3)
-    assert merged("rpi-zero-2w") == ("tflite,ncnn", "fp32", [320], 3)  # INT8 dropped: no calibration images
+    assert merged("rpi5", calib=True) == ("tflite,ncnn", "int8,fp32", [640], 3)
+    assert merged("rpi-zero-2w") == ("tflite,onnx", "fp32", [320], 3)  # INT8 dropped: no calibration images
     assert merged("rpi5", "onnx", "fp16", [256, 320], calib=True) == ("onnx", "fp16", [256, 320], 2)
 
 
@@ -105,7 +119,8 @@ def test_devices_verb(capsys):
     assert all(name in out for name in profiles.PROFILES) and "this machine:" in out
     assert main(["devices", "rpi5", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["profiles"][0]["name"] == "rpi5" and doc["profiles"][0]["formats"]["value"][0] == "ncnn"
+    rpi5 = doc["profiles"][0]
+    assert rpi5["name"] == "rpi5" and rpi5["formats"]["value"] == list(profiles.get_profile("rpi5").formats.value)
     assert doc["detected"]["cores"] >= 1
 
 

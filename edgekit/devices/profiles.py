@@ -71,22 +71,30 @@ def register(profile: DeviceProfile) -> DeviceProfile:
     return profile
 
 
+ESTIMATE = "benchmarks/arm_estimate.md"  # aarch64 instructions counted under emulation, calibrated on published Pi 5 ms
+OPENVINO_ON_ARM = ("OpenVINO's ARM plugin runs INT8 files as FP16 at best (its maintainers, "
+                   "openvinotoolkit/openvino_build_deploy#440; counted here: no fast path at all), so it is never "
+                   "the INT8 choice on a Pi")
+
 register(DeviceProfile(
     name="rpi5",
     title="Raspberry Pi 5 (BCM2712, 4x Cortex-A76 2.4 GHz)",
     arch="aarch64",
     cores=4,
     memory_mb=4096,
-    formats=Choice(("ncnn", "openvino", "onnx", "tflite"),
-                   "NCNN, then OpenVINO's ARM plugin, are the fastest general runtimes on the A76 in Ultralytics' "
-                   "published Pi 5 figures (YOLO26n 640 FP32: NCNN 67.7 ms, OpenVINO 70.7, ONNX Runtime 130, "
-                   "TFLite 251; not measured by edgekit on a Pi); NCNN has no INT8 here, OpenVINO carries it"),
+    formats=Choice(("tflite", "ncnn", "onnx", "openvino"),
+                   f"estimated on an emulated Cortex-A76 ({ESTIMATE}; not measured on a Pi), YOLO26n 640 INT8: "
+                   "LiteRT (XNNPACK's dot-product kernels) ~36 ms, NCNN INT8 (written by edgekit) 57 with fp16 "
+                   "arithmetic in its float layers, 76 without, ONNX Runtime 60; FP32: NCNN with fp16 arithmetic 67 "
+                   "(the published 67.2), OpenVINO f16 71, ONNX Runtime 127. LiteRT's factor is not calibrated on "
+                   "a published figure: read it as +-40%"),
     precisions=Choice(("int8", "fp32"),
-                      "the A76 has dot-product (SDOT) instructions, so INT8 convolutions are the big speed-up; "
-                      "FP16 saves size only"),
+                      "the A76 has dot-product (SDOT) instructions: INT8 executes 0.3-0.5x the instructions of "
+                      "FP32 in every engine that has int8 kernels for it; FP16 files save size only"),
     threads=Choice(4, "four cores without SMT: one inference thread per core"),
     imgsz=Choice(640, "the A76 keeps a t/n model at several FPS at 640; drop to 320 for real-time tracking"),
-    notes=("active cooling recommended: without it the SoC throttles from 80 C (edgekit profile shows it)",),
+    notes=("active cooling recommended: without it the SoC throttles from 80 C (edgekit profile shows it)",
+           OPENVINO_ON_ARM),
 ))
 register(DeviceProfile(
     name="rpi4",
@@ -94,15 +102,16 @@ register(DeviceProfile(
     arch="aarch64",
     cores=4,
     memory_mb=4096,
-    formats=Choice(("ncnn", "onnx", "tflite", "openvino"),
-                   "NCNN leads the published Pi 5 figures (YOLO26n 67.7 ms vs ONNX Runtime 130) with the same NEON "
-                   "kernels the A72 runs (a Pi 4 is not measured); ONNX Runtime carries the INT8 files"),
+    formats=Choice(("tflite", "onnx", "ncnn"),
+                   f"estimated on an emulated Cortex-A72 ({ESTIMATE}; not measured on a Pi), YOLO26n 320 INT8: "
+                   "LiteRT 30 ms (factor not calibrated on a published figure: +-40%), ONNX Runtime 36; NCNN 42 in "
+                   "FP32 (the A72 has no FP16 arithmetic, so NCNN's fp16 path does not help here)"),
     precisions=Choice(("int8", "fp32"),
                       "INT8 NEON kernels move a quarter of the bytes through the A72's small caches; FP16 has no "
                       "arithmetic on the A72"),
     threads=Choice(4, "four cores without SMT: one inference thread per core"),
     imgsz=Choice(320, "a quarter of the work of 640: users report 400-700 ms per frame at 640 on a Pi 4"),
-    notes=("use a 64-bit OS: the aarch64 wheels are the ones built and tested",),
+    notes=("use a 64-bit OS: the aarch64 wheels are the ones built and tested", OPENVINO_ON_ARM),
 ))
 register(DeviceProfile(
     name="rpi-zero-2w",
@@ -110,9 +119,10 @@ register(DeviceProfile(
     arch="aarch64",
     cores=4,
     memory_mb=512,
-    formats=Choice(("tflite", "ncnn", "onnx"),
-                   "LiteRT (XNNPACK) has the smallest install and working set, which matters with 512 MB of RAM; "
-                   "NCNN is the light alternative for FP32/FP16"),
+    formats=Choice(("tflite", "onnx", "ncnn"),
+                   f"LiteRT (XNNPACK) has the smallest install and working set, which matters more than speed with "
+                   f"512 MB of RAM: estimated on an emulated Cortex-A53 ({ESTIMATE}), YOLO26n 320 INT8, LiteRT 68 ms "
+                   "(uncalibrated factor) and ONNX Runtime 65 are level; NCNN FP32 130"),
     precisions=Choice(("int8", "fp32"),
                       "full-integer INT8 is about 4x smaller in memory and the fastest path on the in-order A53"),
     threads=Choice(3, "leave one of the four cores to camera capture and the OS"),
