@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the Ul
 import edgekit
 from edgekit import assets
 from edgekit.converters.convert import convert
+from edgekit.images import read_image
 from edgekit.runtimes.decode import decode_topk
 
 from checkpoints import random_ultralytics, write_ultralytics_checkpoint
@@ -116,7 +117,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = random_ultralytics("yolo26n")
-        image = edgekit.devices.read_image(assets.shapes_image())
+        image = read_image(assets.shapes_image())
         calibrate_scores(model, image, args.imgsz)
         ckpt = write_ultralytics_checkpoint(model, tmp / "yolo26n.pt")
         modes = {

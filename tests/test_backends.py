@@ -14,6 +14,7 @@ from edgekit.converters.convert import convert_many
 from edgekit.converters.verify import detection_rows, match_rows
 from edgekit.errors import EdgekitError
 from edgekit.eval.synthetic import write_yolo_dataset
+from edgekit.images import read_image
 from edgekit.runtimes.litert import LiteRTEngine
 
 from blocked import run_cli
@@ -69,7 +70,7 @@ def test_same_detections_on_every_engine(fp32_artifacts, family):
         "tflite": "litert",
         "ncnn": "ncnn",
     }
-    image = edgekit.devices.read_image(assets.shapes_image())
+    image = read_image(assets.shapes_image())
 
     def raw(detector):  # the network outputs for the same preprocessed image
         from edgekit.runtimes.preprocess import preprocess
