@@ -8,7 +8,8 @@ import pytest
 
 from edgekit import assets
 
-PREFIXES = ("source ", "deploy ", "writing ", "verify ", "wrote ", "format ", "tflite ", "openvino ")
+PREFIXES = ("source ", "imgsz ", "head ", "top-k ", "deploy ", "writing ", "verify ", "wrote ", "format ", "tflite ",
+            "openvino ")
 
 
 def run(*args):
