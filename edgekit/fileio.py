@@ -56,6 +56,14 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
     return Path(target)
 
 
+def size_bytes(path: str | os.PathLike) -> int:
+    """The size of a file, or of every file under a folder (an OpenVINO IR or NCNN artifact), in bytes."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file (or of every file under a directory, in sorted order)."""
     path = Path(path)

@@ -36,7 +36,7 @@ from edgekit.converters.source import SourceModel
 from edgekit.converters.source_detector import artifact_meta
 from edgekit.converters.verify import Verification
 from edgekit.errors import EdgekitError, first_line
-from edgekit.fileio import atomic_path, check_output_folder
+from edgekit.fileio import atomic_path, check_output_folder, size_bytes
 from edgekit.logs import get_logger
 from edgekit.meta import ModelMeta
 from edgekit.models.facts import count_params
@@ -323,12 +323,6 @@ def convert(
     return result
 
 
-def _size(path: Path) -> float:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
-    return path.stat().st_size / 1e6
-
-
 def export_target(
     ctx: ExportContext, fmt: str, precision: str, out_dir: Path, stem: str, interrupts: Interrupts | None = None
 ) -> TargetResult:
@@ -361,7 +355,7 @@ def export_target(
             backend.set_metadata(tmp, replace(meta, verification=verification.as_dict()))
             interrupts.check()
         result.path = target
-        result.size_mb = _size(target)
+        result.size_mb = size_bytes(target) / 1e6
         result.verification = verification
     except EdgekitError as exc:
         interrupts.check()  # a backend may turn the KeyboardInterrupt of a Ctrl-C into its own error

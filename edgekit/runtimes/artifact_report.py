@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import MetadataError
-from edgekit.fileio import sha256_file
+from edgekit.fileio import sha256_file, size_bytes
 from edgekit.runtimes.detector import read_meta
 from edgekit.runtimes.engine import open_engine
 
@@ -23,7 +23,7 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     engine = open_engine(path)
-    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    size = size_bytes(path)
     report: dict[str, Any] = {
         "file": str(path),
         "format": path.suffix.lstrip(".") or engine.backend,

@@ -112,9 +112,9 @@ def _nms_on(boxes, score, cls, iou, max_det, agnostic, max_candidates) -> Detect
     if len(score) > max_candidates:
         top = np.argpartition(-score, max_candidates)[:max_candidates]
         boxes, score, cls = boxes[top], score[top], cls[top]
-    found = Detections(boxes, score, cls)
     if not len(score):
         return Detections.empty()
+    found = Detections(boxes, score, cls)
     return found[nms(found.xyxy, score, iou, None if agnostic else cls, limit=max_det)]
 
 

@@ -231,7 +231,7 @@ def read_meta(
             image_size(imgsz),
             names,
         )
-    elif imgsz is not None and tuple(image_size(imgsz)) != tuple(found.imgsz):
+    elif imgsz is not None and image_size(imgsz) != tuple(found.imgsz):
         dims = image.shape[2:4] if found.input.layout == "NCHW" else image.shape[1:3]
         if all(_fixed(d) for d in dims):
             raise EdgekitError(
