@@ -35,8 +35,9 @@ TARGET_MS = 5.0
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(ROOT / "tests" / "fixtures" / "families" / "yolo26n.pt"), help="trained checkpoint")
-    parser.add_argument("--data", default=str(ROOT / "tests" / "fixtures" / "families" / "scenes" / "data.yaml"), help="its val images")
+    fixtures = ROOT / "tests" / "fixtures" / "families"
+    parser.add_argument("--model", default=str(fixtures / "yolo26n.pt"), help="trained checkpoint")
+    parser.add_argument("--data", default=str(fixtures / "scenes" / "data.yaml"), help="its val images")
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=50)
     args = parser.parse_args()
