@@ -581,8 +581,27 @@ def report(counts: list[Count], command: str) -> str:
         rows = table(counts, cal, core)
         if rows:
             lines += rows + [""]
-    lines += calibration_lines(cal)
+    lines += calibration_lines(cal) + fp16_file_lines(counts)
     return "\n".join(lines) + "\n"
+
+
+def fp16_file_lines(counts: list[Count]) -> list[str]:
+    """A note per engine whose FP16 file counts within 2% of its FP32 file at the same size and core: the
+    engine computes FP16 weights in FP32 arithmetic, so an FP16 figure published for it cannot calibrate it."""
+    found = {identity(c): c for c in counts}
+    notes = []
+    for c in counts:
+        if c.precision != "fp16" or c.setting:
+            continue
+        fp32 = found.get((c.model, c.imgsz, c.backend, "fp32", "", c.core, c.threads))
+        if fp32 is not None and abs(c.instructions / fp32.instructions - 1) <= 0.02:
+            notes.append(
+                f"{ENGINE_TITLES.get(c.backend, c.backend)}: the FP16 file counts {c.instructions / 1e6:.1f} M on "
+                f"the {c.core} at {c.imgsz}, as its FP32 file ({fp32.instructions / 1e6:.1f} M): edgekit's engine "
+                "runs FP16 weights in FP32 arithmetic there, so no FP16 figure (such as Arm's XNNPACK FP16 runtime "
+                "above) can calibrate it."
+            )
+    return ["", *notes] if notes else []
 
 
 def smoke() -> str:

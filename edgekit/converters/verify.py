@@ -24,21 +24,7 @@ from edgekit.eval.settings import VAL
 from edgekit.meta import ModelMeta
 from edgekit.runtimes.decode import decode_nms, decode_outputs
 from edgekit.runtimes.preprocess import dequantize, preprocess
-
-FP32_TOLERANCE = {
-    "boxes": 1e-3,
-    "scores": 1e-4,
-    "detections_boxes": 1e-3,
-    "detections_scores": 1e-4,
-    "topk_unmatched": 0,
-}
-FP16_TOLERANCE = {
-    "boxes": 1e-2,
-    "scores": 1e-2,
-    "detections_boxes": 1e-2,
-    "detections_scores": 1e-2,
-    "topk_unmatched": 0,
-}
+from edgekit.tolerances import FP16_TOLERANCE, FP32_TOLERANCE
 
 
 @dataclass
