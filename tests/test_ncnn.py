@@ -3,6 +3,8 @@ written by edgekit in NCNN's int8 form, its engine, what it refuses, and one-lin
 pnnx. FP32 agreement with every other engine is in test_backends.test_same_detections_on_every_engine."""
 
 import json
+import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +24,9 @@ from edgekit.errors import EdgekitError
 from edgekit.eval import synthetic
 from edgekit.images import read_image
 from edgekit.models.damo_blocks import Focus
+from edgekit.runtimes.fp16_check import check_fp16
 from edgekit.runtimes.ncnn import NCNNEngine, param_io, param_layers
+from edgekit.tolerances import FP16_TOLERANCE, FP32_TOLERANCE
 
 from checkpoints import (
     random_damo,
@@ -89,6 +93,63 @@ def test_metadata_json_blob_names_and_fp16_weights(checkpoints, tmp_path):
     assert edgekit.load(fp32 / "model.param").meta == edgekit.load(fp32).meta
     ratio = (fp16 / "model.bin").stat().st_size / (fp32 / "model.bin").stat().st_size
     assert 0.45 < ratio < 0.55, ratio  # float16 weights
+
+
+@pytest.mark.convert
+def test_fp16_check_holds_an_fp16_form_to_fp16_tolerance(checkpoints, tmp_path):
+    fp32, fp16 = (r.path for r in convert_many(checkpoints["yolov9"], "ncnn", "fp32,fp16", IMGSZ, tmp_path))
+    x = {"images": np.random.default_rng(1).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)}
+    exact, half = NCNNEngine(fp32), NCNNEngine(fp16)  # FP16 weights: the numbers FP16 storage gives
+    check = check_fp16(lambda: exact.run(x), lambda: half.run(x))
+    assert check.passed and check.tolerance == {"boxes": FP16_TOLERANCE["boxes"], "scores": FP16_TOLERANCE["scores"]}
+    assert 0 < check.max_abs["scores"] <= FP16_TOLERANCE["scores"], check.max_abs
+    strict = check_fp16(lambda: exact.run(x), lambda: half.run(x), FP32_TOLERANCE)
+    assert not strict.passed and "outside FP16 tolerance" in strict.summary()
+    assert check_fp16(lambda: exact.run(x), lambda: exact.run(x), {}).passed  # same form: exact
+    assert not check_fp16(lambda: exact.run(x), lambda: half.run(x), {}).passed  # unnamed outputs: exact
+    with pytest.raises(ValueError, match="outputs differ"):
+        check_fp16(lambda: exact.run(x), lambda: {"boxes": exact.run(x)["boxes"]})
+
+
+@pytest.mark.convert
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 has no FP16 arithmetic")
+def test_fp16_request_stays_fp32_on_a_cpu_without_fp16_arithmetic(checkpoints, tmp_path):
+    folder = convert_many(checkpoints["yolo26"], "ncnn", "fp32", IMGSZ, tmp_path, topk="runtime")[0].path
+    engine = NCNNEngine(folder, fp16=True)
+    assert not engine.fp16_active and not engine.net.opt.use_fp16_arithmetic and engine.fp16_check is None
+    assert engine.fp16_reason == "FP32: this CPU has no FP16 arithmetic"
+
+
+USERLAND = Path("/tmp/edgekit-arm64")  # scripts/arm64_userland.sh
+
+
+@pytest.mark.slow
+@pytest.mark.convert
+@pytest.mark.skipif(
+    not (shutil.which("qemu-aarch64") and (USERLAND / "root-a76/usr/bin/python3.11").exists()),
+    reason="needs qemu-user and the userland of scripts/arm64_userland.sh (with its Cortex-A76 root)",
+)
+def test_fp16_check_runs_on_an_emulated_cortex_a76(checkpoints, tmp_path):
+    """On a core with FP16 arithmetic the request runs the check; the file runs in FP16 only if it passed."""
+    folder = convert_many(checkpoints["yolov9"], "ncnn", "fp32", IMGSZ, tmp_path)[0].path
+    script = (
+        "import json, sys\nfrom edgekit.runtimes.ncnn import NCNNEngine\n"
+        "e = NCNNEngine(sys.argv[1], fp16=True)\n"
+        "print(json.dumps([e.fp16_active, e.net.opt.use_fp16_arithmetic, e.fp16_check.passed,"
+        " e.fp16_check.max_abs, e.fp16_reason]))\n"
+    )
+    done = subprocess.run(
+        ["qemu-aarch64", "-cpu", "cortex-a76", "-L", str(USERLAND / "root-a76"),
+         str(USERLAND / "rootfs/usr/bin/python3.11"), "-c", script, str(folder)],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{Path(__file__).parents[1]}:{USERLAND / 'site'}",
+             "HOME": str(tmp_path), "OMP_WAIT_POLICY": "PASSIVE"},
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    active, switched, passed, max_abs, reason = json.loads(done.stdout.strip().splitlines()[-1])
+    assert active == switched == passed
+    assert max_abs["scores"] > 0 and max_abs["boxes"] > 0, max_abs  # FP16 arithmetic ran: numbers moved
+    assert reason.startswith("FP16: within" if passed else "FP32: outside"), reason
 
 
 @pytest.mark.convert

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.devices.profiles import convert_targets
 
     targets = convert_targets(args.device, args.to, args.precision, args.imgsz, have_calibration=True,
-                              default_formats="onnx,openvino,tflite", default_precisions="fp32,fp16,int8")
+                              default_formats="onnx,openvino,tflite,ncnn", default_precisions="fp32,fp16,int8")
     options = ConvertOptions.create(
         targets.formats, targets.precisions, targets.imgsz, args.out_dir, calib=args.calib,
         names=args.names, topk=args.topk, arch=args.arch,
@@ -46,7 +46,7 @@ def add_parser(verbs) -> None:
     p.add_argument("checkpoint", help="checkpoint file (.pt/.pth)")
     p.add_argument("--data", required=True, help="labelled data: a YOLO data.yaml or a COCO json")
     p.add_argument("--split", default="val", help="the data.yaml split to validate on (default val)")
-    p.add_argument("--to", help="formats, comma-separated (default onnx,openvino,tflite)")
+    p.add_argument("--to", help="formats, comma-separated (default onnx,openvino,tflite,ncnn)")
     p.add_argument("--precision", help="precisions, comma-separated (default fp32,fp16,int8)")
     p.add_argument("--device", help="formats, precisions and input size from a device profile")
     p.add_argument("--imgsz", type=imgsz, help="input size (default: the checkpoint's training size, else 640)")

@@ -7,8 +7,11 @@ gets its batch axis back.
 
 By default the engine computes in FP32 (fp16 storage and arithmetic off), so results match the verified
 figures; an INT8 folder's int8 convolutions (``int8_scale_term`` set, int8 weights) run in integer
-arithmetic with NCNN's own kernels and everything else in FP32; on CPUs with FP16 arithmetic (ARMv8.2+,
-e.g. the Raspberry Pi 5's Cortex-A76) turn both on for speed, at FP16's precision.
+arithmetic with NCNN's own kernels and everything else in FP32. ``fp16=True`` (the Raspberry Pi 5 profile
+asks for it) turns on NCNN's FP16 storage and arithmetic where the CPU has FP16 arithmetic (ARMv8.2+, e.g.
+the Pi 5's Cortex-A76; about half the instructions, benchmarks/arm_estimate.md) and the file stays within
+FP16 tolerance of its FP32 run there (edgekit.runtimes.fp16_check: checked once, when the file opens);
+otherwise it stays in FP32 and says why (``fp16_reason``).
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import EdgekitError, require
-from edgekit.meta import KEY
+from edgekit.errors import EdgekitError, MetadataError, require
+from edgekit.logs import get_logger
+from edgekit.meta import KEY, from_json
 from edgekit.runtimes.engine import Engine, TensorSpec
+from edgekit.runtimes.fp16_check import Fp16Check, check_fp16
+
+logger = get_logger("edgekit.runtime")
 
 PARAM_MAGIC = "7767517"
 PARAM_NAME = "model.param"  # inside the artifact folder, beside model.bin
@@ -64,9 +71,11 @@ def param_io(text: str) -> tuple[list[str], list[str]]:
 class NCNNEngine(Engine):
     """Runs an NCNN model (.param + .bin) on the CPU with the `ncnn` package.
 
-    `threads`: worker threads (NCNN's default: the big cores). `fp16_storage` / `fp16_arithmetic`: NCNN's
-    FP16 switches, off by default (exact FP32, as verified). Raises EdgekitError for a missing or
-    unreadable file, MissingExtraError when ncnn is not installed.
+    `threads`: worker threads (NCNN's default: the big cores). `fp16`: FP16 storage and arithmetic where this
+    CPU has FP16 arithmetic and the file passes the FP16 check (module docstring); ``fp16_active`` says what
+    runs, ``fp16_check`` holds the check's figures. `fp16_storage` / `fp16_arithmetic`: NCNN's raw switches,
+    unchecked (for measurements). Raises EdgekitError for a missing or unreadable file, MissingExtraError when
+    ncnn is not installed.
     """
 
     backend = "ncnn"
@@ -77,6 +86,7 @@ class NCNNEngine(Engine):
         threads: int | None = None,
         fp16_storage: bool = False,
         fp16_arithmetic: bool = False,
+        fp16: bool = False,
     ):
         super().__init__(path, threads)
         ncnn = require("ncnn", "ncnn")
@@ -89,20 +99,61 @@ class NCNNEngine(Engine):
             inputs, outputs = param_io(param.read_text())
         except (EdgekitError, ValueError, UnicodeDecodeError) as exc:
             raise EdgekitError(f"{param}: not a loadable NCNN model ({exc})") from None
-        self.net = ncnn.Net()
-        opt = self.net.opt
-        opt.use_vulkan_compute = False
-        opt.use_fp16_storage = opt.use_fp16_packed = bool(fp16_storage)
-        opt.use_fp16_arithmetic = bool(fp16_arithmetic)
-        if threads:
-            opt.num_threads = int(threads)
-        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights)) != 0:
-            raise EdgekitError(f"{param}: not a loadable NCNN model (layers this ncnn does not know, or a bad .bin)")
+        self._files = (param, weights)
+        self.net = self._open(bool(fp16_storage), bool(fp16_arithmetic))
         self.meta_text = self._read_metadata(param.parent / METADATA_NAME)
         imgsz = self._imgsz()
         shape = (1, 3, *imgsz) if imgsz else (1, 3, None, None)
         self._inputs = [TensorSpec(name, shape, "float32") for name in inputs]
         self._outputs = [TensorSpec(name, (1, None, None), "float32") for name in outputs]
+        self.fp16_active = bool(fp16_storage or fp16_arithmetic)
+        self.fp16_check: Fp16Check | None = None
+        self.fp16_reason = ""
+        if fp16 and not self.fp16_active:
+            self._try_fp16()
+
+    def _open(self, fp16_storage: bool, fp16_arithmetic: bool):
+        """An ncnn.Net of the files with the given FP16 switches (vulkan off, the engine's threads)."""
+        param, weights = self._files
+        net = self._ncnn.Net()
+        opt = net.opt
+        opt.use_vulkan_compute = False
+        opt.use_fp16_storage = opt.use_fp16_packed = fp16_storage
+        opt.use_fp16_arithmetic = fp16_arithmetic
+        if self.threads:
+            opt.num_threads = int(self.threads)
+        if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
+            raise EdgekitError(f"{param}: not a loadable NCNN model (layers this ncnn does not know, or a bad .bin)")
+        return net
+
+    def _try_fp16(self) -> None:
+        """Switch to FP16 storage and arithmetic if this CPU has FP16 arithmetic and the file keeps FP16
+        tolerance on the package's sample scene; otherwise stay in FP32. Logs the outcome either way."""
+        if not self._ncnn.cpu_support_arm_asimdhp():
+            self.fp16_reason = "FP32: this CPU has no FP16 arithmetic"
+        elif self.meta_text is None:
+            self.fp16_reason = "FP32: no edgekit metadata to preprocess the FP16 check's image with"
+        else:
+            feeds = self._check_feeds()
+            fast = self._open(True, True)
+            self.fp16_check = check_fp16(lambda: self._run(self.net, feeds), lambda: self._run(fast, feeds))
+            if self.fp16_check.passed:
+                self.net, self.fp16_active = fast, True
+            self.fp16_reason = f"{'FP16' if self.fp16_active else 'FP32'}: {self.fp16_check.summary()}"
+        logger.info("%s: %s", self.path.name, self.fp16_reason)
+
+    def _check_feeds(self) -> dict[str, np.ndarray]:
+        """The package's sample scene, preprocessed as the file's metadata says."""
+        from edgekit.assets import sample_image
+        from edgekit.images import read_image
+        from edgekit.runtimes.preprocess import preprocess
+
+        try:
+            meta = from_json(self.meta_text or "")
+        except MetadataError as exc:
+            raise EdgekitError(f"{self.path}: unreadable metadata ({exc})") from None
+        x, _ = preprocess(read_image(sample_image()), meta.input, tuple(meta.imgsz))
+        return {self._inputs[0].name: x}
 
     @staticmethod
     def _read_metadata(path: Path) -> str | None:
@@ -120,6 +171,9 @@ class NCNNEngine(Engine):
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one image: feeds are [1, C, H, W] float32; outputs come back with a leading batch axis of 1."""
+        return self._run(self.net, feeds)
+
+    def _run(self, net, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ncnn = self._ncnn
         arrays = {}
         for spec in self._inputs:
@@ -127,7 +181,7 @@ class NCNNEngine(Engine):
             if value.ndim != 4 or value.shape[0] != 1:
                 raise EdgekitError(f"NCNN runs one image at a time: '{spec.name}' is {value.shape}, not [1, C, H, W]")
             arrays[spec.name] = np.ascontiguousarray(value[0], dtype=np.float32)  # alive until extracted
-        with self.net.create_extractor() as ex:
+        with net.create_extractor() as ex:
             for name, array in arrays.items():
                 ex.input(name, ncnn.Mat(array))
             results = {}
