@@ -23,6 +23,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -95,7 +96,7 @@ class ServerCounts:
     streaming: int = 0  # streams open now
     unauthorised: int = 0  # requests answered 401
     refused: int = 0  # connections and streams over the caps, answered 503
-    timed_out: int = 0  # clients dropped for not sending a request or not taking a frame within client_timeout
+    timed_out: int = 0  # streams dropped for not taking a frame within client_timeout
 
 
 class MjpegServer:
@@ -220,7 +221,7 @@ class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int,
-                 count: Any):
+                 count: Callable[[str], None]):
         self._slots = threading.BoundedSemaphore(max_connections)
         self._count = count
         super().__init__(address, handler)
@@ -304,10 +305,8 @@ def _handler(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
                         server._streams.release()
                 else:
                     server._count("refused")
-                    self.send_response(503)
-                    self.send_header("Retry-After", str(RETRY_AFTER_S))
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    self.log_request(503)
+                    self.wfile.write(BUSY)
             else:
                 self.send_error(404)
 
