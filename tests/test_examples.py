@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import cv2
 import numpy as np
@@ -115,15 +117,18 @@ def test_pi_camera_detect_through_the_standin(tmp_path, shapes_video):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 640
 
 
-def _start_stream_server(video: Path) -> tuple[subprocess.Popen, str]:
+def _start_stream_server(video: Path, *options: str) -> tuple[subprocess.Popen, str, str]:
+    """The running script, the address it printed and what it printed before."""
     proc = subprocess.Popen([sys.executable, str(EXAMPLES / "stream_server.py"), str(shapes_model()), str(video),
-                             "--loop", "--port", "0"], stderr=subprocess.PIPE, text=True, env=env())
-    line = proc.stderr.readline()
-    found = re.search(r"at (http://\S+)", line)
+                             "--loop", "--port", "0", *options], stderr=subprocess.PIPE, text=True, env=env())
+    before = ""
+    while (line := proc.stderr.readline()) and not line.startswith("serving "):
+        before += line
+    found = re.search(r" at (http://\S+)", line)
     if not found:
         proc.kill()
-        raise AssertionError(line + proc.stderr.read())
-    return proc, found.group(1)
+        raise AssertionError(before + line + proc.stderr.read())
+    return proc, found.group(1), before
 
 
 def _listening_addresses(port: int) -> list[str]:
@@ -139,7 +144,7 @@ def _listening_addresses(port: int) -> list[str]:
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads listening sockets from Linux's /proc/net/tcp")
 def test_stream_server_binds_to_localhost_and_stops_on_ctrl_c(shapes_video):
-    proc, url = _start_stream_server(shapes_video)
+    proc, url, _ = _start_stream_server(shapes_video)
     try:
         assert url.startswith("http://localhost:")
         port = int(url.rsplit(":", 1)[1].strip("/"))
@@ -153,12 +158,53 @@ def test_stream_server_binds_to_localhost_and_stops_on_ctrl_c(shapes_video):
     assert proc.returncode == 0 and "stopped" in err and "Traceback" not in err
 
 
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads listening sockets from Linux's /proc/net/tcp")
+def test_stream_server_beyond_localhost_requires_the_token_it_prints(shapes_video):
+    proc, url, before = _start_stream_server(shapes_video, "--host", "0.0.0.0")
+    try:
+        address = urlsplit(url)
+        token = parse_qs(address.query)["token"][0]
+        assert before == "" and address.hostname not in ("localhost", "0.0.0.0") and len(token) >= 22
+        assert _listening_addresses(address.port) == ["0.0.0.0"]
+        here = f"http://127.0.0.1:{address.port}/frame.jpg"
+        for query in ("", "?token=" + token[::-1]):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(here + query, timeout=10)
+            assert refused.value.code == 401
+        frame = urllib.request.urlopen(f"{here}?token={token}", timeout=10).read()
+        assert cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err
+
+
+def test_stream_server_without_a_token_says_so(shapes_video):
+    proc, url, before = _start_stream_server(shapes_video, "--host", "0.0.0.0", "--no-token")
+    try:
+        assert "?token" not in url
+        assert before == ("edgekit: warning: serving on 0.0.0.0 without a token: anyone who can reach it watches "
+                          "the camera\n")
+        port = urlsplit(url).port
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/stats.json", timeout=10).status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    both = example("stream_server.py", "--token", "abcdefgh", "--no-token")
+    assert both.returncode == 2 and "argument --no-token: not allowed with argument --token" in both.stderr
+    short = example("stream_server.py", shapes_model(), shapes_video, "--host", "0.0.0.0", "--token", "abc")
+    assert short.returncode == 1 and short.stderr.strip().splitlines()[-1] == (
+        "edgekit: error: token 'abc' is not 8-128 characters of letters, digits and . _ ~ - (leave it out for a "
+        "random one)")
+
+
 def test_stream_page_in_headless_chromium(shapes_video):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    proc, url = _start_stream_server(shapes_video)
+    proc, url, _ = _start_stream_server(shapes_video, "--token", "browser-check-token")  # as a phone opens it
+    assert url.endswith("/?token=browser-check-token")
     try:
         with sync_api.sync_playwright() as p, __import__("tempfile").TemporaryDirectory() as profile:
             browser = p.chromium.launch_persistent_context(profile, executable_path=chromium, headless=True,
