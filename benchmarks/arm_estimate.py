@@ -586,22 +586,27 @@ def report(counts: list[Count], command: str) -> str:
 
 
 def fp16_file_lines(counts: list[Count]) -> list[str]:
-    """A note per engine whose FP16 file counts within 2% of its FP32 file at the same size and core: the
+    """A note per engine whose FP16 files count within 2% of its FP32 files (same size, core and threads): the
     engine computes FP16 weights in FP32 arithmetic, so an FP16 figure published for it cannot calibrate it."""
     found = {identity(c): c for c in counts}
-    notes = []
+    same: dict[str, list[str]] = {}
     for c in counts:
-        if c.precision != "fp16" or c.setting:
-            continue
         fp32 = found.get((c.model, c.imgsz, c.backend, "fp32", "", c.core, c.threads))
-        if fp32 is not None and abs(c.instructions / fp32.instructions - 1) <= 0.02:
-            notes.append(
-                f"{ENGINE_TITLES.get(c.backend, c.backend)}: the FP16 file counts {c.instructions / 1e6:.1f} M on "
-                f"the {c.core} at {c.imgsz}, as its FP32 file ({fp32.instructions / 1e6:.1f} M): edgekit's engine "
-                "runs FP16 weights in FP32 arithmetic there, so no FP16 figure (such as Arm's XNNPACK FP16 runtime "
-                "above) can calibrate it."
-            )
-    return ["", *notes] if notes else []
+        if c.precision == "fp16" and not c.setting and fp32 is not None:
+            if abs(c.instructions / fp32.instructions - 1) <= 0.02:
+                same.setdefault(c.backend, []).append(
+                    f"{c.instructions / 1e6:.1f} M vs {fp32.instructions / 1e6:.1f} M ({c.core}, {c.imgsz})"
+                )
+    return [
+        line
+        for backend, pairs in same.items()
+        for line in (
+            "",
+            f"{ENGINE_TITLES.get(backend, backend)}: its FP16 files count what its FP32 files count "
+            f"({'; '.join(pairs)}): edgekit's engine runs FP16 weights in FP32 arithmetic, so no FP16 figure "
+            "(such as Arm's XNNPACK FP16 runtime above) can calibrate it.",
+        )
+    ]
 
 
 def smoke() -> str:

@@ -84,10 +84,10 @@ register(DeviceProfile(
     memory_mb=4096,
     formats=Choice(("tflite", "ncnn", "onnx", "openvino"),
                    f"estimated on an emulated Cortex-A76 ({ESTIMATE}; not measured on a Pi), YOLO26n 640 INT8: "
-                   "LiteRT (XNNPACK's dot-product kernels) ~36 ms, NCNN INT8 (written by edgekit) 57 with fp16 "
-                   "arithmetic in its float layers, 76 without, ONNX Runtime 60; FP32: NCNN with fp16 arithmetic 67 "
-                   "(the published 67.2), OpenVINO f16 71, ONNX Runtime 127. LiteRT's factor is not calibrated on "
-                   "a published figure: read it as +-40%"),
+                   "LiteRT (XNNPACK's dot-product kernels) 45 ms, ONNX Runtime 60, NCNN INT8 (written by edgekit) 76 "
+                   "(57 with fp16 arithmetic in its float layers, which the engine turns on only for a file within "
+                   "FP16 tolerance); FP32: NCNN with fp16 arithmetic 67 (the published 67.2), OpenVINO f16 71, ONNX "
+                   "Runtime 127. LiteRT's factor is not calibrated on a published figure: read it as +-40%"),
     precisions=Choice(("int8", "fp32"),
                       "the A76 has dot-product (SDOT) instructions: INT8 executes 0.3-0.5x the instructions of "
                       "FP32 in every engine that has int8 kernels for it; FP16 files save size only"),
@@ -105,7 +105,8 @@ register(DeviceProfile(
     formats=Choice(("tflite", "onnx", "ncnn"),
                    f"estimated on an emulated Cortex-A72 ({ESTIMATE}; not measured on a Pi), YOLO26n 320 INT8: "
                    "LiteRT 30 ms (factor not calibrated on a published figure: +-40%), ONNX Runtime 36; NCNN 42 in "
-                   "FP32 (the A72 has no FP16 arithmetic, so NCNN's fp16 path does not help here)"),
+                   "FP32 and 42 in INT8 (the A72 has no FP16 arithmetic and no dot-product instructions: neither "
+                   "NCNN's fp16 path nor its int8 kernels save instructions here)"),
     precisions=Choice(("int8", "fp32"),
                       "INT8 NEON kernels move a quarter of the bytes through the A72's small caches; FP16 has no "
                       "arithmetic on the A72"),
@@ -122,7 +123,7 @@ register(DeviceProfile(
     formats=Choice(("tflite", "onnx", "ncnn"),
                    f"LiteRT (XNNPACK) has the smallest install and working set, which matters more than speed with "
                    f"512 MB of RAM: estimated on an emulated Cortex-A53 ({ESTIMATE}), YOLO26n 320 INT8, LiteRT 68 ms "
-                   "(uncalibrated factor) and ONNX Runtime 65 are level; NCNN FP32 130"),
+                   "(uncalibrated factor) and ONNX Runtime 65 are level; NCNN 76 in INT8, 130 in FP32"),
     precisions=Choice(("int8", "fp32"),
                       "full-integer INT8 is about 4x smaller in memory and the fastest path on the in-order A53"),
     threads=Choice(3, "leave one of the four cores to camera capture and the OS"),
