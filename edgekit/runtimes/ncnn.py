@@ -21,6 +21,7 @@ import numpy as np
 from edgekit.errors import EdgekitError, require
 from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
+from edgekit.runtimes.settings import EngineSettings
 
 PARAM_MAGIC = "7767517"
 PARAM_NAME = "model.param"  # inside the artifact folder, beside model.bin
@@ -65,7 +66,9 @@ class NCNNEngine(Engine):
     """Runs an NCNN model (.param + .bin) on the CPU with the `ncnn` package.
 
     `threads`: worker threads (NCNN's default: the big cores). `fp16_storage` / `fp16_arithmetic`: NCNN's
-    FP16 switches, off by default (exact FP32, as verified). Raises EdgekitError for a missing or
+    FP16 switches, off by default (exact FP32, as verified); ``settings.fp16`` turns both on. On a
+    ``shared`` machine the OpenMP workers sleep as soon as a layer ends (``openmp_blocktime`` 0, NCNN's
+    default being 20 ms of spinning). Raises EdgekitError for a missing or
     unreadable file, MissingExtraError when ncnn is not installed.
     """
 
@@ -77,8 +80,12 @@ class NCNNEngine(Engine):
         threads: int | None = None,
         fp16_storage: bool = False,
         fp16_arithmetic: bool = False,
+        settings: EngineSettings | None = None,
     ):
-        super().__init__(path, threads)
+        super().__init__(path, threads, settings)
+        threads = self.threads
+        fp16_storage = fp16_storage or self.settings.fp16
+        fp16_arithmetic = fp16_arithmetic or self.settings.fp16
         ncnn = require("ncnn", "ncnn")
         self._ncnn = ncnn
         param = param_file(self.path)
@@ -96,6 +103,8 @@ class NCNNEngine(Engine):
         opt.use_fp16_arithmetic = bool(fp16_arithmetic)
         if threads:
             opt.num_threads = int(threads)
+        if self.settings.shared:
+            opt.openmp_blocktime = 0
         if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights)) != 0:
             raise EdgekitError(f"{param}: not a loadable NCNN model (layers this ncnn does not know, or a bad .bin)")
         self.meta_text = self._read_metadata(param.parent / METADATA_NAME)
