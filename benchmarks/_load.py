@@ -29,6 +29,14 @@ def add_load_argument(parser: argparse.ArgumentParser) -> None:
                              "machine as it is)")
 
 
+def add_child_arguments(parser: argparse.ArgumentParser) -> None:
+    """The hidden options a benchmark starts its own measuring processes with: the model file, its engine, and
+    whether the machine counts as shared (EngineSettings.shared)."""
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--backend", help=argparse.SUPPRESS)
+    parser.add_argument("--shared", action="store_true", help=argparse.SUPPRESS)
+
+
 @contextlib.contextmanager
 def busy_workers(count: int) -> Iterator[None]:
     """`count` processes that each keep one core busy until the block ends (none for 0)."""

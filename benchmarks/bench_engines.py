@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _load import add_load_argument, busy_workers, in_turns, machine_line, print_json_line, regime_label, regimes
+import _load
 
 
 def child(args: argparse.Namespace) -> None:
@@ -49,7 +49,7 @@ def child(args: argparse.Namespace) -> None:
         for key, value in detector.timings.as_dict().items():
             if key in stages:
                 stages[key].append(value)
-    print_json_line({"wall": statistics.median(wall), "kept": kept,
+    _load.print_json_line({"wall": statistics.median(wall), "kept": kept,
                      **{k: statistics.median(v) for k, v in stages.items()}})
 
 
@@ -70,10 +70,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4, help="turns per (file, engine, setting)")
     parser.add_argument("--threads", type=int, default=None, help="engine threads (default: the engine's)")
     parser.add_argument("--smoke", action="store_true", help="CI: the bundled shapes model, 3 frames, 1 round")
-    add_load_argument(parser)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--backend", help=argparse.SUPPRESS)
-    parser.add_argument("--shared", action="store_true", help=argparse.SUPPRESS)
+    _load.add_load_argument(parser)
+    _load.add_child_arguments(parser)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -85,7 +83,7 @@ def main() -> int:
     if not args.models:
         parser.error("give model files to time (or --smoke)")
     wanted = args.backends.split(",") if args.backends else None
-    print(machine_line())
+    print(_load.machine_line())
     print(f"{args.frames} frames per process after {args.warmup} warm-up, {args.rounds} rounds in turns; "
           f"threads {args.threads or 'engine default'}; ms: median of the per-process medians")
     commands = {}
@@ -97,10 +95,10 @@ def main() -> int:
                 if args.threads:
                     command += ["--threads", str(args.threads)]
                 commands[(path.name, backend, shared)] = command + (["--shared"] if shared else [])
-    for workers in regimes(args.load):
-        with busy_workers(workers):
-            results = in_turns(commands, args.rounds)
-        print(f"\n{regime_label(workers)}")
+    for workers in _load.regimes(args.load):
+        with _load.busy_workers(workers):
+            results = _load.in_turns(commands, args.rounds)
+        print(f"\n{_load.regime_label(workers)}")
         print(f"{'model':<34} {'engine':<12} {'spinning: wall / infer':>23} {'--shared: wall / infer':>23} "
               f"{'kept':>4}  faster")
         for path in args.models:

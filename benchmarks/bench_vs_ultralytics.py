@@ -55,7 +55,16 @@ from edgekit.runtimes import decode, nms
 from edgekit.runtimes.preprocess import LetterboxInfo, preprocess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _load import add_load_argument, busy_workers, in_turns, machine_line, print_json_line, regimes, run_child
+from _load import (
+    add_child_arguments,
+    add_load_argument,
+    busy_workers,
+    in_turns,
+    machine_line,
+    print_json_line,
+    regimes,
+    run_child,
+)
 
 from bench_runtime import detector_like_output, timed
 
@@ -352,11 +361,9 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="CI: decode figures with few repeats, then part 2 on "
                         "the bundled shapes model (no peer, no conversion), 3 frames, 1 round")
     add_load_argument(parser)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--backend", help=argparse.SUPPRESS)
+    add_child_arguments(parser)
     parser.add_argument("--conf", type=float, default=0.25, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=WARMUP, help=argparse.SUPPRESS)
-    parser.add_argument("--shared", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--boxes", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
