@@ -42,7 +42,7 @@ class DeviceProfile:
     imgsz: Choice  # square input size, a multiple of 32
     notes: tuple[str, ...] = field(default_factory=tuple)
     shared: Choice = Choice(False, "a device runs its detector alone: idle engine workers spin-wait between "
-                                   "operators (docs/performance.md)")  # bool: EngineSettings.shared
+                                   "operators (docs/benchmarks.md, Engine settings)")  # bool: EngineSettings.shared
     fp16: Choice = Choice(False, "FP32 arithmetic, exactly as verified")  # bool: EngineSettings.fp16
     onnx_backend: Choice = Choice("onnxruntime", "ONNX Runtime, the engine ONNX files are made for")
 

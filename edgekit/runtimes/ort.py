@@ -5,7 +5,7 @@ stays off (sequential execution: a detector is one chain of ops); ``threads`` se
 to leave a core to a camera loop. Idle worker threads spin-wait between operators (ONNX Runtime's own
 default) unless the settings say the machine is ``shared``: a worker that sleeps wakes late for every
 operator, which costs a detector with the cores to itself, while spinning workers take the cores from
-other busy processes (``session.intra_op.allow_spinning``; docs/performance.md has the measurements).
+other busy processes (``session.intra_op.allow_spinning``; docs/benchmarks.md, Engine settings).
 Per frame, :meth:`OnnxRuntimeEngine.infer` binds the input array and preallocated output arrays with an
 ``IOBinding``, so ONNX Runtime reads and writes numpy memory directly.
 """

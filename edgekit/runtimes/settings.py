@@ -5,8 +5,8 @@ profiles pass along.
 The default is the device case: the detector has the machine to itself (a Raspberry Pi, a phone, an edge
 box), so idle engine workers spin between operators instead of sleeping and waking late for each one. With
 ``shared=True`` they sleep, which is what wins when other busy processes want the same cores.
-docs/performance.md gives the measurements behind each engine's settings and the command that repeats them
-(benchmarks/bench_settings.py).
+docs/benchmarks.md (Engine settings) gives what each engine does with them and the command that measures
+them (benchmarks/bench_engines.py).
 """
 
 from __future__ import annotations
