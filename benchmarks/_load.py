@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -72,8 +73,12 @@ def machine_line() -> str:
 
 
 def run_child(command: Sequence[str], timeout: float = 600) -> dict:
-    """Run one measurement in its own process; it prints one JSON object as its last stdout line."""
-    done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout)
+    """Run one measurement in its own process; it prints one JSON object as its last stdout line. Raises
+    RuntimeError when it fails or runs longer than `timeout` seconds."""
+    try:
+        done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"timed out after {timeout:.0f} s") from None
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{' '.join(command[:4])} ... failed: {(done.stderr or done.stdout).strip()[-400:]}")
@@ -82,13 +87,29 @@ def run_child(command: Sequence[str], timeout: float = 600) -> dict:
 
 def in_turns(commands: dict[str, Sequence[str]], rounds: int) -> dict[str, list[dict]]:
     """Run every command once per round, in turn, each in a fresh process (never two alive at once); the
-    order rotates each round so no command always follows the same one. Returns each command's results."""
+    order rotates each round so no command always follows the same one. Returns each command's results; a
+    command that failed once is not run again, and its list ends with ``{"error": why}``."""
     results: dict[str, list[dict]] = {label: [] for label in commands}
     labels = list(commands)
     for r in range(rounds):
         for label in labels[r % len(labels):] + labels[: r % len(labels)]:
-            results[label].append(run_child(commands[label]))
+            if results[label] and "error" in results[label][-1]:
+                continue
+            try:
+                results[label].append(run_child(commands[label]))
+            except RuntimeError as exc:
+                results[label].append({"error": str(exc)})
     return results
+
+
+def medians(runs: list[dict], keys: Sequence[str]) -> dict[str, float] | str:
+    """Median of each key over a command's successful runs (from :func:`in_turns`; a value may be one number per
+    run or a list per run), or why it failed when none succeeded."""
+    done = [r for r in runs if "error" not in r]
+    if not done:
+        return runs[-1]["error"] if runs else "not run"
+    flat = {key: [v for r in done for v in (r[key] if isinstance(r[key], list) else [r[key]])] for key in keys}
+    return {key: statistics.median(values) for key, values in flat.items()}
 
 
 def print_json_line(data: dict) -> None:

@@ -103,15 +103,17 @@ def main() -> int:
               f"{'kept':>4}  faster")
         for path in args.models:
             for backend in engines_for(path, wanted):
-                row = []
-                for shared in (False, True):
-                    runs = results[(path.name, backend, shared)]
-                    row.append(tuple(statistics.median(r[key] for r in runs) for key in ("wall", "infer")))
-                kept = results[(path.name, backend, False)][-1]["kept"]
-                (spin, spin_infer), (sleep, sleep_infer) = row
-                faster = "spinning" if spin < sleep else "--shared"
-                print(f"{path.name[:34]:<34} {backend:<12} {spin:>12.2f} / {spin_infer:<8.2f} "
-                      f"{sleep:>12.2f} / {sleep_infer:<8.2f} {kept:>4}  {faster} ({max(row)[0] / min(row)[0]:.2f}x)")
+                spin, sleep = (_load.medians(results[(path.name, backend, shared)], ("wall", "infer", "kept"))
+                               for shared in (False, True))
+                cells = [f"{m['wall']:>12.2f} / {m['infer']:<8.2f}" if isinstance(m, dict) else f"{m[:23]:>23}"
+                         for m in (spin, sleep)]
+                timed = [m for m in (spin, sleep) if isinstance(m, dict)]
+                kept = f"{timed[0]['kept']:>4.0f}" if timed else "   -"
+                faster = ""
+                if len(timed) == 2:
+                    ratio = max(spin["wall"], sleep["wall"]) / min(spin["wall"], sleep["wall"])
+                    faster = f"{'spinning' if spin['wall'] < sleep['wall'] else '--shared'} ({ratio:.2f}x)"
+                print(f"{path.name[:34]:<34} {backend:<12} {cells[0]} {cells[1]} {kept}  {faster}")
     return 0
 
 

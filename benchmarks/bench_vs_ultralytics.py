@@ -38,7 +38,6 @@ import argparse
 import importlib.util
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,7 @@ from _load import (
     busy_workers,
     in_turns,
     machine_line,
+    medians,
     print_json_line,
     regimes,
     run_child,
@@ -317,12 +317,16 @@ def compare(args, python: str | None, name: str, same: Path, artifacts: dict[str
         for workers in regimes(args.load):
             with busy_workers(workers):
                 results = in_turns(runners, args.rounds)
-            medians = {label: {k: statistics.median(v for r in runs for v in r[k])
-                               for k in ("wall", "pre", "infer", "post")} for label, runs in results.items()}
-            base = medians[base_label]["wall"]
-            for label, med in medians.items():
-                kept = results[label][-1]["kept"]
-                rows.append((scene, conf, workers, label, kept, med, base / med["wall"],
+            keys = ("wall", "pre", "infer", "post", "kept")
+            summary = {label: medians(runs, keys) for label, runs in results.items()}
+            if not isinstance(summary[base_label], dict):
+                raise SystemExit(f"{base_label} failed: {summary[base_label]}")
+            base = summary[base_label]["wall"]
+            for label, med in summary.items():
+                if not isinstance(med, dict):
+                    print(f"  {name} {scene}: {label} FAILED: {med}")
+                    continue
+                rows.append((scene, conf, workers, label, int(med["kept"]), med, base / med["wall"],
                              note if label == "edgekit, same file" else ""))
                 if python is not None and label == "edgekit, same file":
                     target = TARGET_SAME_FILE if workers == 0 else 1.0

@@ -58,3 +58,17 @@ def test_every_benchmark_script_has_a_smoke_run():
     assert scripts == set(FAST) | set(CONVERTING) | set(ELSEWHERE)
     for script in set(FAST) | set(CONVERTING):
         assert "--smoke" in (BENCHMARKS / script).read_text(), script
+
+
+def test_runs_take_turns_in_processes_and_a_failure_is_a_row_not_a_crash():
+    sys.path.insert(0, str(BENCHMARKS))
+    import _load
+
+    emit = "import json, os; print(json.dumps({'wall': [1.0, 3.0], 'pid': os.getpid()}))"
+    commands = {"ok": [sys.executable, "-c", emit], "bad": [sys.executable, "-c", "raise SystemExit('no engine')"]}
+    results = _load.in_turns(commands, rounds=3)
+    assert len(results["ok"]) == 3 and len({r["pid"] for r in results["ok"]}) == 3  # a fresh process each turn
+    assert len(results["bad"]) == 1 and "no engine" in results["bad"][0]["error"]  # tried once, then skipped
+    assert _load.medians(results["ok"], ["wall"]) == {"wall": 2.0}
+    assert "no engine" in _load.medians(results["bad"], ["wall"])
+    assert _load.regimes(0) == [0] and _load.regimes(2) == [0, 2]
