@@ -28,6 +28,9 @@ from edgekit.runtimes.ort import OnnxRuntimeEngine
 
 from checkpoints import random_damo, write_damo_checkpoint
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load import add_load_argument, busy_workers, regime_label, regimes
+
 
 def latency(path: Path, imgsz: int, runs: int) -> float:
     engine = OnnxRuntimeEngine(path, threads=os.cpu_count())
@@ -48,7 +51,11 @@ def main() -> int:
     parser.add_argument("--arch", default="damoyolo-t")
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--smoke", action="store_true", help="CI: input 160, 2 runs")
+    add_load_argument(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.imgsz, args.runs = 160, 2
     print(f"machine: {os.cpu_count()} cpus, torch {torch.__version__}, {args.arch} at {args.imgsz}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -62,15 +69,19 @@ def main() -> int:
             warnings.simplefilter("ignore")
             torch.onnx.export(model.eval(), (torch.zeros(1, 3, args.imgsz, args.imgsz),), str(training),
                               input_names=["images"], opset_version=17, dynamo=False)
-        t_train, t_deploy = latency(training, args.imgsz, args.runs), latency(result.path, args.imgsz, args.runs)
         print(f"conversion {seconds:.1f} s; verification boxes {result.verification.max_abs['boxes']:.2e}, "
               f"scores {result.verification.max_abs['scores']:.2e}")
-        print(f"\nONNX Runtime, batch 1, {os.cpu_count()} threads, median of {args.runs}")
-        print(f"{'training form (RepConv unfused)':<34} {t_train:8.1f} ms  {training.stat().st_size / 1e6:6.1f} MB")
-        print(f"{'deploy form (edgekit)':<34} {t_deploy:8.1f} ms  {result.size_mb:6.1f} MB")
-        ratio = t_train / t_deploy
-        print(f"deploy form is {ratio:.2f}x faster: {'met' if ratio > 1 else 'MISSED'}")
-    return 0 if ratio > 1 else 1
+        ratios = []
+        for workers in regimes(args.load):
+            with busy_workers(workers):
+                t_train = latency(training, args.imgsz, args.runs)
+                t_deploy = latency(result.path, args.imgsz, args.runs)
+            print(f"\nONNX Runtime, batch 1, {os.cpu_count()} threads, median of {args.runs}; {regime_label(workers)}")
+            print(f"{'training form (RepConv unfused)':<34} {t_train:8.1f} ms  {training.stat().st_size / 1e6:6.1f} MB")
+            print(f"{'deploy form (edgekit)':<34} {t_deploy:8.1f} ms  {result.size_mb:6.1f} MB")
+            ratios.append(t_train / t_deploy)
+            print(f"deploy form is {ratios[-1]:.2f}x faster: {'met' if ratios[-1] > 1 else 'MISSED'}")
+    return 0 if min(ratios) > 1 or args.smoke else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Runtime hot paths on this machine: decode + NMS and letterboxing, each against a named baseline.
 
-    python benchmarks/bench_runtime.py [--repeat 500]
+    python benchmarks/bench_runtime.py [--repeat 500] [--load 2] [--smoke]
 
 Decode: a [1,8400,4] + [1,8400,80] output shaped like a real detector's (low background scores, a
 cluster of overlapping high-scoring boxes per object), decoded at conf 0.25 / IoU 0.45 by edgekit and by
@@ -13,9 +13,9 @@ copyMakeBorder / transpose / astype pipeline.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,6 +23,9 @@ import numpy as np
 from edgekit.meta import InputSpec
 from edgekit.runtimes.decode import candidates, decode_nms
 from edgekit.runtimes.preprocess import Preprocessor, letterbox, preprocess
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load import add_load_argument, busy_workers, machine_line, regime_label, regimes
 
 TARGET_DECODE_MS = 0.5
 TARGET_LETTERBOX_MS = 2.0
@@ -84,11 +87,22 @@ def typical_preprocess(frame: np.ndarray, size: int = 640) -> np.ndarray:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=500)
+    parser.add_argument("--smoke", action="store_true", help="CI: 5 repetitions")
+    add_load_argument(parser)
     args = parser.parse_args()
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
-        f"numpy {np.__version__}, opencv {cv2.__version__}, cv2 threads {cv2.getNumThreads()}"
-    )
+    if args.smoke:
+        args.repeat = 5
+    print(f"{machine_line()}\nnumpy {np.__version__}, opencv {cv2.__version__}, cv2 threads {cv2.getNumThreads()}")
+    ok = True
+    for workers in regimes(args.load):
+        with busy_workers(workers):
+            print(f"\n== {regime_label(workers)}")
+            ok &= measure(args.repeat)
+    return 0 if ok or args.smoke else 1
+
+
+def measure(repeat: int) -> bool:
+    """Print the decode, letterbox and target tables; True when the kept boxes match OpenCV's."""
     ok = True
 
     print("\ndecode + NMS, [1,8400,4] + [1,8400,80], conf 0.25, iou 0.45")
@@ -102,8 +116,8 @@ def main() -> int:
         ours = decode_nms(boxes, scores, 0.25, 0.45, 300)
         theirs = opencv_decode(boxes, scores, 0.25, 0.45, 300)
         same = sorted(map(tuple, ours.xyxy.tolist())) == sorted(map(tuple, theirs[0].tolist()))
-        t_ours = timed(lambda b=boxes, s=scores: decode_nms(b, s, 0.25, 0.45, 300), args.repeat)
-        t_cv = timed(lambda b=boxes, s=scores: opencv_decode(b, s, 0.25, 0.45, 300), args.repeat)
+        t_ours = timed(lambda b=boxes, s=scores: decode_nms(b, s, 0.25, 0.45, 300), repeat)
+        t_cv = timed(lambda b=boxes, s=scores: opencv_decode(b, s, 0.25, 0.45, 300), repeat)
         print(
             f"{objects:>3} objects {n_cand:>5} {len(ours.confidence):>4} {t_ours[0]:>12.3f} / {t_ours[1]:<7.3f} "
             f"{t_cv[0]:>11.3f} / {t_cv[1]:<7.3f} {t_cv[0] / t_ours[0]:>6.2f}x  {'yes' if same else 'NO'}"
@@ -115,12 +129,12 @@ def main() -> int:
     frame = np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), dtype=np.uint8)
     spec = InputSpec()
     np.testing.assert_allclose(preprocess(frame, spec, (640, 640))[0], typical_preprocess(frame), atol=1e-6)
-    t_lb = timed(lambda: letterbox(frame, (640, 640)), args.repeat)
-    t_pre = timed(lambda: preprocess(frame, spec, (640, 640)), args.repeat)
-    t_typ = timed(lambda: typical_preprocess(frame), args.repeat)
+    t_lb = timed(lambda: letterbox(frame, (640, 640)), repeat)
+    t_pre = timed(lambda: preprocess(frame, spec, (640, 640)), repeat)
+    t_typ = timed(lambda: typical_preprocess(frame), repeat)
     in_place = Preprocessor(spec, (640, 640))
     np.testing.assert_array_equal(in_place(frame)[0], preprocess(frame, spec, (640, 640))[0])
-    t_in = timed(lambda: in_place(frame), args.repeat)
+    t_in = timed(lambda: in_place(frame), repeat)
     print("\n1920x1080 frame -> 640x640")
     print(f"{'step':<32} {'ms (p50/p90)':>16}")
     print(f"{'edgekit letterbox':<32} {t_lb[0]:>8.3f} / {t_lb[1]:<7.3f}")
@@ -141,7 +155,7 @@ def main() -> int:
         f"{'met' if t_lb[0] <= TARGET_LETTERBOX_MS else 'MISSED'}"
     )
     print(f"same kept boxes as OpenCV: {'yes' if ok else 'NO'}")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ from edgekit.runtimes.ort import OnnxRuntimeEngine
 
 from checkpoints import random_yolov9, write_yolov9_checkpoint
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load import add_load_argument, busy_workers, regime_label, regimes
+
 TARGET_SECONDS = 60.0
 
 
@@ -66,7 +69,11 @@ def main() -> int:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--smoke", action="store_true", help="CI: yolov9-t at 160, 2 runs")
+    add_load_argument(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.arch, args.imgsz, args.runs = "yolov9-t", 160, 2
     print(f"machine: {os.cpu_count()} cpus, torch {torch.__version__}, {args.arch} at {args.imgsz}")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,20 +104,23 @@ def main() -> int:
                 dynamo=False,
             )
 
-        print(
-            f"\nONNX Runtime latency, {args.imgsz}x{args.imgsz}, batch 1, {args.threads} threads, "
-            f"median / p90 of {args.runs}"
-        )
-        t_train = latency(training, args.imgsz, args.runs, args.threads)
-        t_deploy = latency(result.path, args.imgsz, args.runs, args.threads)
-        print(
-            f"{'training form (unconverted)':<30} {t_train[0]:8.1f} / {t_train[1]:.1f} ms  "
-            f"{training.stat().st_size / 1e6:6.1f} MB"
-        )
-        print(f"{'deploy form (edgekit)':<30} {t_deploy[0]:8.1f} / {t_deploy[1]:.1f} ms  {result.size_mb:6.1f} MB")
-        ratio = t_train[0] / t_deploy[0]
-        print(f"deploy form is {ratio:.2f}x faster: {'met' if ratio > 1 else 'MISSED'}")
-    return 0 if seconds <= TARGET_SECONDS and ratio > 1 else 1
+        ratios = []
+        for workers in regimes(args.load):
+            with busy_workers(workers):
+                t_train = latency(training, args.imgsz, args.runs, args.threads)
+                t_deploy = latency(result.path, args.imgsz, args.runs, args.threads)
+            print(
+                f"\nONNX Runtime latency, {args.imgsz}x{args.imgsz}, batch 1, {args.threads} threads, "
+                f"median / p90 of {args.runs}; {regime_label(workers)}"
+            )
+            print(
+                f"{'training form (unconverted)':<30} {t_train[0]:8.1f} / {t_train[1]:.1f} ms  "
+                f"{training.stat().st_size / 1e6:6.1f} MB"
+            )
+            print(f"{'deploy form (edgekit)':<30} {t_deploy[0]:8.1f} / {t_deploy[1]:.1f} ms  {result.size_mb:6.1f} MB")
+            ratios.append(t_train[0] / t_deploy[0])
+            print(f"deploy form is {ratios[-1]:.2f}x faster: {'met' if ratios[-1] > 1 else 'MISSED'}")
+    return 0 if args.smoke or (seconds <= TARGET_SECONDS and min(ratios) > 1) else 1
 
 
 if __name__ == "__main__":

@@ -79,7 +79,16 @@ def main() -> int:
     parser.add_argument("--extras", default="onnxruntime,litert")
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--keep", help="keep the environments and models in this folder")
+    parser.add_argument("--smoke", action="store_true", help="CI: no new environment, no conversion: peak RSS of "
+                                                             "predict and profile on the bundled shapes model here")
     args = parser.parse_args()
+    if args.smoke:
+        model, image = ROOT / "edgekit" / "assets" / "shapes.onnx", ROOT / "edgekit" / "assets" / "shapes.jpg"
+        cli = [sys.executable, "-m", "edgekit.cli"]
+        predict, rc1 = peak_rss_mb([*cli, "predict", str(model), str(image)], ROOT)
+        profile, rc2 = peak_rss_mb([*cli, "profile", str(model), "--runs", "3", "--no-sweep", "--quiet"], ROOT)
+        print(f"this environment, {model.name}: predict peak RSS {predict:.0f} MB, profile peak RSS {profile:.0f} MB")
+        return rc1 or rc2
     extras = [e.strip() for e in args.extras.split(",") if e.strip()]
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="edgekit-footprint-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
     REFVENV/bin/python benchmarks/ultralytics_peer.py make OUTDIR IMAGE
     REFVENV/bin/python benchmarks/ultralytics_peer.py serve
+    REFVENV/bin/python benchmarks/ultralytics_peer.py time MODEL IMAGE CONF IOU FRAMES WARMUP [boxes]
 
 Ultralytics is AGPL-3.0: this script is a benchmark peer only. It imports nothing of edgekit and edgekit
 imports nothing of it; the two sides talk through files and JSON lines on stdin/stdout.
@@ -12,7 +13,8 @@ the class biases so the image is a busy scene (a few hundred boxes kept at conf 
 saves each checkpoint the way ``strip_optimizer`` leaves one (fp16 model under ``model``) and exports
 it with Ultralytics' own exporter to ONNX at 640 (one-to-many output + NMS; for yolo26n also the
 end-to-end [1,300,6] output). ``serve`` answers ``{"model", "image", "conf", "iou", "frames"}`` lines
-with per-frame wall times and Ultralytics' own stage split (``Results.speed``).
+with per-frame wall times and Ultralytics' own stage split (``Results.speed``); ``time`` answers one such
+request from its arguments and exits.
 """
 
 from __future__ import annotations
@@ -142,6 +144,16 @@ def make(out: Path, image_path: Path) -> None:
         print(json.dumps({"made": name}), flush=True)
 
 
+def time_once(argv: list[str]) -> None:
+    """``time MODEL IMAGE CONF IOU FRAMES WARMUP [boxes]``: one measurement in this process, one JSON line out
+    (the serve reply), then exit: bench_vs_ultralytics.py runs each side in turn in its own process."""
+    model, image, conf, iou, frames, warmup = argv[:6]
+    request = {"model": model, "image": image, "conf": float(conf), "iou": float(iou), "frames": int(frames),
+               "warmup": int(warmup), "boxes": argv[6:7] == ["boxes"]}
+    sys.stdin = iter([json.dumps(request) + "\n"])
+    serve()
+
+
 def serve() -> None:
     """Answer one JSON request per stdin line with per-frame timings of YOLO(model).predict(image)."""
     sys.stdout.flush()
@@ -184,5 +196,7 @@ if __name__ == "__main__":
         make(Path(sys.argv[2]), Path(sys.argv[3]))
     elif sys.argv[1:2] == ["serve"]:
         serve()
+    elif sys.argv[1:2] == ["time"]:
+        time_once(sys.argv[2:])
     else:
         raise SystemExit(__doc__)

@@ -21,6 +21,7 @@ from edgekit.converters.options import ConvertOptions
 from edgekit.errors import EdgekitError, first_line
 from edgekit.eval.datasets import load_dataset
 from edgekit.logs import get_logger
+from edgekit.runtimes.settings import EngineSettings
 
 log = get_logger("edgekit.convert")
 
@@ -109,10 +110,12 @@ def run_benchmark(
     split: str = "val",
     runs: int = 50,
     threads: int | None = None,
+    shared: bool = False,
     progress: bool = True,
 ) -> BenchmarkReport:
     """Convert `spec` as `options` say (into a temporary folder unless ``options.out_dir`` is set), then per
-    artifact: mAP on `data` (`split`) and the median latency of `runs` timed frames after warm-up.
+    artifact: mAP on `data` (`split`) and the median latency of `runs` timed frames after warm-up, each engine
+    with `threads` and `shared` (:class:`~edgekit.runtimes.settings.EngineSettings`).
 
     Raises EdgekitError for unreadable data or a checkpoint that cannot be opened; everything that goes wrong
     with one target becomes that row's error.
@@ -150,7 +153,7 @@ def run_benchmark(
             else:
                 row.file, row.size_mb = result.path.name, round(result.size_mb, 2)
                 try:
-                    _measure(row, result.path, dataset, runs, threads, progress)
+                    _measure(row, result.path, dataset, runs, EngineSettings(threads, shared), progress)
                 except EdgekitError as exc:
                     row.error = str(exc)
                 except Exception as exc:  # one artifact's engine failing must not lose the table
@@ -163,18 +166,18 @@ def run_benchmark(
     return report
 
 
-def _measure(row: BenchmarkRow, path: Path, dataset, runs: int, threads: int | None, progress: bool) -> None:
+def _measure(row: BenchmarkRow, path: Path, dataset, runs: int, settings: EngineSettings, progress: bool) -> None:
     from edgekit.eval.val import validate
     from edgekit.runtimes.detector import load
     from edgekit.runtimes.profile import profile_model
 
-    detector = load(path, threads=threads)
+    detector = load(path, settings=settings)
     if progress:
         print(f"benchmark {row.format} {row.precision}: validating on {len(dataset.items)} images", file=sys.stderr)
     report = validate(detector, dataset, progress=progress, model=str(path))
     row.map50_95, row.map50 = round(report.map50_95, 4), round(report.map50, 4)
     profile = profile_model(
-        path, image=dataset.items[0].image, runs=runs, warmup=5, threads=threads, sweep=(), operators=False
+        path, image=dataset.items[0].image, runs=runs, warmup=5, settings=settings, sweep=(), operators=False
     )
     row.ms = round(profile.latency.p50, 3)
     row.fps = round(1000.0 / profile.latency.p50, 1) if profile.latency.p50 else None

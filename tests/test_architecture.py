@@ -202,8 +202,8 @@ class OnnxDataBackend(Backend):
 class OnnxDataEngine(OnnxRuntimeEngine):
     backend = "onnxdata"
 
-    def __init__(self, path, threads=None):
-        super().__init__(Path(path) / "model.onnx", threads)
+    def __init__(self, path, threads=None, settings=None):
+        super().__init__(Path(path) / "model.onnx", threads, settings)
         self.path = Path(path)
 
 

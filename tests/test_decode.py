@@ -208,8 +208,9 @@ def reference_candidates(scores, conf, multi_label):
 
 @pytest.mark.parametrize("multi_label", [False, True])
 @pytest.mark.parametrize("class_major", [False, True])
-def test_candidates_equal_the_plain_definition(multi_label, class_major):
-    _, scores = synthetic_outputs(2, anchors=3000, classes=7, objects=30)
+@pytest.mark.parametrize("classes", [7, 80])  # 80: rows read as machine words (decode.rows_above)
+def test_candidates_equal_the_plain_definition(multi_label, class_major, classes):
+    _, scores = synthetic_outputs(2, anchors=3000, classes=classes, objects=30)
     scores = np.round(scores, 1)  # ties between classes of one anchor: argmax takes the lowest class
     scores[5] = 0.25  # exactly at the threshold: not above it
     given = np.ascontiguousarray(scores.T) if class_major else scores
@@ -218,6 +219,17 @@ def test_candidates_equal_the_plain_definition(multi_label, class_major):
     got = sorted(zip(anchor.tolist(), cls.tolist(), score.tolist()))
     assert got == sorted(zip(*(r.tolist() for r in ref)))
     assert len(got) > 50 and 5 not in anchor.tolist()
+
+
+def test_candidates_skip_nan_scores_and_find_rows_in_every_layout():
+    scores = np.full((6, 16), 0.1, np.float32)
+    scores[1, [3, 9]] = [0.5, 0.7]
+    scores[4, [0, 2, 15]] = [np.nan, 0.6, 0.6]  # NaN is no candidate; of two equal scores the lower class wins
+    anchor, cls, score = decode.candidates(scores, 0.25)
+    assert anchor.tolist() == [1, 4] and cls.tolist() == [9, 2] and score.tolist() == pytest.approx([0.7, 0.6])
+    for layout in (scores, scores[:, :15], np.asfortranarray(scores), scores.astype(np.float64)):
+        expected = np.flatnonzero((layout > 0.25).any(1))
+        np.testing.assert_array_equal(decode.rows_above(layout, 0.25), expected)
 
 
 def test_above_equals_numpy_at_float32_thresholds():

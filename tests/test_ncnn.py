@@ -26,6 +26,7 @@ from edgekit.images import read_image
 from edgekit.models.damo_blocks import Focus
 from edgekit.runtimes.fp16_check import check_fp16
 from edgekit.runtimes.ncnn import NCNNEngine, param_io, param_layers
+from edgekit.runtimes.settings import EngineSettings
 from edgekit.tolerances import FP16_TOLERANCE, FP32_TOLERANCE
 
 from checkpoints import (
@@ -115,7 +116,7 @@ def test_fp16_check_holds_an_fp16_form_to_fp16_tolerance(checkpoints, tmp_path):
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 has no FP16 arithmetic")
 def test_fp16_request_stays_fp32_on_a_cpu_without_fp16_arithmetic(checkpoints, tmp_path):
     folder = convert_many(checkpoints["yolo26"], "ncnn", "fp32", IMGSZ, tmp_path, topk="runtime")[0].path
-    engine = NCNNEngine(folder, fp16=True)
+    engine = NCNNEngine(folder, settings=EngineSettings(fp16=True))
     assert not engine.fp16_active and not engine.net.opt.use_fp16_arithmetic and engine.fp16_check is None
     assert engine.fp16_reason == "FP32: this CPU has no FP16 arithmetic"
 
@@ -134,7 +135,8 @@ def test_fp16_check_runs_on_an_emulated_cortex_a76(checkpoints, tmp_path):
     folder = convert_many(checkpoints["yolov9"], "ncnn", "fp32", IMGSZ, tmp_path)[0].path
     script = (
         "import json, sys\nfrom edgekit.runtimes.ncnn import NCNNEngine\n"
-        "e = NCNNEngine(sys.argv[1], fp16=True)\n"
+        "from edgekit.runtimes.settings import EngineSettings\n"
+        "e = NCNNEngine(sys.argv[1], settings=EngineSettings(fp16=True))\n"
         "print(json.dumps([e.fp16_active, e.net.opt.use_fp16_arithmetic, e.fp16_check.passed,"
         " e.fp16_check.max_abs, e.fp16_reason]))\n"
     )

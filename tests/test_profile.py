@@ -46,7 +46,8 @@ def test_latency_summary(pi5_report):
 
 def test_sweep_and_operators(pi5_report):
     r = pi5_report
-    assert [s["threads"] for s in r.sweep] == [1, 2] and all(s["fps"] > 0 for s in r.sweep)
+    assert [(s["threads"], s["shared"]) for s in r.sweep] == [(1, False), (1, True), (2, False), (2, True)]
+    assert all(s["fps"] > 0 for s in r.sweep) and r.shared is False
     ops = {op.op: op for op in r.operators}
     assert "Conv" in ops and ops["Conv"].count == 19 and r.operators[0].op == "Conv"
     assert sum(op.share for op in r.operators) == pytest.approx(1, abs=0.01)
@@ -88,7 +89,9 @@ def test_profile_command_text_json_csv_plot(capsys, tmp_path):
     pre, infer, post, total, frame = map(float, stages.groups())
     assert pre + infer + post == pytest.approx(total, abs=0.015)
     assert abs(frame - total) <= max(0.5, 0.05 * frame)
-    assert re.search(r"^threads    1: [\d.]+ ms \([\d.]+ FPS\)$", out, re.M)
+    assert re.search(r"^threads    shared off  1: [\d.]+ ms \([\d.]+ FPS\)$", out, re.M)
+    assert re.search(r"^threads    shared on   1: [\d.]+ ms \([\d.]+ FPS\)$", out, re.M)
+    assert re.search(r"^fastest    1 threads, shared o(n|ff) \(--threads 1( --shared)?\)$", out, re.M)
     assert re.search(r"^  Conv +[\d.]+ ms", out, re.M) and "peak" in out
     rows = csv.read_text().splitlines()
     assert rows[0] == "run,t_s,frame_ms,pre_ms,infer_ms,post_ms,temp_c,arm_mhz,throttled" and len(rows) == 21
@@ -108,7 +111,7 @@ def test_no_sweep_times_no_thread_count(capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "warm-up:" in err and "runs:" in err
-    assert "threads:" not in err and not re.search(r"^threads ", out, re.M)
+    assert "threads:" not in err and "threads, shared:" not in err and not re.search(r"^(threads|fastest) ", out, re.M)
 
 
 def test_profile_bad_input(capsys, tmp_path):

@@ -64,3 +64,12 @@ def thread_list(text: str) -> list[int]:
     if not values or min(values) <= 0:
         raise argparse.ArgumentTypeError(f"expected positive thread counts like 1,2,4, got {text!r}")
     return values
+
+
+def add_shared(parser: argparse.ArgumentParser) -> None:
+    """The --shared switch of every verb that opens an engine (EngineSettings.shared)."""
+    parser.add_argument(
+        "--shared", action="store_true",
+        help="the machine runs other busy processes: idle engine threads sleep instead of spin-waiting "
+             "(default: the detector has the cores to itself, as on a device)",
+    )

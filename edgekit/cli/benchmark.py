@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgekit.cli.argtypes import imgsz, names, positive
+from edgekit.cli.argtypes import add_shared, imgsz, names, positive
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         names=args.names, topk=args.topk, arch=args.arch,
     )
     report = run_benchmark(
-        args.checkpoint, args.data, options, split=args.split, runs=args.runs, threads=args.threads,
+        args.checkpoint, args.data, options, split=args.split, runs=args.runs, threads=args.threads, shared=args.shared,
         progress=not args.quiet,
     )
     if args.json:
@@ -53,6 +53,7 @@ def add_parser(verbs) -> None:
     p.add_argument("--calib", help="INT8 calibration images (default: the data's own, its train split first)")
     p.add_argument("--runs", type=positive, default=50, help="timed frames per artifact (default 50)")
     p.add_argument("--threads", type=positive, help="inference threads (default: the backend's)")
+    add_shared(p)
     p.add_argument("--topk", choices=["graph", "runtime"], help="end-to-end models: see convert")
     p.add_argument("--arch", help="DAMO-YOLO: the variant of a state_dict checkpoint")
     p.add_argument("--names", type=names, help="class names (comma-separated or a file, one per line)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgekit.cli.argtypes import fraction, imgsz, items, names, positive
+from edgekit.cli.argtypes import add_shared, fraction, imgsz, items, names, positive
 
 
 def run(args: argparse.Namespace) -> int:
@@ -16,10 +16,12 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.devices.sources import Source
     from edgekit.fileio import check_output_folder
     from edgekit.runtimes.detector import load
+    from edgekit.runtimes.settings import EngineSettings
 
     model, source_spec = model_and_source(args.model, args.source)
     detector = load(
-        model, backend=args.backend, threads=args.threads, imgsz=args.imgsz, names=args.names, device=args.device
+        model, backend=args.backend, threads=args.threads, settings=EngineSettings(shared=args.shared),
+        imgsz=args.imgsz, names=args.names, device=args.device,
     )
     for option in ("conf", "iou", "max_det"):
         if getattr(args, option) is not None:
@@ -70,8 +72,9 @@ def add_parser(verbs) -> None:
     p.add_argument("--save", metavar="DIR", help="write annotated images / video to DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object per frame to stdout")
     p.add_argument("--threads", type=positive, help="inference threads (default: the backend's)")
-    p.add_argument("--backend", help="force a backend (default: by file type)")
+    add_shared(p)
+    p.add_argument("--backend", help="force a backend, e.g. openvino for an .onnx file (default: by file type)")
     p.add_argument("--imgsz", type=imgsz, help="input size for models without metadata, or dynamic ones")
     p.add_argument("--names", type=names, help="class names (comma-separated or a file, one per line)")
-    p.add_argument("--device", help="take threads and hints from a device profile (see: edgekit devices)")
+    p.add_argument("--device", help="take threads, engine and hints from a device profile (see: edgekit devices)")
     p.set_defaults(func=run)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgekit.cli.argtypes import positive, thread_list
+from edgekit.cli.argtypes import add_shared, positive, thread_list
 
 
 def run(args: argparse.Namespace) -> int:
     """Profile a model file on this machine: latency percentiles and FPS, the pre / infer / post split, a threads
-    sweep, per-operator times, load time, peak memory, and temperature, clock and throttling on a Raspberry Pi."""
+    sweep with idle engine threads spinning and sleeping (--shared) side by side, per-operator times, load
+    time, peak memory, and temperature, clock and throttling on a Raspberry Pi."""
     from edgekit.devices.loop import model_and_source
     from edgekit.fileio import check_output_file
     from edgekit.runtimes.profile import format_report, profile_model, save_runs_csv
+    from edgekit.runtimes.settings import EngineSettings
 
     for flag, target in (("--csv", args.csv), ("--plot", args.plot)):
         if target:  # checked before the runs, not after them
@@ -25,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         runs=args.runs,
         warmup=args.warmup,
         threads=args.threads,
+        settings=EngineSettings(shared=args.shared),
         device=args.device,
         backend=args.backend,
         sweep=[] if args.no_sweep else args.sweep,
@@ -72,9 +75,11 @@ def add_parser(verbs) -> None:
     p.add_argument("--runs", type=positive, default=100, help="timed runs (default 100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs first (default 10)")
     p.add_argument("--threads", type=positive, help="inference threads (default: the device profile's or engine's)")
-    p.add_argument("--device", help="take threads from a device profile (see: edgekit devices)")
+    add_shared(p)
+    p.add_argument("--device", help="take threads and engine from a device profile (see: edgekit devices)")
     p.add_argument("--backend", help="force a backend (default: by file type)")
-    p.add_argument("--sweep", type=thread_list, default=None, help="thread counts to compare (default 1,2,4..cores)")
+    p.add_argument("--sweep", type=thread_list, default=None,
+                   help="thread counts to compare, each with --shared off and on (default 1,2,4..cores)")
     p.add_argument("--no-sweep", action="store_true", help="skip the threads sweep")
     p.add_argument("--no-ops", action="store_true", help="skip the per-operator profile")
     p.add_argument("--json", action="store_true", help="print the whole report (every run and sample) as JSON")

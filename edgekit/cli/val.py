@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgekit.cli.argtypes import fraction, imgsz, names, positive
+from edgekit.cli.argtypes import add_shared, fraction, imgsz, names, positive
 from edgekit.eval.settings import VAL
 
 
@@ -37,8 +37,10 @@ def run(args: argparse.Namespace) -> int:
         report = validate_heads(args.model, dataset, args.imgsz, names=args.names, **settings)
         print("\n".join(report.notes), file=log)
     else:
-        detect = open_detector(args.model, imgsz=args.imgsz, backend=args.backend, threads=args.threads,
-                               names=args.names, arch=args.arch)
+        from edgekit.runtimes.settings import EngineSettings
+
+        detect = open_detector(args.model, imgsz=args.imgsz, backend=args.backend,
+                               settings=EngineSettings(args.threads, args.shared), names=args.names, arch=args.arch)
         check_classes(Path(args.model).name, detect.names, args.data, dataset)
         for note in getattr(detect, "notes", ()):  # a checkpoint says which size and head it runs, and why
             print(note, file=log)
@@ -75,6 +77,7 @@ def add_parser(verbs) -> None:
                    help="end-to-end checkpoints (YOLO26): validate the one-to-one and the one-to-many + NMS head "
                    "side by side")
     p.add_argument("--threads", type=positive, help="inference threads (default: the backend's)")
+    add_shared(p)
     p.add_argument("--backend", help="force a backend (default: by file type)")
     p.add_argument("--names", type=names, help="class names (comma-separated or a file, one per line)")
     p.add_argument("--arch", help="DAMO-YOLO: the variant of a state_dict checkpoint")

@@ -11,6 +11,7 @@ from typing import Any
 from edgekit.errors import require
 from edgekit.fileio import check_checkpoint_file
 from edgekit.runtimes.engine import is_artifact
+from edgekit.runtimes.settings import EngineSettings
 
 
 def check_converter_side(spec: str | Path | None = None) -> None:
@@ -31,18 +32,19 @@ def open_detector(
     imgsz: Sequence[int] | None = None,
     backend: str | None = None,
     threads: int | None = None,
+    settings: EngineSettings | None = None,
     names: list[str] | None = None,
     arch: str | None = None,
 ) -> Any:
     """A detector for `model`: a model file runs on its engine (`imgsz` only for models without a fixed
-    size; `backend`, `threads` as `edgekit.load` takes them), a checkpoint in torch as the converters'
+    size; `backend`, `threads`, `settings` as `edgekit.load` takes them), a checkpoint in torch as the converters'
     reference, at `imgsz` or the size it was trained at (`arch`: DAMO-YOLO's variant of a state_dict). Either is called
     on a BGR image and returns Detections; `names` replaces the class names. Raises EdgekitError for a
     file that cannot be opened."""
     if is_artifact(model):
         from edgekit.runtimes.detector import load
 
-        return load(model, backend=backend, threads=threads, imgsz=imgsz, names=names)
+        return load(model, backend=backend, threads=threads, settings=settings, imgsz=imgsz, names=names)
     check_converter_side(model)
     from edgekit.converters.source_detector import open_source_detector
 

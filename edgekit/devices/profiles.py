@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import EdgekitError
+from edgekit.runtimes.settings import EngineSettings
 
 # format -> the runtime backend that opens it
 FORMAT_BACKENDS = {
@@ -40,6 +41,10 @@ class DeviceProfile:
     threads: Choice  # int, or None for "let the engine decide"
     imgsz: Choice  # square input size, a multiple of 32
     notes: tuple[str, ...] = field(default_factory=tuple)
+    shared: Choice = Choice(False, "a device runs its detector alone: idle engine workers spin-wait between "
+                                   "operators (docs/benchmarks.md, Engine settings)")  # bool: EngineSettings.shared
+    fp16: Choice = Choice(False, "FP32 arithmetic, exactly as verified")  # bool: EngineSettings.fp16
+    onnx_backend: Choice = Choice("onnxruntime", "ONNX Runtime, the engine ONNX files are made for")
 
     @property
     def format(self) -> str:
@@ -95,6 +100,9 @@ register(DeviceProfile(
     imgsz=Choice(640, "the A76 keeps a t/n model at several FPS at 640; drop to 320 for real-time tracking"),
     notes=("active cooling recommended: without it the SoC throttles from 80 C (edgekit profile shows it)",
            OPENVINO_ON_ARM),
+    fp16=Choice(True, "the A76 has FP16 arithmetic: NCNN computes in FP16 (about half its FP32 instructions, "
+                      f"{ESTIMATE}) for a file that stays within FP16 tolerance of its FP32 run, checked when the "
+                      "engine opens it on the Pi; other files and engines stay FP32"),
 ))
 register(DeviceProfile(
     name="rpi4",
@@ -305,6 +313,27 @@ def resolve_threads(profile: DeviceProfile, threads: int | None = None) -> int |
     return threads if threads else profile.threads.value
 
 
+def profile_settings(profile: DeviceProfile, settings: EngineSettings | None = None) -> EngineSettings:
+    """The engine settings for this device: `settings`' thread count if it has one, else the profile's; shared
+    and FP16 where either `settings` or the profile turns them on."""
+    settings = settings or EngineSettings()
+    return EngineSettings(
+        threads=resolve_threads(profile, settings.threads),
+        shared=settings.shared or bool(profile.shared.value),
+        fp16=settings.fp16 or bool(profile.fp16.value),
+    )
+
+
+def profile_backend(profile: DeviceProfile, path: str | Path) -> str | None:
+    """The engine this device runs `path` on where the profile names one for its file type (ONNX files:
+    ``onnx_backend``, when that engine is installed); None leaves the choice to the file's type."""
+    if Path(path).suffix.lower() != ".onnx" or profile.onnx_backend.value == FORMAT_BACKENDS["onnx"]:
+        return None
+    import importlib.util
+
+    return profile.onnx_backend.value if importlib.util.find_spec(profile.onnx_backend.value) else None
+
+
 def profile_hints(profile: DeviceProfile, backend: str, precision: str, imgsz: tuple[int, int]) -> list[str]:
     """Where a loaded model differs from what the profile prefers, one line each (empty when it matches)."""
     hints = []
@@ -420,7 +449,8 @@ def describe_profile(profile: DeviceProfile) -> str:
     memory = f"{profile.memory_mb // 1024} GB" if profile.memory_mb >= 1024 else f"{profile.memory_mb} MB"
     lines = [f"{profile.name}: {profile.title}", f"  hardware   {profile.arch}, {profile.cores} cores, {memory}"]
     for label, choice in (("formats", profile.formats), ("precision", profile.precisions),
-                          ("threads", profile.threads), ("imgsz", profile.imgsz)):
+                          ("threads", profile.threads), ("imgsz", profile.imgsz), ("shared", profile.shared),
+                          ("fp16", profile.fp16), ("onnx on", profile.onnx_backend)):
         value = choice.value
         shown = ", ".join(value) if isinstance(value, tuple) else ("auto" if value is None else value)
         lines.append(f"  {label:<10} {shown}: {choice.reason}")

@@ -14,6 +14,7 @@ from edgekit.errors import EdgekitError, require
 from edgekit.logs import silenced
 from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
+from edgekit.runtimes.settings import EngineSettings
 
 
 class CoreMLEngine(Engine):
@@ -21,8 +22,8 @@ class CoreMLEngine(Engine):
 
     backend = "coreml"
 
-    def __init__(self, path: str | Path, threads: int | None = None):
-        super().__init__(path, threads)
+    def __init__(self, path: str | Path, threads: int | None = None, settings: EngineSettings | None = None):
+        super().__init__(path, threads, settings)
         self.ct = require("coremltools", "coreml")
         with silenced():
             try:

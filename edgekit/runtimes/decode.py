@@ -64,6 +64,8 @@ def candidates(
         rows = scores[:, anchor]
         cls = rows.argmax(0)
         score = rows[cls, np.arange(len(anchor))]
+    elif not multi_label and (found := _best_of_rows(scores, conf)) is not None:
+        anchor, cls, score = found
     else:
         flat = above(scores, conf)
         if multi_label:
@@ -84,6 +86,34 @@ def candidates(
     if cls_index is not None:
         cls = cls_index[cls]
     return anchor, cls.astype(np.int64), score.astype(np.float32)
+
+
+def rows_above(scores: np.ndarray, conf: float) -> np.ndarray:
+    """Indices (ascending) of the rows of a 2-d score array [A, C] with an entry above `conf`.
+
+    The comparison makes one byte per entry; with C a multiple of 8 each row is C / 8 machine words, OR-ed
+    together column by column (about half the time of ``mask.any(1)`` on [8400, 80]).
+    """
+    hit = scores > conf
+    if hit.ndim == 2 and hit.shape[1] % 8 == 0 and hit.shape[1] and hit.flags.c_contiguous:
+        words = hit.view(np.uint64)
+        row = words[:, 0].copy()
+        for column in range(1, words.shape[1]):
+            row |= words[:, column]
+        return np.flatnonzero(row)
+    return np.flatnonzero(hit.any(1))
+
+
+def _best_of_rows(scores: np.ndarray, conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(anchor, class, score) of each anchor's best class where one is above `conf` ([A, C] scores): only the
+    rows with a candidate are read again. None where a candidate row holds a NaN (argmax would pick it)."""
+    anchor = rows_above(scores, conf)
+    rows = np.take(scores, anchor, 0)
+    cls = rows.argmax(1)
+    score = rows[np.arange(len(anchor)), cls]
+    if score.dtype.kind == "f" and np.isnan(score).any():
+        return None
+    return anchor, cls, score
 
 
 def decode_nms(

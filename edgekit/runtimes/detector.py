@@ -21,6 +21,7 @@ from edgekit.meta import ModelMeta
 from edgekit.runtimes import decode
 from edgekit.runtimes.engine import Engine, TensorSpec, open_engine
 from edgekit.runtimes.preprocess import LetterboxInfo, Preprocessor, dequantize, preprocess
+from edgekit.runtimes.settings import EngineSettings, engine_settings
 
 ImageLike = str | Path | np.ndarray
 logger = logging.getLogger(__name__)
@@ -75,7 +76,9 @@ class Detector:
 
     def __repr__(self) -> str:
         m = self.meta
-        return f"Detector({m.family} {m.variant}, {self.engine.backend}, {m.imgsz[0]}x{m.imgsz[1]}, {m.precision})"
+        shared = " (shared)" if self.engine.settings.shared else ""
+        return (f"Detector({m.family} {m.variant}, {self.engine.backend}{shared}, {m.imgsz[0]}x{m.imgsz[1]}, "
+                f"{m.precision})")
 
     def __call__(
         self,
@@ -257,22 +260,29 @@ def load(
     *,
     backend: str | None = None,
     threads: int | None = None,
+    settings: EngineSettings | None = None,
     imgsz: int | Sequence[int] | None = None,
     names: Sequence[str] | None = None,
     device: str | None = None,
 ) -> Detector:
     """Open a model file (engine chosen by its type) and return a ready Detector.
 
-    `device` names a device profile (``edgekit devices`` lists them): its thread count is used unless
-    `threads` is given, and a model that is not what the profile prefers is logged as a hint.
+    `settings` says how the engine uses the CPU (:class:`~edgekit.runtimes.settings.EngineSettings`: threads,
+    a machine shared with other busy processes, FP16); an explicit `threads` wins over its count. `device`
+    names a device profile (``edgekit devices`` lists them): its thread count is used unless one is given,
+    its shared / FP16 choices are added to `settings`, an .onnx file runs on the engine it names for ONNX
+    files unless `backend` is given, and a model that is not what the profile prefers is logged as a hint.
+    Raises EdgekitError for a file that cannot be opened, an unknown backend or device.
     """
+    settings = engine_settings(settings, threads)
     profile = None
     if device is not None:
-        from edgekit.devices.profiles import get_profile, resolve_threads
+        from edgekit.devices.profiles import get_profile, profile_backend, profile_settings
 
         profile = get_profile(device)
-        threads = resolve_threads(profile, threads)
-    engine = open_engine(path, backend=backend, threads=threads)
+        settings = profile_settings(profile, settings)
+        backend = backend or profile_backend(profile, path)
+    engine = open_engine(path, backend=backend, settings=settings)
     detector = Detector(engine, read_meta(engine, imgsz, names))
     if profile is not None:
         from edgekit.devices.profiles import profile_hints

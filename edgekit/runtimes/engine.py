@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import EdgekitError
+from edgekit.runtimes.settings import EngineSettings, engine_settings
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,10 @@ class Engine(ABC):
 
     backend: str = ""
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, settings: EngineSettings | None = None):
         self.path = Path(path)
-        self.threads = threads
+        self.settings = engine_settings(settings, threads)
+        self.threads = self.settings.threads
 
     _inputs: list[TensorSpec]  # each engine reads its tensors once, when it opens the model
     _outputs: list[TensorSpec]
@@ -71,7 +73,7 @@ class Engine(ABC):
 # backend name -> (module, class, file suffixes it opens; a suffix starting with "_" names a folder artifact)
 BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "onnxruntime": ("edgekit.runtimes.ort", "OnnxRuntimeEngine", (".onnx",)),
-    "openvino": ("edgekit.runtimes.openvino", "OpenVINOEngine", (".xml",)),
+    "openvino": ("edgekit.runtimes.openvino", "OpenVINOEngine", (".xml", ".onnx")),  # reads ONNX as it is
     "litert": ("edgekit.runtimes.litert", "LiteRTEngine", (".tflite",)),
     "coreml": ("edgekit.runtimes.coreml", "CoreMLEngine", (".mlpackage", ".mlmodel")),
     "ncnn": ("edgekit.runtimes.ncnn", "NCNNEngine", ("_ncnn", ".param")),
@@ -105,8 +107,15 @@ def is_artifact(path: str | Path) -> bool:
     return True
 
 
-def open_engine(path: str | Path, backend: str | None = None, threads: int | None = None) -> Engine:
-    """Open a model file with the backend its type (or `backend`) names."""
+def open_engine(
+    path: str | Path,
+    backend: str | None = None,
+    threads: int | None = None,
+    settings: EngineSettings | None = None,
+) -> Engine:
+    """Open a model file with the backend its type (or `backend`) names, with `settings` (threads, shared
+    machine, FP16; an explicit `threads` wins over ``settings.threads``). Raises EdgekitError for a missing
+    file or an unknown backend, and the engine's own EdgekitError for a file it cannot read."""
     path = Path(path)
     if not path.exists():
         raise EdgekitError(f"model not found: {path}")
@@ -114,4 +123,4 @@ def open_engine(path: str | Path, backend: str | None = None, threads: int | Non
     if name not in BACKENDS:
         raise EdgekitError(f"unknown backend '{name}' (available: {', '.join(BACKENDS)})")
     module, cls, _ = BACKENDS[name]
-    return getattr(importlib.import_module(module), cls)(path, threads=threads)
+    return getattr(importlib.import_module(module), cls)(path, settings=engine_settings(settings, threads))

@@ -12,6 +12,7 @@ from edgekit.errors import EdgekitError, MissingExtraError, first_line
 from edgekit.logs import silenced
 from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
+from edgekit.runtimes.settings import EngineSettings
 from edgekit.runtimes.tflite_file import read_tflite_metadata
 
 
@@ -34,12 +35,14 @@ def interpreter_class():
 
 
 class LiteRTEngine(Engine):
-    """Runs a .tflite file (XNNPACK on the CPU, configurable threads)."""
+    """Runs a .tflite file (XNNPACK on the CPU, configurable threads). LiteRT's Python API has no switch for
+    idle workers, so ``settings.shared`` changes nothing here."""
 
     backend = "litert"
 
-    def __init__(self, path: str | Path, threads: int | None = None):
-        super().__init__(path, threads)
+    def __init__(self, path: str | Path, threads: int | None = None, settings: EngineSettings | None = None):
+        super().__init__(path, threads, settings)
+        threads = self.threads
         Interpreter = interpreter_class()
         try:
             with silenced():  # the native "Created TensorFlow Lite XNNPACK delegate" line

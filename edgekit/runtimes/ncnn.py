@@ -7,7 +7,7 @@ gets its batch axis back.
 
 By default the engine computes in FP32 (fp16 storage and arithmetic off), so results match the verified
 figures; an INT8 folder's int8 convolutions (``int8_scale_term`` set, int8 weights) run in integer
-arithmetic with NCNN's own kernels and everything else in FP32. ``fp16=True`` (the Raspberry Pi 5 profile
+arithmetic with NCNN's own kernels and everything else in FP32. ``EngineSettings(fp16=True)`` (the Raspberry Pi 5 profile
 asks for it) turns on NCNN's FP16 storage and arithmetic where the CPU has FP16 arithmetic (ARMv8.2+, e.g.
 the Pi 5's Cortex-A76; about half the instructions, benchmarks/arm_estimate.md) and the file stays within
 FP16 tolerance of its FP32 run there (edgekit.runtimes.fp16_check: checked once, when the file opens);
@@ -26,6 +26,7 @@ from edgekit.logs import get_logger
 from edgekit.meta import KEY, from_json
 from edgekit.runtimes.engine import Engine, TensorSpec
 from edgekit.runtimes.fp16_check import Fp16Check, check_fp16
+from edgekit.runtimes.settings import EngineSettings
 
 logger = get_logger("edgekit.runtime")
 
@@ -71,11 +72,12 @@ def param_io(text: str) -> tuple[list[str], list[str]]:
 class NCNNEngine(Engine):
     """Runs an NCNN model (.param + .bin) on the CPU with the `ncnn` package.
 
-    `threads`: worker threads (NCNN's default: the big cores). `fp16`: FP16 storage and arithmetic where this
-    CPU has FP16 arithmetic and the file passes the FP16 check (module docstring); ``fp16_active`` says what
-    runs, ``fp16_check`` holds the check's figures. `fp16_storage` / `fp16_arithmetic`: NCNN's raw switches,
-    unchecked (for measurements). Raises EdgekitError for a missing or unreadable file, MissingExtraError when
-    ncnn is not installed.
+    `threads`: worker threads (NCNN's default: the big cores). ``settings.fp16``: FP16 storage and arithmetic
+    where this CPU has FP16 arithmetic and the file passes the FP16 check (module docstring); ``fp16_active``
+    says what runs, ``fp16_check`` holds the check's figures. On a ``shared`` machine the OpenMP workers sleep
+    as soon as a layer ends (``openmp_blocktime`` 0, NCNN's default being 20 ms of spinning).
+    `fp16_storage` / `fp16_arithmetic`: NCNN's raw switches, unchecked (for measurements). Raises
+    EdgekitError for a missing or unreadable file, MissingExtraError when ncnn is not installed.
     """
 
     backend = "ncnn"
@@ -86,9 +88,9 @@ class NCNNEngine(Engine):
         threads: int | None = None,
         fp16_storage: bool = False,
         fp16_arithmetic: bool = False,
-        fp16: bool = False,
+        settings: EngineSettings | None = None,
     ):
-        super().__init__(path, threads)
+        super().__init__(path, threads, settings)
         ncnn = require("ncnn", "ncnn")
         self._ncnn = ncnn
         param = param_file(self.path)
@@ -109,7 +111,7 @@ class NCNNEngine(Engine):
         self.fp16_active = bool(fp16_storage or fp16_arithmetic)
         self.fp16_check: Fp16Check | None = None
         self.fp16_reason = ""
-        if fp16 and not self.fp16_active:
+        if self.settings.fp16 and not self.fp16_active:
             self._try_fp16()
 
     def _open(self, fp16_storage: bool, fp16_arithmetic: bool):
@@ -122,6 +124,8 @@ class NCNNEngine(Engine):
         opt.use_fp16_arithmetic = fp16_arithmetic
         if self.threads:
             opt.num_threads = int(self.threads)
+        if self.settings.shared:
+            opt.openmp_blocktime = 0
         if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
             raise EdgekitError(f"{param}: not a loadable NCNN model (layers this ncnn does not know, or a bad .bin)")
         return net

@@ -3,7 +3,10 @@
 Metadata lives in the IR's ``rt_info`` under ``edgekit``. Inference precision is pinned to f32 by
 default so results match the verified figures; pass ``precision_hint="bf16"`` on CPUs that have it.
 Threads: the LATENCY hint (one stream, as many threads as the plugin finds cores for) unless ``threads``
-sets ``INFERENCE_NUM_THREADS``. Per frame, :meth:`OpenVINOEngine.infer` shares the input array with the
+sets ``INFERENCE_NUM_THREADS``; on a ``shared`` machine its threads are not pinned to cores
+(``ENABLE_CPU_PINNING``), so the scheduler can move them off cores that other processes hold. It opens an
+IR, or an .onnx file as it is (OpenVINO reads ONNX directly; the file's metadata is read as ONNX Runtime
+reads it). Per frame, :meth:`OpenVINOEngine.infer` shares the input array with the
 infer request and returns its output tensors without copies.
 """
 
@@ -17,6 +20,7 @@ import numpy as np
 from edgekit.errors import EdgekitError, first_line, require
 from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
+from edgekit.runtimes.settings import EngineSettings
 from edgekit.yaml_subset import parse_simple_yaml
 
 _DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8", "i32": "int32", "i64": "int64"}
@@ -46,12 +50,19 @@ class OpenVINOEngine(Engine):
 
     backend = "openvino"
 
-    def __init__(self, path: str | Path, threads: int | None = None, precision_hint: str = "f32"):
-        super().__init__(path, threads)
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int | None = None,
+        precision_hint: str = "f32",
+        settings: EngineSettings | None = None,
+    ):
+        super().__init__(path, threads, settings)
+        threads = self.threads
         block_openvino_telemetry()
         ov = require("openvino", "openvino")
         xml = ir_file(self.path)
-        if not xml.with_suffix(".bin").is_file():
+        if xml.suffix.lower() != ".onnx" and not xml.with_suffix(".bin").is_file():
             raise EdgekitError(f"{xml}: the weights file {xml.with_suffix('.bin').name} is missing")
         core = ov.Core()
         try:
@@ -59,6 +70,8 @@ class OpenVINOEngine(Engine):
             config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision_hint}
             if threads:
                 config["INFERENCE_NUM_THREADS"] = int(threads)
+            if self.settings.shared:
+                config["ENABLE_CPU_PINNING"] = False
             self.compiled = core.compile_model(self.model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable IRs
             reason = first_line(exc, 200)
@@ -90,10 +103,14 @@ class OpenVINOEngine(Engine):
         return {spec.name: results[port] for spec, port in zip(self._outputs, self.compiled.outputs)}
 
     def metadata(self) -> dict[str, str]:
-        """edgekit's metadata from rt_info; for an Ultralytics export, its ``metadata.yaml`` beside the .xml
+        """edgekit's metadata from rt_info; for an .onnx file, its metadata_props (which OpenVINO keeps in rt_info
+        ``framework``); for an Ultralytics IR export, its ``metadata.yaml`` beside the .xml
         (names, stride, imgsz, task, end2end...), else the class labels it keeps in rt_info ``model_info``."""
         if self.model.has_rt_info([KEY]):
             return {KEY: self.model.get_rt_info([KEY]).astype(str)}
+        if ir_file(self.path).suffix.lower() == ".onnx":  # the file's metadata_props, as ONNX Runtime gives them
+            props = self.model.get_rt_info()["framework"] if self.model.has_rt_info(["framework"]) else {}
+            return {key: value.astype(str) for key, value in props.items()}
         found: dict = {}
         yaml_file = ir_file(self.path).parent / "metadata.yaml"
         if yaml_file.is_file():

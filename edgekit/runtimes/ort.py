@@ -2,10 +2,10 @@
 
 Threads: intra-op threads default to ONNX Runtime's choice (one per physical core); inter-op parallelism
 stays off (sequential execution: a detector is one chain of ops); ``threads`` sets the intra-op count, e.g.
-to leave a core to a camera loop. Idle worker threads sleep instead of spinning (``spinning=False``):
-ONNX Runtime's default spin-waits burn the cores that the frame's own preprocessing and decoding, the
-camera and any other process need between runs. On the 2-core build machine under load, a yolo26n run
-took a median 112 ms without spinning against 204 ms with it, in the same process, alternating.
+to leave a core to a camera loop. Idle worker threads spin-wait between operators (ONNX Runtime's own
+default) unless the settings say the machine is ``shared``: a worker that sleeps wakes late for every
+operator, which costs a detector with the cores to itself, while spinning workers take the cores from
+other busy processes (``session.intra_op.allow_spinning``; docs/benchmarks.md, Engine settings).
 Per frame, :meth:`OnnxRuntimeEngine.infer` binds the input array and preallocated output arrays with an
 ``IOBinding``, so ONNX Runtime reads and writes numpy memory directly.
 """
@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekit.errors import EdgekitError, first_line, require
 from edgekit.runtimes.engine import Engine, TensorSpec
+from edgekit.runtimes.settings import EngineSettings
 
 _DTYPES = {
     "tensor(float)": "float32",
@@ -39,11 +40,12 @@ class OnnxRuntimeEngine(Engine):
 
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int | None = None, spinning: bool = False):
-        super().__init__(path, threads)
+    def __init__(self, path: str | Path, threads: int | None = None, settings: EngineSettings | None = None):
+        super().__init__(path, threads, settings)
+        threads = self.threads
         ort = require("onnxruntime", "onnxruntime")
         options = ort.SessionOptions()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0" if self.settings.shared else "1")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -23,6 +23,7 @@ from edgekit.devices.telemetry import TelemetrySampler, vcgencmd_throttled
 from edgekit.errors import EdgekitError, require
 from edgekit.images import read_image
 from edgekit.runtimes.detector import Detector, load
+from edgekit.runtimes.settings import EngineSettings, engine_settings
 
 # progress(stage, done, total): called as work advances, so a command line can show bars
 Progress = Callable[[str, int, int], None]
@@ -70,6 +71,7 @@ class ProfileReport:
     precision: str
     imgsz: tuple[int, int]
     threads: int | None
+    shared: bool
     image: str
     device: str | None
     load_ms: float
@@ -79,7 +81,7 @@ class ProfileReport:
     latency: Latency
     stages: dict[str, float]  # mean ms of pre, infer, post, and their sum
     runs: list[dict[str, float]] = field(default_factory=list)
-    sweep: list[dict[str, Any]] = field(default_factory=list)
+    sweep: list[dict[str, Any]] = field(default_factory=list)  # per thread count x shared off / on
     operators: list[Operator] = field(default_factory=list)
     operators_note: str = ""
     telemetry: list[dict[str, Any]] = field(default_factory=list)
@@ -211,6 +213,7 @@ def profile_model(
     runs: int = 100,
     warmup: int = 10,
     threads: int | None = None,
+    settings: EngineSettings | None = None,
     device: str | None = None,
     backend: str | None = None,
     sweep: Sequence[int] | None = (),
@@ -223,7 +226,10 @@ def profile_model(
 ) -> ProfileReport:
     """Profile a model file on one image (default: the bundled sample).
 
-    `sweep` lists thread counts to compare (None: `default_sweep()`; empty: no sweep). Telemetry is
+    `settings` (and `threads`, which wins over its count) are the engine's for the main runs. `sweep` lists
+    thread counts to compare (None: `default_sweep()`; empty: no sweep), each with ``shared`` off and on
+    (idle engine threads spinning, or sleeping as they should where other busy processes share the machine),
+    so the report shows which setting this device wants. Telemetry is
     sampled every `interval` seconds during the timed runs from `telemetry_root` (tests pass copies of a
     Raspberry Pi's files).
     """
@@ -236,7 +242,8 @@ def profile_model(
     name = Path(image).name if not isinstance(image, np.ndarray) else "array"
     pixels = image if isinstance(image, np.ndarray) else read_image(image)
     t0 = time.perf_counter()
-    detector = load(model, backend=backend, threads=threads, device=device)
+    settings = engine_settings(settings, threads)
+    detector = load(model, backend=backend, settings=settings, device=device)
     load_ms = (time.perf_counter() - t0) * 1e3
     rss_after_load = current_rss_mb()
     for i in range(warmup):
@@ -258,6 +265,7 @@ def profile_model(
         precision=detector.meta.precision,
         imgsz=tuple(detector.meta.imgsz),
         threads=detector.engine.threads,
+        shared=detector.engine.settings.shared,
         image=name,
         device=device or detect_device().profile,
         load_ms=round(load_ms, 2),
@@ -273,15 +281,18 @@ def profile_model(
     if operators:
         report.operators, report.operators_note = operator_times(detector, pixels)
     counts = default_sweep() if sweep is None else list(sweep)
+    del detector  # one engine alive at a time: spinning workers of one would slow the next
     for t in counts:
-        swept = load(model, backend=backend, threads=t)
-        for _ in range(min(warmup, 3)):
-            swept(pixels)
-        timed = _timed_runs(swept, pixels, sweep_runs, f"{t} threads", progress, time.perf_counter())
-        lat = Latency.of([r["frame_ms"] for r in timed])
-        report.sweep.append({"threads": t, "p50_ms": lat.p50, "mean_ms": lat.mean, "fps": lat.fps,
-                             "infer_ms": round(float(np.mean([r["infer_ms"] for r in timed])), 3)})
-        del swept
+        for shared in (False, True):
+            swept = load(model, backend=backend, settings=EngineSettings(t, shared, settings.fp16))
+            for _ in range(min(warmup, 3)):
+                swept(pixels)
+            label = f"{t} threads{', shared' if shared else ''}"
+            timed = _timed_runs(swept, pixels, sweep_runs, label, progress, time.perf_counter())
+            lat = Latency.of([r["frame_ms"] for r in timed])
+            report.sweep.append({"threads": t, "shared": shared, "p50_ms": lat.p50, "mean_ms": lat.mean,
+                                 "fps": lat.fps, "infer_ms": round(float(np.mean([r["infer_ms"] for r in timed])), 3)})
+            del swept
     return report
 
 
@@ -290,16 +301,23 @@ def format_report(report: ProfileReport, top_ops: int = 12) -> str:
     r, lat, st = report, report.latency, report.stages
     lines = [
         f"model      {r.model}  ({r.backend}, {r.precision}, {r.imgsz[0]}x{r.imgsz[1]}, "
-        f"threads {r.threads or 'default'}, device {r.device or 'unknown'})",
+        f"threads {r.threads or 'default'}{', shared' if r.shared else ''}, device {r.device or 'unknown'})",
         f"load       {r.load_ms:.1f} ms; RSS after load {r.rss_after_load_mb:.1f} MB, peak {r.peak_rss_mb:.1f} MB",
         f"latency    {len(r.runs)} runs after {r.warmup} warm-up on {r.image}: p50 {lat.p50:.2f} ms  p90 {lat.p90:.2f}"
         f"  p99 {lat.p99:.2f}  mean {lat.mean:.2f} +- {lat.std:.2f}  ({lat.fps:.1f} FPS)",
         f"stages     pre {st['pre']:.2f} + infer {st['infer']:.2f} + post {st['post']:.2f} = {st['sum']:.2f} ms "
         f"(frame mean {lat.mean:.2f} ms)",
     ]
+    for shared in (False, True):
+        rows = [s for s in r.sweep if bool(s.get("shared")) == shared]
+        if rows:
+            label = "shared on " if shared else "shared off"
+            lines.append(f"threads    {label}  " + "   ".join(
+                f"{s['threads']}: {s['p50_ms']:.2f} ms ({s['fps']:.1f} FPS)" for s in rows))
     if r.sweep:
-        lines.append("threads    " + "   ".join(f"{s['threads']}: {s['p50_ms']:.2f} ms ({s['fps']:.1f} FPS)"
-                                                for s in r.sweep))
+        best = min(r.sweep, key=lambda s: s["p50_ms"])
+        lines.append(f"fastest    {best['threads']} threads, shared {'on' if best.get('shared') else 'off'} "
+                     f"(--threads {best['threads']}{' --shared' if best.get('shared') else ''})")
     summary = r.telemetry_summary
     if summary.get("temp_c") or summary.get("arm_mhz") or summary.get("throttled"):
         parts = []

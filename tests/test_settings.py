@@ -1,0 +1,120 @@
+"""Engine settings (threads, a shared machine, FP16) reach every engine's own switches, through `open_engine`,
+`load`, device profiles and the CLI; OpenVINO runs .onnx files with ONNX Runtime's results."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import edgekit
+from edgekit import assets
+from edgekit.cli import main
+from edgekit.devices.profiles import get_profile, profile_backend, profile_settings
+from edgekit.errors import EdgekitError
+from edgekit.images import read_image
+from edgekit.runtimes.engine import open_engine
+from edgekit.runtimes.preprocess import preprocess
+from edgekit.runtimes.settings import EngineSettings, engine_settings
+
+SPIN = "session.intra_op.allow_spinning"
+
+
+def spinning(engine) -> str:
+    return engine.session.get_session_options().get_session_config_entry(SPIN)
+
+
+def test_settings_merge_threads_and_refuse_bad_counts():
+    assert engine_settings() == EngineSettings(None, False, False)
+    assert engine_settings(EngineSettings(2, True), None) == EngineSettings(2, True)
+    assert engine_settings(EngineSettings(2, True), 3) == EngineSettings(3, True)  # an explicit count wins
+    for bad in (0, -1, True):
+        with pytest.raises(EdgekitError, match="threads must be a positive number"):
+            EngineSettings(bad)
+
+
+def test_onnxruntime_spins_unless_the_machine_is_shared():
+    model = assets.shapes_model()
+    assert spinning(open_engine(model)) == "1"
+    shared = open_engine(model, settings=EngineSettings(shared=True))
+    assert spinning(shared) == "0" and shared.settings.shared
+    legacy = open_engine(model, threads=1)  # the threads= callers keep working
+    assert legacy.threads == 1 and legacy.settings == EngineSettings(1)
+    assert legacy.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_openvino_unpins_threads_on_a_shared_machine():
+    model = assets.shapes_model()
+    alone = open_engine(model, backend="openvino")
+    shared = open_engine(model, backend="openvino", threads=1, settings=EngineSettings(shared=True))
+    assert alone.compiled.get_property("ENABLE_CPU_PINNING") is True
+    assert shared.compiled.get_property("ENABLE_CPU_PINNING") is False
+    assert shared.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+
+
+def ncnn_folder(tmp_path):
+    folder = tmp_path / "relu_ncnn"
+    folder.mkdir()
+    (folder / "model.param").write_text("7767517\n2 2\nInput in0 0 1 in0\nReLU relu_0 1 1 in0 out0\n")
+    (folder / "model.bin").write_bytes(b"")
+    return folder
+
+
+def test_ncnn_gets_fp16_and_sleeping_workers_from_the_settings(tmp_path):
+    folder = ncnn_folder(tmp_path)
+    plain = open_engine(folder)  # kept alive: the Option belongs to its net
+    opt = plain.net.opt
+    assert not opt.use_fp16_storage and not opt.use_fp16_arithmetic and opt.openmp_blocktime == 20
+    tuned = open_engine(folder, settings=EngineSettings(threads=2, shared=True, fp16=True))
+    opt = tuned.net.opt
+    assert opt.openmp_blocktime == 0 and opt.num_threads == 2
+    # FP16 is asked for; whether it runs is the CPU's and the FP16 check's call (test_ncnn covers both)
+    import ncnn
+
+    assert tuned.fp16_reason and opt.use_fp16_arithmetic == tuned.fp16_active
+    assert tuned.fp16_active or not ncnn.cpu_support_arm_asimdhp() or not tuned.fp16_check.passed
+
+
+def test_device_profiles_give_settings_and_the_engine_for_onnx_files():
+    pi = get_profile("rpi5")
+    assert profile_settings(pi) == EngineSettings(pi.threads.value, pi.shared.value, pi.fp16.value)
+    assert profile_settings(pi, EngineSettings(1, shared=True)).threads == 1
+    assert profile_settings(pi, EngineSettings(shared=True)).shared
+    fp16 = replace(pi, fp16=replace(pi.fp16, value=True))
+    assert profile_settings(fp16).fp16
+    assert profile_backend(pi, "m.onnx") is None
+    ov = replace(pi, onnx_backend=replace(pi.onnx_backend, value="openvino"))
+    assert profile_backend(ov, "m.onnx") == "openvino" and profile_backend(ov, "m.tflite") is None
+    detector = edgekit.load(assets.shapes_model(), device=ov)
+    assert detector.engine.backend == "openvino" and detector.engine.threads == pi.threads.value
+    assert edgekit.load(assets.shapes_model(), device=ov, backend="onnxruntime").engine.backend == "onnxruntime"
+
+
+def raw_outputs(detector):
+    tensor, _ = preprocess(read_image(assets.sample_image()), detector.meta.input, detector.meta.imgsz)
+    return detector.engine.run({detector.input.name: tensor})
+
+
+@pytest.mark.parametrize("model", [assets.shapes_model(), assets.shapes_model().with_name("yolo26n.onnx")])
+def test_openvino_runs_onnx_files_as_onnxruntime_does(model):
+    ort, ov = edgekit.load(model), edgekit.load(model, backend="openvino")
+    assert ov.engine.backend == "openvino" and ov.meta == ort.meta  # the same metadata, read from the file
+    image = read_image(assets.sample_image())
+    a, b = ort(image), ov(image)
+    assert len(a) > 0 and len(a) == len(b)
+    np.testing.assert_array_equal(a.class_id, b.class_id)
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-2)  # pixels
+    np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)
+    if ort.meta.outputs.kind == "boxes_scores":  # no in-graph top-k: every element compares
+        expected, found = raw_outputs(ort), raw_outputs(ov)
+        for name in ort.meta.outputs.names:
+            np.testing.assert_allclose(found[name], expected[name], atol=1e-5)
+
+
+def test_cli_verbs_take_shared(capsys):
+    assert main(["predict", str(assets.shapes_model()), "--shared", "--json", "--backend", "openvino"]) == 0
+    out, err = capsys.readouterr()
+    assert "openvino (shared), 320x320" in err and json.loads(out.splitlines()[0])["detections"]
+    assert main(["profile", str(assets.shapes_model()), "--shared", "--runs", "2", "--warmup", "0", "--no-sweep",
+                 "--no-ops", "--quiet"]) == 0
+    assert "threads default, shared" in capsys.readouterr().out
