@@ -7,11 +7,11 @@ gets its batch axis back.
 
 By default the engine computes in FP32 (fp16 storage and arithmetic off), so results match the verified
 figures; an INT8 folder's int8 convolutions (``int8_scale_term`` set, int8 weights) run in integer
-arithmetic with NCNN's own kernels and everything else in FP32. ``EngineSettings(fp16=True)`` (the Raspberry Pi 5 profile
-asks for it) turns on NCNN's FP16 storage and arithmetic where the CPU has FP16 arithmetic (ARMv8.2+, e.g.
-the Pi 5's Cortex-A76; about half the instructions, benchmarks/arm_estimate.md) and the file stays within
-FP16 tolerance of its FP32 run there (edgekit.runtimes.fp16_check: checked once, when the file opens);
-otherwise it stays in FP32 and says why (``fp16_reason``).
+arithmetic with NCNN's own kernels and everything else in FP32. ``EngineSettings(fp16=True)`` (the
+Raspberry Pi 5 profile asks for it) turns on NCNN's FP16 storage and arithmetic where the CPU has FP16
+arithmetic (ARMv8.2+, e.g. the Pi 5's Cortex-A76; about half the instructions, benchmarks/arm_estimate.md)
+and the file stays within FP16 tolerance of its FP32 run there (edgekit.runtimes.fp16_check: checked once,
+when the file opens); otherwise it stays in FP32 and says why (``fp16_reason``).
 """
 
 from __future__ import annotations
