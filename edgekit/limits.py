@@ -39,11 +39,11 @@ def check_size(path: str | os.PathLike, limit: int, what: str) -> int:
 
 def read_bytes(path: str | os.PathLike, limit: int, what: str) -> bytes:
     """The contents of `path`, refused by its size before it is read when larger than `limit` bytes."""
-    check_size(path, limit, what)
+    size = check_size(path, limit, what)
     with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:  # grew since it was measured
-        raise EdgekitError(f"{path}: too large for {what} (at most {limit:,} bytes)")
+        data = f.read(size + 1)  # read(n) sets aside n bytes first: ask for what the file holds, not the limit
+    if len(data) > size:
+        raise EdgekitError(f"{path}: {what} grew while it was read; try again")
     return data
 
 

@@ -15,7 +15,7 @@ ULTRALYTICS_KEYS = ("names", "stride", "imgsz", "task")
 
 def is_ultralytics(props: Mapping[str, str]) -> bool:
     """True when the key/value metadata looks like an Ultralytics export."""
-    return all(k in props for k in ULTRALYTICS_KEYS) or "ultralytics" in props.get("author", "").lower()
+    return all(k in props for k in ULTRALYTICS_KEYS) or "ultralytics" in str(props.get("author") or "").lower()
 
 
 def _literal(props: Mapping[str, str], key: str, default: Any = ...) -> Any:
@@ -84,7 +84,9 @@ def from_ultralytics(
     elif isinstance(names, (list, tuple)):
         classes = [str(n) for n in names]
     else:
-        raise MetadataError(f"Ultralytics metadata 'names' is not a list or dict: {names!r}")
+        raise MetadataError(f"Ultralytics metadata 'names' is not a list or dict: {str(names)[:80]}")
+    if not classes:
+        raise MetadataError("Ultralytics metadata 'names' lists no classes")
     imgsz = _size(_literal(props, "imgsz"), "Ultralytics metadata 'imgsz'")
     args = _literal(props, "args", {})
     args = args if isinstance(args, dict) else {}
@@ -100,7 +102,7 @@ def from_ultralytics(
     kind = "detections" if end2end else "packed"
     dims = list(input_shape or [])
     layout = "NHWC" if len(dims) == 4 and dims[3] in (1, 3) and dims[1] not in (1, 3) else "NCHW"
-    description = props.get("description", "")
+    description = str(props.get("description") or "")
     variant = description.split()[1] if description.startswith("Ultralytics ") and len(description.split()) > 1 else ""
     return ModelMeta(
         family="ultralytics",

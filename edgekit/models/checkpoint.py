@@ -20,6 +20,7 @@ import torch
 from edgekit.errors import EdgekitError, first_line
 from edgekit.fileio import check_checkpoint_file
 from edgekit.limits import NESTING
+from edgekit.models.pickle_scan import largest_allocation
 
 # Namespaces whose classes and functions become inert records (module classes, training-time helpers).
 RECORD_NAMESPACES = (
@@ -35,7 +36,8 @@ RECORD_NAMESPACES = (
     "numpy.dtypes.",
     "__main__.",
 )
-MAX_MODULES = 100_000  # module records in one pickled model (the largest YOLO has about 1,000)
+ALLOCATION_LIMIT = 1 << 16  # elements a pickle may ask of a size-taking constructor (see pickle_scan)
+MAX_MODULES = 20_000  # module records in one pickled model (the largest YOLO has about 1,000)
 # Where trainers keep their arguments in a checkpoint: Ultralytics, then YOLOv9/YOLOv5's train.py.
 TRAINING_ARGS = ("train_args", "opt")
 # Single data types that also become records (their payload is plain data).
@@ -144,12 +146,21 @@ def as_size(value: Any) -> tuple[int, int] | None:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load a torch checkpoint safely; module classes come back as inert records."""
+    """Load a torch checkpoint safely; module classes come back as inert records.
+
+    Raises EdgekitError for a file that is not a readable checkpoint, whose pickle names anything outside the
+    allow-list, or asks any call for more elements than the file has bytes (see :mod:`pickle_scan`)."""
     path = check_checkpoint_file(path)
     try:
         names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        elements = largest_allocation(torch._C.PyTorchFileReader(str(path)).get_record("data.pkl"))
     except Exception as exc:  # a damaged zip or pickle surfaces as various exception types
         raise EdgekitError(f"{path.name}: unreadable checkpoint ({first_line(exc)})") from None
+    if elements > ALLOCATION_LIMIT:
+        raise EdgekitError(
+            f"{path.name}: refused to load: its pickle asks a constructor for {elements:,} elements (at most"
+            f" {ALLOCATION_LIMIT:,}); a real checkpoint's tensors come from the storages saved in the file"
+        )
     refused = [n for n in names if not _is_record_name(n)]
     if refused:
         raise EdgekitError(
