@@ -21,16 +21,20 @@ from dataclasses import dataclass, field
 # Modules whose code the loader runs: torch's weights-only unpickler and zip reader, edgekit, and the
 # standard library pieces they use. A call into any other module during a load is a finding.
 ALLOWED_MODULES = (
-    "torch", "edgekit", "zipfile", "collections", "io", "_io", "typing", "contextlib", "functools", "pickle",
-    "_pickle", "struct", "_struct", "enum", "abc", "_abc", "copyreg", "warnings", "_warnings", "re", "_sre",
-    "sre_", "weakref", "_weakref", "_weakrefset", "codecs", "_codecs", "encodings", "posixpath", "genericpath",
-    "pathlib", "fnmatch", "ntpath", "threading", "_thread", "dataclasses", "types", "copy", "math", "numbers",
-    "operator", "_operator", "_collections", "_contextvars", "itertools", "builtins", "binascii", "zlib", "inspect", "dis", "linecache",
-    "tokenize", "traceback", "textwrap", "string", "logging", "_collections_abc", "stat", "_stat", "os",
-    "sys", "_functools", "numpy", "importlib._bootstrap", "atheris", "fuzzing", "shutil", "tempfile",
+    "torch", "edgekit", "zipfile", "collections", "_collections", "io", "_io", "typing", "contextlib",
+    "functools", "_functools", "pickle", "_pickle", "struct", "_struct", "enum", "abc", "_abc", "copyreg",
+    "warnings", "_warnings", "re", "_sre", "sre_", "weakref", "_weakref", "_weakrefset", "codecs", "_codecs",
+    "encodings", "posixpath", "genericpath", "pathlib", "fnmatch", "threading", "_thread", "dataclasses",
+    "types", "copy", "math", "numbers", "operator", "_operator", "itertools", "builtins", "binascii", "zlib",
+    "inspect", "dis", "linecache", "tokenize", "traceback", "textwrap", "string", "logging", "_contextvars",
+    "_collections_abc", "stat", "_stat", "numpy", "atheris", "fuzzing",
 )
-# C functions of otherwise unlisted modules that a load calls: reading a path's facts
-ALLOWED_CALLS = {"posix.fspath", "posix.stat"}
+# functions of otherwise unlisted modules that a load calls: a path's facts, torch reading its environment
+# variables, `from x import y` of modules already imported, the tracer switching itself off
+ALLOWED_CALLS = {
+    "posix.fspath", "posix.stat", "os.getenv", "os.__getitem__", "os.encode", "sys.intern", "sys.setprofile",
+    "importlib._bootstrap._handle_fromlist",
+}
 # Calls that are never part of loading, whatever module they live in.
 FORBIDDEN_CALLS = {
     "builtins.eval", "builtins.exec", "builtins.compile", "builtins.__import__", "builtins.breakpoint",
