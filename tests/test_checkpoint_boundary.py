@@ -112,6 +112,7 @@ def _with_pickle(source: Path, pickle_bytes: bytes, target: Path) -> Path:
         b"ctorch._tensor\n_rebuild_from_type_v2\n(ctorch\nTensor\nctorch\nTensor\n(J\x00\x00\x01\x00J\x00\x00\x01\x00t"
         b"}tR",  # torch.Tensor(65536, 65536) through a rebuild
     ],
+    ids=["bytearray", "set-of-bytearray", "FloatTensor", "storage-via-memo", "rebuild-from-type"],
 )
 def test_size_taking_constructors_are_refused_before_unpickling(checkpoints, tmp_path, call):
     path = _with_pickle(checkpoints[0], b"\x80\x02" + call + b".", tmp_path / "bomb.pt")
