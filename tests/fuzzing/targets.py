@@ -8,7 +8,9 @@ Hangs (over 2 s) and memory growth (over 256 MB) are the runner's to catch (see 
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,7 @@ COCO_IMAGES = ("val_00000.jpg", "val_00001.jpg", "val_00002.jpg")  # image files
 SHAPES = [[1, 84, 8400], [1, 300, 6], [1, 7, 2100]]  # the output shapes the metadata target tries
 
 _folder = Path(tempfile.mkdtemp(prefix="edgekit-fuzz-"))
+atexit.register(shutil.rmtree, _folder, True)
 
 
 class Finding(AssertionError):
