@@ -10,6 +10,7 @@ figures: executions, coverage (libFuzzer's edge count), corpus size and findings
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import resource
 import sys
@@ -86,6 +87,7 @@ def main(argv: list[str]) -> int:
     corpus.mkdir(parents=True, exist_ok=True)
     findings.mkdir(parents=True, exist_ok=True)
 
+    logging.getLogger("edgekit").setLevel(logging.CRITICAL)  # the coco target's warnings, once per input
     for seed in sorted(seeds.iterdir()):  # warm up: imports and lazy initialisation happen before measuring
         targets.run(args.target, seed.read_bytes())
     baseline = _vm_peak_mb()

@@ -9,7 +9,6 @@ Hangs (over 2 s) and memory growth (over 256 MB) are the runner's to catch (see 
 from __future__ import annotations
 
 import atexit
-import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -189,5 +188,3 @@ def run(name: str, data: bytes) -> None:
         message = str(exc)
         _check("\n" not in message.strip() and "Traceback" not in message, f"not a one-line error: {message[:200]}")
 
-
-logging.getLogger("edgekit").setLevel(logging.CRITICAL)  # the coco target's background warnings
