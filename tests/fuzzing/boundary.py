@@ -55,7 +55,8 @@ AUDIT_FORBIDDEN = (
 @dataclass
 class Tracer:
     """While active, every import, forbidden audit event and call outside ALLOWED_MODULES (or into
-    FORBIDDEN_CALLS) is recorded in `findings`; `allowed_open` is the one file the load may open."""
+    FORBIDDEN_CALLS) is recorded in `findings`; `allowed_open` is the one file the load may open (besides
+    reading the source of a module already imported, as a warning does)."""
 
     allowed_open: str = ""
     findings: list[str] = field(default_factory=list)
@@ -86,7 +87,8 @@ class Tracer:
     def audit(self, event: str, args: tuple) -> None:
         if event == "open":
             target, mode = str(args[0]), str(args[1]) if len(args) > 1 else "r"
-            if target != self.allowed_open or any(c in mode for c in "wax+"):
+            writes = any(c in mode for c in "wax+")
+            if writes or (target != self.allowed_open and target not in _loaded_sources()):
                 self.findings.append(f"open {target} {mode}")
         elif event.startswith(AUDIT_FORBIDDEN):
             self.findings.append(f"audit {event} {str(args)[:120]}")
@@ -105,6 +107,11 @@ class Tracer:
 
 
 _current: list[Tracer] = []
+
+
+def _loaded_sources() -> set[str]:
+    """Source files of modules already imported: what a warning's traceback reads (linecache), not new code."""
+    return {str(getattr(m, "__file__", "")) for m in list(sys.modules.values())}
 
 
 def _dispatch(event: str, args: tuple) -> None:
