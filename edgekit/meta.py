@@ -8,11 +8,13 @@ Every artifact carries one JSON document under the key ``edgekit`` (ONNX ``metad
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgekit.errors import MetadataError
+from edgekit.limits import METADATA_BYTES, parse_json
 
 SCHEMA = 1
 KEY = "edgekit"
@@ -26,6 +28,7 @@ OUTPUT_KINDS = ("boxes_scores", "detections", "packed", "vision", "postprocess")
 DECODE_METHODS = ("nms", "topk", "none")
 PRECISIONS = ("fp32", "fp16", "int8", "w8a8", "mixed")
 TASKS = ("detect",)
+MAX_NUMBER = 2**53  # larger numbers in metadata are mistakes (and some do not fit a float)
 
 DEFAULT_OUTPUT_NAMES = {
     "boxes_scores": ["boxes", "scores"],
@@ -150,6 +153,11 @@ class ModelMeta:
 # reading and validation
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _fail(path: str, message: str) -> MetadataError:
     return MetadataError(f"metadata field '{path}' {message}")
 
@@ -161,11 +169,18 @@ def _get(data: Mapping[str, Any], key: str, path: str, kind: type | tuple[type, 
         return default
     value = data[key]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        value = _float(value, f"{path}{key}")
     if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise _fail(f"{path}{key}", f"must be {names}, got {value!r}")
+        raise _fail(f"{path}{key}", f"must be {names}, got {_short(value)}")
     return value
+
+
+def _float(value: Any, path: str) -> float:
+    """A JSON number as a float; MetadataError for a string or an integer too large for one."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or abs(value) > MAX_NUMBER:
+        raise _fail(path, f"must be a number, got {_short(value)}")
+    return float(value)
 
 
 def _channels(inp: Mapping[str, Any]) -> int:
@@ -178,7 +193,7 @@ def _channels(inp: Mapping[str, Any]) -> int:
 def _choice(data: Mapping[str, Any], key: str, path: str, choices: Sequence[str], default: Any = ...) -> str:
     value = _get(data, key, path, str, default)
     if value not in choices:
-        raise _fail(f"{path}{key}", f"must be one of {', '.join(choices)}, got {value!r}")
+        raise _fail(f"{path}{key}", f"must be one of {', '.join(choices)}, got {_short(value)}")
     return value
 
 
@@ -187,12 +202,22 @@ def _numbers(data: Mapping[str, Any], key: str, path: str, length: int, default:
     if value is None:
         return None
     if len(value) != length or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise _fail(f"{path}{key}", f"must be a list of {length} numbers, got {value!r}")
+        raise _fail(f"{path}{key}", f"must be a list of {length} numbers, got {_short(value)}")
+    numbers = tuple(_float(v, f"{path}{key}") for v in value)
     if integer:
-        if not all(float(v).is_integer() for v in value):
-            raise _fail(f"{path}{key}", f"must hold integers, got {value!r}")
-        return tuple(int(v) for v in value)
-    return tuple(float(v) for v in value)
+        if not all(v.is_integer() for v in numbers):
+            raise _fail(f"{path}{key}", f"must hold integers, got {_short(value)}")
+        return tuple(int(v) for v in numbers)
+    return numbers
+
+
+def _quant(value: Any, path: str) -> tuple[float, int]:
+    """A (scale, zero_point) pair: a positive finite scale and an integer zero point."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[1], int)
+    scale = _float(value[0], path) if ok else 0.0
+    if not ok or not 0 < scale < math.inf or isinstance(value[1], bool) or abs(value[1]) > MAX_NUMBER:
+        raise _fail(path, f"must be [scale > 0, zero_point], got {_short(value)}")
+    return scale, int(value[1])
 
 
 def _input(data: Mapping[str, Any]) -> InputSpec:
@@ -215,9 +240,7 @@ def _input(data: Mapping[str, Any]) -> InputSpec:
         raise _fail("input.std", f"must be positive, got {list(std)}")
     quant = _get(inp, "quant", "input.", (list, tuple, type(None)), None)
     if quant is not None:
-        if len(quant) != 2 or not isinstance(quant[0], (int, float)) or not isinstance(quant[1], int) or quant[0] <= 0:
-            raise _fail("input.quant", f"must be [scale > 0, zero_point], got {quant!r}")
-        quant = (float(quant[0]), int(quant[1]))
+        quant = _quant(quant, "input.quant")
     input_spec = InputSpec(
         name=_get(inp, "name", "input.", str, "images"),
         layout=_choice(inp, "layout", "input.", LAYOUTS, "NCHW"),
@@ -252,9 +275,7 @@ def _outputs(data: Mapping[str, Any]) -> OutputSpec:
     if out_quant is not None:
         checked = {}
         for key, value in out_quant.items():
-            if not isinstance(value, (list, tuple)) or len(value) != 2 or not value[0] or not isinstance(value[1], int):
-                raise _fail(f"outputs.quant.{key}", f"must be [scale > 0, zero_point], got {value!r}")
-            checked[key] = (float(value[0]), int(value[1]))
+            checked[key] = _quant(value, f"outputs.quant.{key}")
         out_quant = checked
     return OutputSpec(
         kind=kind, names=list(names), normalized=_get(out, "normalized", "outputs.", bool, True), quant=out_quant
@@ -339,13 +360,12 @@ def from_dict(data: Mapping[str, Any]) -> ModelMeta:
     )
 
 
-def from_json(text: str) -> ModelMeta:
-    """Parse the stored JSON document."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MetadataError(f"edgekit metadata is not valid JSON ({exc})") from None
-    return from_dict(data)
+def from_json(text: str | bytes) -> ModelMeta:
+    """Parse the stored JSON document. Raises MetadataError for one that is not JSON, is larger than
+    METADATA_BYTES or nests deeper than NESTING levels, or whose fields are wrong (see :func:`from_dict`)."""
+    if len(text) > METADATA_BYTES:
+        raise MetadataError(f"edgekit metadata of {len(text):,} bytes is too large (at most {METADATA_BYTES:,})")
+    return from_dict(parse_json(text, "edgekit metadata", MetadataError))
 
 
 def from_props(props: Mapping[str, str]) -> ModelMeta | None:

@@ -3,11 +3,11 @@ tensors and what the user says (class names, input size)."""
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from edgekit.errors import MetadataError
+from edgekit.limits import literal
 from edgekit.meta import DTYPES, DecodeSpec, InputSpec, ModelMeta, OutputSpec
 
 ULTRALYTICS_KEYS = ("names", "stride", "imgsz", "task")
@@ -15,7 +15,7 @@ ULTRALYTICS_KEYS = ("names", "stride", "imgsz", "task")
 
 def is_ultralytics(props: Mapping[str, str]) -> bool:
     """True when the key/value metadata looks like an Ultralytics export."""
-    return all(k in props for k in ULTRALYTICS_KEYS) or "ultralytics" in props.get("author", "").lower()
+    return all(k in props for k in ULTRALYTICS_KEYS) or "ultralytics" in str(props.get("author") or "").lower()
 
 
 def _literal(props: Mapping[str, str], key: str, default: Any = ...) -> Any:
@@ -27,19 +27,36 @@ def _literal(props: Mapping[str, str], key: str, default: Any = ...) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
+        return literal(value)
+    except ValueError:
         if value in ("true", "false"):
             return value == "true"
         return value
 
 
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**16
+
+
 def _size(value: Any, what: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return (int(value[0]), int(value[1]))
-    raise MetadataError(f"{what} must be one size or [height, width], got {value!r}")
+    values = [value, value] if isinstance(value, int) else value
+    if isinstance(values, (list, tuple)) and len(values) == 2 and all(_positive_int(v) for v in values):
+        return (int(values[0]), int(values[1]))
+    raise MetadataError(f"{what} must be one size or [height, width], got {str(value)[:80]}")
+
+
+def _class_id(key: Any) -> int | None:
+    """A class id key of Ultralytics' ``names`` map: an int, or its digits where the map came from JSON."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key
+    return int(key) if isinstance(key, str) and key.isascii() and key.isdigit() and len(key) < 10 else None
+
+
+def _stride(value: Any) -> int:
+    """The largest stride: Ultralytics stores one number (a float or an int, or its text)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 2**16 and value == int(value):
+        return int(value)
+    raise MetadataError(f"Ultralytics metadata 'stride' must be a positive whole number, got {str(value)[:40]}")
 
 
 def from_ultralytics(
@@ -61,12 +78,15 @@ def from_ultralytics(
     if task != "detect":
         raise MetadataError(f"Ultralytics '{task}' models are not supported yet (edgekit runs detect models)")
     names = _literal(props, "names")
-    if isinstance(names, dict):
-        classes = [str(names[k]) for k in sorted(names)]
+    ids = {_class_id(k): v for k, v in names.items()} if isinstance(names, dict) else {}
+    if isinstance(names, dict) and None not in ids:
+        classes = [str(ids[k]) for k in sorted(ids)]
     elif isinstance(names, (list, tuple)):
         classes = [str(n) for n in names]
     else:
-        raise MetadataError(f"Ultralytics metadata 'names' is not a list or dict: {names!r}")
+        raise MetadataError(f"Ultralytics metadata 'names' is not a list or dict: {str(names)[:80]}")
+    if not classes:
+        raise MetadataError("Ultralytics metadata 'names' lists no classes")
     imgsz = _size(_literal(props, "imgsz"), "Ultralytics metadata 'imgsz'")
     args = _literal(props, "args", {})
     args = args if isinstance(args, dict) else {}
@@ -82,7 +102,7 @@ def from_ultralytics(
     kind = "detections" if end2end else "packed"
     dims = list(input_shape or [])
     layout = "NHWC" if len(dims) == 4 and dims[3] in (1, 3) and dims[1] not in (1, 3) else "NCHW"
-    description = props.get("description", "")
+    description = str(props.get("description") or "")
     variant = description.split()[1] if description.startswith("Ultralytics ") and len(description.split()) > 1 else ""
     return ModelMeta(
         family="ultralytics",
@@ -93,7 +113,7 @@ def from_ultralytics(
         outputs=OutputSpec(kind=kind, names=list(output_names), normalized=normalized),
         decode=DecodeSpec(method="none" if end2end else "nms", conf=0.25, iou=0.7, max_det=300),
         precision="fp16" if args.get("half") else ("int8" if args.get("int8") else "fp32"),
-        stride=int(_literal(props, "stride", 32)),
+        stride=_stride(_literal(props, "stride", 32)),
         origin="ultralytics",
     )
 

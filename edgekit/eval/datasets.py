@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,14 @@ import numpy as np
 from edgekit.detections import Detections
 from edgekit.errors import EdgekitError, first_line
 from edgekit.images import list_images
+from edgekit.limits import (
+    COCO_JSON_BYTES,
+    DATASET_YAML_BYTES,
+    LABEL_FILE_BYTES,
+    parse_json,
+    read_bytes,
+    read_text,
+)
 from edgekit.logs import get_logger
 
 log = get_logger("edgekit.eval")
@@ -62,7 +70,7 @@ class Dataset:
 
 def read_yaml(path: Path) -> dict:
     """A dataset yaml as a dict (PyYAML, or the block-style subset reader where PyYAML is absent)."""
-    text = path.read_text(errors="replace")
+    text = read_text(path, DATASET_YAML_BYTES, "a dataset yaml", errors="replace")
     try:
         import yaml
     except ImportError:  # the thin runtime carries no YAML library: block-style data.yaml files still read
@@ -72,7 +80,7 @@ def read_yaml(path: Path) -> dict:
     else:
         try:
             data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, RecursionError) as exc:
             raise EdgekitError(f"{path}: not a readable YAML file ({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise EdgekitError(f"{path}: expected a YOLO dataset yaml (train/val image folders and names)")
@@ -106,10 +114,11 @@ def read_yolo_labels(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarr
     """Boxes [N, 4] (normalized xyxy) and class ids [N] of one YOLO label file (``class cx cy w h`` lines).
 
     Raises EdgekitError naming the file and line of a malformed line, a class id outside 0..`num_classes`-1,
-    or coordinates that are not normalized to 0..1.
+    or coordinates that are not normalized to 0..1 (NaN included); or naming the file when it is larger than
+    LABEL_FILE_BYTES.
     """
     boxes, labels = [], []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for number, line in enumerate(read_text(path, LABEL_FILE_BYTES, "a label file", errors="replace").splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
@@ -124,7 +133,8 @@ def read_yolo_labels(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarr
         if not 0 <= cls < num_classes:
             raise EdgekitError(f"{where}: class {cls} out of range (the dataset has {num_classes} classes)")
         x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-        if w <= 0 or h <= 0 or min(x1, y1) < -EDGE_TOLERANCE or max(x2, y2) > 1 + EDGE_TOLERANCE:
+        inside = all(-EDGE_TOLERANCE <= v <= 1 + EDGE_TOLERANCE for v in (x1, y1, x2, y2))  # False for NaN
+        if not (w > 0 and h > 0 and inside):
             raise EdgekitError(f"{where}: box not normalized to 0..1 (cx cy w h = {cx:g} {cy:g} {w:g} {h:g})")
         boxes.append([x1, y1, x2, y2])
         labels.append(cls)
@@ -178,13 +188,21 @@ def _from_yolo(path: Path, split: str) -> Dataset:
 
 
 def _read_coco(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EdgekitError(f"{path}: not a readable JSON file ({exc})") from None
+    data = parse_json(read_bytes(path, COCO_JSON_BYTES, "a COCO annotation file"), f"{path}: a COCO annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise EdgekitError(f"{path}: expected a COCO annotation file with 'images', 'annotations', 'categories'")
     return data
+
+
+def _is_number(value, positive: bool = False) -> bool:
+    """A finite JSON number (not a bool), above zero with `positive`."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return False
+    return value > 0 if positive else True
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
 def coco_image_folders(path: Path, images_dir: str | Path | None = None) -> list[Path]:
@@ -212,40 +230,59 @@ def coco_images(spec: str | Path, images_dir: str | Path | None = None) -> list[
     data = _read_coco(path)
     bases = coco_image_folders(path, images_dir)
     names = [e.get("file_name") for e in data["images"] if isinstance(e, dict)]
-    return [_find_coco_image(path, name, bases) for name in names if name]
+    return [_find_coco_image(path, name, bases) for name in names if name and isinstance(name, str)]
+
+
+def _coco_categories(path: Path, data: dict) -> list[dict]:
+    found = data.get("categories") or []
+    categories = [c for c in found if isinstance(c, dict) and "id" in c] if isinstance(found, list) else []
+    if not categories:
+        raise EdgekitError(f"{path}: no 'categories'")
+    bad = next((c["id"] for c in categories if not isinstance(c["id"], int) or isinstance(c["id"], bool)), None)
+    if bad is not None:
+        raise EdgekitError(f"{path}: category id {str(bad)[:40]} is not an integer")
+    return sorted(categories, key=lambda c: c["id"])
+
+
+def _coco_box(path: Path, ann: dict, w: float, h: float) -> list[float]:
+    """One annotation's bbox (x, y, width, height pixels) as normalized x1, y1, x2, y2."""
+    box = ann["bbox"]
+    if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+        raise EdgekitError(f"{path}: annotation of image {str(ann['image_id'])[:40]}: bbox {str(box)[:60]} is not"
+                           " [x, y, width, height] numbers")
+    x, y, bw, bh = (float(v) for v in box)
+    return [x / w, y / h, (x + bw) / w, (y + bh) / h]
 
 
 def _from_coco(path: Path, images_dir: str | Path | None) -> Dataset:
     data = _read_coco(path)
-    categories = sorted(
-        (c for c in data.get("categories") or [] if isinstance(c, dict) and "id" in c), key=lambda c: c["id"]
-    )
-    if not categories:
-        raise EdgekitError(f"{path}: no 'categories'")
+    categories = _coco_categories(path, data)
     index = {c["id"]: i for i, c in enumerate(categories)}
     names = [str(c.get("name", c["id"])) for c in categories]
     bases = coco_image_folders(path, images_dir)
     per_image: dict = {}
-    for number, ann in enumerate(data.get("annotations") or []):
-        if not isinstance(ann, dict) or "bbox" not in ann or "image_id" not in ann:
+    annotations = data.get("annotations") or []
+    for number, ann in enumerate(annotations if isinstance(annotations, list) else [None]):
+        if not isinstance(ann, dict) or "bbox" not in ann or not _is_id(ann.get("image_id")):
             raise EdgekitError(f"{path}: annotation #{number} has no bbox or image_id")
-        if ann.get("category_id") not in index:
-            category = ann.get("category_id")
-            raise EdgekitError(f"{path}: annotation #{number}: category_id {category} is not in categories")
+        category = ann.get("category_id")
+        if not isinstance(category, int) or category not in index:
+            raise EdgekitError(f"{path}: annotation #{number}: category_id {str(category)[:40]} is not in categories")
         per_image.setdefault(ann["image_id"], []).append(ann)
     dataset = Dataset(names, source=path)
     for entry in data["images"]:
         name = entry.get("file_name") if isinstance(entry, dict) else None
-        if not name or not entry.get("width") or not entry.get("height"):
+        sized = isinstance(entry, dict) and all(_is_number(entry.get(k), True) for k in ("width", "height"))
+        if not isinstance(name, str) or not name or not sized:
             raise EdgekitError(f"{path}: image entry without file_name, width and height: {str(entry)[:80]}")
         found = _find_coco_image(path, name, bases)
         w, h = float(entry["width"]), float(entry["height"])
         boxes, labels = [], []
-        for ann in per_image.get(entry.get("id"), []):
+        image_id = entry.get("id")
+        for ann in per_image.get(image_id, []) if _is_id(image_id) else []:
             if ann.get("iscrowd"):
                 continue
-            x, y, bw, bh = (float(v) for v in ann["bbox"])
-            boxes.append([x / w, y / h, (x + bw) / w, (y + bh) / h])
+            boxes.append(_coco_box(path, ann, w, h))
             labels.append(index[ann["category_id"]])
         box_array = np.clip(np.asarray(boxes, np.float32).reshape(-1, 4), 0, 1)
         dataset.backgrounds += int(not labels)

@@ -19,6 +19,8 @@ import torch
 
 from edgekit.errors import EdgekitError, first_line
 from edgekit.fileio import check_checkpoint_file
+from edgekit.limits import NESTING
+from edgekit.models.pickle_scan import largest_allocation
 
 # Namespaces whose classes and functions become inert records (module classes, training-time helpers).
 RECORD_NAMESPACES = (
@@ -34,6 +36,8 @@ RECORD_NAMESPACES = (
     "numpy.dtypes.",
     "__main__.",
 )
+ALLOCATION_LIMIT = 1 << 16  # elements a pickle may ask of a size-taking constructor (see pickle_scan)
+MAX_MODULES = 20_000  # module records in one pickled model (the largest YOLO has about 1,000)
 # Where trainers keep their arguments in a checkpoint: Ultralytics, then YOLOv9/YOLOv5's train.py.
 TRAINING_ARGS = ("train_args", "opt")
 # Single data types that also become records (their payload is plain data).
@@ -80,8 +84,9 @@ class Record:
 
     @property
     def children(self) -> OrderedDict:
-        """Child module records, as ``_modules`` held them."""
-        return self.__dict__.get("_modules") or OrderedDict()
+        """Child module records, as ``_modules`` held them (empty when the pickle gave something else)."""
+        found = self.__dict__.get("_modules")
+        return found if isinstance(found, dict) else OrderedDict()
 
     def __repr__(self) -> str:
         return f"<record {self._full_name}>"
@@ -141,12 +146,21 @@ def as_size(value: Any) -> tuple[int, int] | None:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load a torch checkpoint safely; module classes come back as inert records."""
+    """Load a torch checkpoint safely; module classes come back as inert records.
+
+    Raises EdgekitError for a file that is not a readable checkpoint, whose pickle names anything outside the
+    allow-list, or asks any call for more elements than the file has bytes (see :mod:`pickle_scan`)."""
     path = check_checkpoint_file(path)
     try:
         names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        elements = largest_allocation(torch._C.PyTorchFileReader(str(path)).get_record("data.pkl"))
     except Exception as exc:  # a damaged zip or pickle surfaces as various exception types
         raise EdgekitError(f"{path.name}: unreadable checkpoint ({first_line(exc)})") from None
+    if elements > ALLOCATION_LIMIT:
+        raise EdgekitError(
+            f"{path.name}: refused to load: its pickle asks a constructor for {elements:,} elements (at most"
+            f" {ALLOCATION_LIMIT:,}); a real checkpoint's tensors come from the storages saved in the file"
+        )
     refused = [n for n in names if not _is_record_name(n)]
     if refused:
         raise EdgekitError(
@@ -162,30 +176,47 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(path, data, names)
 
 
+def modules(record: Record) -> list[tuple[str, Record]]:
+    """Every module record under `record` with its module path (``model.3.cv1.bn``; ``""`` for `record`),
+    depth first, as ``nn.Module.state_dict`` walks them (a shared child under each of its names). Raises
+    EdgekitError for a pickle whose records nest deeper than NESTING levels (a circle of records does) or
+    number more than MAX_MODULES (one child shared many times at every level), before walking them all."""
+    found: list[tuple[str, Record]] = []
+    stack = [("", record, 0)]
+    while stack:
+        name, current, depth = stack.pop()
+        if depth > NESTING or len(found) >= MAX_MODULES:
+            raise EdgekitError(
+                f"the pickled model nests modules more than {NESTING} levels deep or holds more than {MAX_MODULES:,}"
+            )
+        found.append((name, current))
+        children = [(f"{name}.{key}" if name else str(key), child) for key, child in current.children.items()]
+        stack.extend((path, child, depth + 1) for path, child in reversed(children) if isinstance(child, Record))
+    return found
+
+
+def _tensors(table: Any) -> dict:
+    return {k: v for k, v in table.items() if v is not None} if isinstance(table, dict) else {}
+
+
 def state_dict(record: Record, prefix: str = "") -> OrderedDict[str, torch.Tensor]:
     """The state_dict the pickled module would have had (parameters and persistent buffers)."""
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    attrs = record.__dict__
-    for name, value in (attrs.get("_parameters") or {}).items():
-        if value is not None:
-            out[prefix + name] = value.detach() if isinstance(value, torch.Tensor) else value
-    skip = attrs.get("_non_persistent_buffers_set") or set()
-    for name, value in (attrs.get("_buffers") or {}).items():
-        if value is not None and name not in skip:
-            out[prefix + name] = value
-    for name, child in record.children.items():
-        if isinstance(child, Record):
-            out.update(state_dict(child, f"{prefix}{name}."))
+    for name, module in modules(record):
+        attrs = module.__dict__
+        head = f"{prefix}{name}." if name else prefix
+        for key, value in _tensors(attrs.get("_parameters")).items():
+            out[f"{head}{key}"] = value.detach() if isinstance(value, torch.Tensor) else value
+        skip = attrs.get("_non_persistent_buffers_set") or set()
+        for key, value in _tensors(attrs.get("_buffers")).items():
+            if not isinstance(skip, (set, frozenset)) or key not in skip:
+                out[f"{head}{key}"] = value
     return out
 
 
 def find_types(record: Record) -> list[str]:
     """Full class names of a record and all its descendants, depth first."""
-    names = [record._full_name]
-    for child in record.children.values():
-        if isinstance(child, Record):
-            names.extend(find_types(child))
-    return names
+    return [module._full_name for _, module in modules(record)]
 
 
 def class_names(value: Any, nc: int) -> list[str]:
@@ -221,11 +252,7 @@ def load_strict(model: torch.nn.Module, weights: dict[str, torch.Tensor], source
 
 def records_by_name(record: Record, prefix: str = "") -> dict[str, Record]:
     """Every module record under `record`, keyed by its module path (``model.3.cv1.bn``)."""
-    found = {prefix: record}
-    for name, child in record.children.items():
-        if isinstance(child, Record):
-            found.update(records_by_name(child, f"{prefix}.{name}" if prefix else name))
-    return found
+    return {(f"{prefix}.{name}" if prefix and name else prefix or name): module for name, module in modules(record)}
 
 
 def copy_batchnorm_eps(model: torch.nn.Module, record: Record) -> int:

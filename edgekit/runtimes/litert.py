@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import EdgekitError, MissingExtraError, first_line
+from edgekit.limits import METADATA_BYTES, literal, parse_json
 from edgekit.logs import silenced
 from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
@@ -84,18 +85,19 @@ class LiteRTEngine(Engine):
 
 def appended_metadata(path: Path) -> dict:
     """The metadata Ultralytics appends to its .tflite exports as a zip archive: ``metadata.json`` (its first
-    member, a Python literal, in older releases); {} when there is none."""
-    import ast
-    import json
+    member, a Python literal, in older releases); {} when there is none, or when the member is larger than
+    METADATA_BYTES (checked before it is inflated) or not a readable document."""
     import zipfile
+    import zlib
 
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-            if "metadata.json" in names:
-                data = json.loads(archive.read("metadata.json"))
-            else:
-                data = ast.literal_eval(archive.read(names[0]).decode()) if names else {}
-    except (zipfile.BadZipFile, OSError, ValueError, SyntaxError, UnicodeDecodeError):
+            member = "metadata.json" if "metadata.json" in names else (names[0] if names else None)
+            if member is None or archive.getinfo(member).file_size > METADATA_BYTES:
+                return {}
+            raw = archive.read(member)
+            data = parse_json(raw, "metadata.json") if member == "metadata.json" else literal(raw.decode())
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, EdgekitError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -16,12 +16,12 @@ when the file opens); otherwise it stays in FP32 and says why (``fp16_reason``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import EdgekitError, MetadataError, require
+from edgekit.limits import METADATA_BYTES, PARAM_BYTES, parse_json, read_text
 from edgekit.logs import get_logger
 from edgekit.meta import KEY, from_json
 from edgekit.runtimes.engine import Engine, TensorSpec
@@ -46,18 +46,41 @@ def param_file(path: Path) -> Path:
     return path
 
 
+def _count(field: str) -> int | None:
+    return int(field) if field.isascii() and field.isdigit() and len(field) <= 9 else None
+
+
+def layer_counts(fields: list[str]) -> tuple[int, int]:
+    """The layer and blob counts of a .param's second line (its split fields); EdgekitError if it is not two
+    non-negative integers."""
+    counts = [_count(f) for f in fields]
+    if len(counts) != 2 or None in counts:
+        raise EdgekitError(f"not an NCNN .param file (expected magic {PARAM_MAGIC} and layer/blob counts)")
+    return counts[0], counts[1]
+
+
 def param_layers(text: str) -> list[tuple[str, str, list[str], list[str]]]:
     """(type, name, bottom blobs, top blobs) of every layer of a .param text; EdgekitError if it is none."""
     lines = [line.split() for line in text.splitlines() if line.strip()]
-    if len(lines) < 2 or lines[0] != [PARAM_MAGIC] or len(lines[1]) != 2:
+    if len(lines) < 2 or lines[0] != [PARAM_MAGIC]:
         raise EdgekitError(f"not an NCNN .param file (expected magic {PARAM_MAGIC} and layer/blob counts)")
+    layer_counts(lines[1])
     layers = []
     for fields in lines[2:]:
-        if len(fields) < 4:
+        counts = [_count(f) for f in fields[2:4]]
+        if len(fields) < 4 or None in counts:
             raise EdgekitError(f"malformed NCNN layer line: {' '.join(fields)[:120]}")
-        kind, name, bottoms, tops = fields[0], fields[1], int(fields[2]), int(fields[3])
+        kind, name, (bottoms, tops) = fields[0], fields[1], counts
+        if 4 + bottoms + tops > len(fields):
+            raise EdgekitError(f"NCNN layer {name[:60]} names fewer blobs than its counts ({bottoms} + {tops})")
         layers.append((kind, name, fields[4 : 4 + bottoms], fields[4 + bottoms : 4 + bottoms + tops]))
     return layers
+
+
+def read_param(path: Path) -> str:
+    """The text of an NCNN .param, refused by size (PARAM_BYTES) before it is read; EdgekitError when it is
+    too large or not UTF-8."""
+    return read_text(path, PARAM_BYTES, "an NCNN .param")
 
 
 def param_io(text: str) -> tuple[list[str], list[str]]:
@@ -98,8 +121,8 @@ class NCNNEngine(Engine):
         if not weights.is_file():
             raise EdgekitError(f"{param}: the weights file {weights.name} is missing")
         try:
-            inputs, outputs = param_io(param.read_text())
-        except (EdgekitError, ValueError, UnicodeDecodeError) as exc:
+            inputs, outputs = param_io(read_param(param))
+        except EdgekitError as exc:
             raise EdgekitError(f"{param}: not a loadable NCNN model ({exc})") from None
         self._files = (param, weights)
         self.net = self._open(bool(fp16_storage), bool(fp16_arithmetic))
@@ -163,15 +186,15 @@ class NCNNEngine(Engine):
     def _read_metadata(path: Path) -> str | None:
         if not path.is_file():
             return None
-        return path.read_text(encoding="utf-8")
+        return read_text(path, METADATA_BYTES, "metadata")
 
     def _imgsz(self) -> tuple[int, int] | None:
         """The input size the metadata names (NCNN's Input layer written by pnnx carries none)."""
         try:
-            size = json.loads(self.meta_text)["imgsz"] if self.meta_text else None
-        except (ValueError, KeyError, TypeError):
+            size = parse_json(self.meta_text, "metadata")["imgsz"] if self.meta_text else None
+            return (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
+        except (EdgekitError, LookupError, TypeError, ValueError, OverflowError):
             return None
-        return (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one image: feeds are [1, C, H, W] float32; outputs come back with a leading batch axis of 1."""

@@ -24,9 +24,12 @@ class OnnxSummary:
     initializers: int = 0
 
 
+VARINT_BYTES = 10  # a protobuf varint encodes at most 64 bits
+
+
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
+    result = 0
+    for shift in range(0, 7 * VARINT_BYTES, 7):
         if pos >= len(buf):
             raise ValueError("truncated varint")
         byte = buf[pos]
@@ -34,7 +37,14 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
         result |= (byte & 0x7F) << shift
         if not byte & 0x80:
             return result, pos
-        shift += 7
+    raise ValueError(f"varint longer than {VARINT_BYTES} bytes")
+
+
+def _payload(buf: memoryview, pos: int, length: int) -> tuple[memoryview, int]:
+    """`length` bytes from `pos`, checked against the buffer's end (a view: nothing is copied)."""
+    if pos + length > len(buf):
+        raise ValueError(f"field of {length} bytes runs past the end of the file")
+    return buf[pos : pos + length], pos + length
 
 
 def _fields(buf: memoryview):
@@ -46,14 +56,12 @@ def _fields(buf: memoryview):
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
-            value, pos = buf[pos : pos + 8], pos + 8
+            value, pos = _payload(buf, pos, 8)
         elif wire == 2:
             length, pos = _varint(buf, pos)
-            if pos + length > len(buf):
-                raise ValueError("truncated field")
-            value, pos = buf[pos : pos + length], pos + length
+            value, pos = _payload(buf, pos, length)
         elif wire == 5:
-            value, pos = buf[pos : pos + 4], pos + 4
+            value, pos = _payload(buf, pos, 4)
         else:
             raise ValueError(f"unsupported wire type {wire}")
         yield number, wire, value
@@ -74,7 +82,11 @@ def _graph(buf: memoryview, summary: OnnxSummary) -> None:
 
 
 def summarize_onnx(path: str | Path) -> OnnxSummary:
-    """Read the IR version, producer, opset imports and top-level operator counts of an ONNX file."""
+    """Read the IR version, producer, opset imports and top-level operator counts of an ONNX file.
+
+    Every length is checked against the file's end and no payload is copied but the few strings reported, so
+    nothing larger than the file is allocated. Raises EdgekitError for a file that is not a readable ONNX
+    protobuf."""
     summary = OnnxSummary()
     buf = memoryview(Path(path).read_bytes())
     producer = version = ""

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import EdgekitError, first_line, require
+from edgekit.limits import METADATA_BYTES, read_text
 from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
 from edgekit.runtimes.settings import EngineSettings
@@ -114,7 +115,7 @@ class OpenVINOEngine(Engine):
         found: dict = {}
         yaml_file = ir_file(self.path).parent / "metadata.yaml"
         if yaml_file.is_file():
-            found = parse_simple_yaml(yaml_file.read_text(errors="replace"))
+            found = parse_simple_yaml(read_text(yaml_file, METADATA_BYTES, "metadata", errors="replace"))
         elif self.model.has_rt_info(["model_info", "labels"]):
             labels = self.model.get_rt_info(["model_info", "labels"]).astype(str).split()
             found = {"names": dict(enumerate(labels)), "author": "Ultralytics (rt_info)", "task": "detect"}

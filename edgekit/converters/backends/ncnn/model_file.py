@@ -10,13 +10,14 @@ up to its size is refused rather than misread.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import EdgekitError
-from edgekit.runtimes.ncnn import PARAM_MAGIC, param_layers
+from edgekit.runtimes.ncnn import PARAM_MAGIC, layer_counts, param_layers, read_param
 
 TAG_FLOAT32 = 0
 TAG_INT8 = 0x000D4B38
@@ -51,8 +52,12 @@ class Layer:
     weights: list[WeightArray] = field(default_factory=list)
 
     def get(self, key: int, default: int) -> int:
-        """Integer parameter `key` (ncnn's ``pd.get(key, default)``)."""
-        return int(self.params.get(str(key), default))
+        """Integer parameter `key` (ncnn's ``pd.get(key, default)``); EdgekitError when it is not an integer."""
+        value = self.params.get(str(key), default)
+        try:
+            return int(value)
+        except ValueError:
+            raise EdgekitError(f"{self.name}: parameter {key}={str(value)[:40]} is not an integer") from None
 
     def line(self) -> str:
         head = [self.kind, self.name, str(len(self.bottoms)), str(len(self.tops)), *self.bottoms, *self.tops]
@@ -73,7 +78,7 @@ def weight_layout(layer: Layer) -> list[tuple[int, bool]]:
         return [(get(2, 0), True)] + ([(get(0, 0), False)] if get(1, 0) else [])
     if kind == "MemoryData":
         dims = [d for d in (get(0, 0), get(1, 0), get(11, 0), get(2, 0)) if d]
-        return [(int(np.prod(dims)) if dims else 0, get(21, 1) == 0)] if dims else []
+        return [(math.prod(dims), get(21, 1) == 0)] if dims else []
     if kind == "BatchNorm":
         return [(get(0, 0), False)] * 4
     if kind == "Scale":
@@ -90,6 +95,10 @@ def weight_layout(layer: Layer) -> list[tuple[int, bool]]:
 
 
 def _read_array(data: memoryview, offset: int, count: int, tagged: bool, name: str) -> tuple[WeightArray, int]:
+    if count < 0:
+        raise EdgekitError(f"{name}: a weight array of {count} elements")
+    if offset + 4 * tagged > len(data):
+        raise EdgekitError(f"{name}: the .bin ends before this layer's weights")
     if tagged:
         tag = int(np.frombuffer(data, "<u4", 1, offset)[0])
         if tag != TAG_FLOAT32:
@@ -111,12 +120,14 @@ class NcnnModel:
     @classmethod
     def read(cls, param: Path, weights: Path) -> NcnnModel:
         """Read a float32 .param/.bin pair. Raises EdgekitError when the .bin does not match the .param."""
-        text = param.read_text()
+        text = read_param(param)
         lines = [line.split() for line in text.splitlines() if line.strip()]
         layers = []
         for (kind, name, bottoms, tops), fields in zip(param_layers(text), lines[2:]):
-            params = dict(f.split("=", 1) for f in fields[4 + len(bottoms) + len(tops) :])
-            layers.append(Layer(kind, name, bottoms, tops, params))
+            pairs = [f.split("=", 1) for f in fields[4 + len(bottoms) + len(tops) :]]
+            if any(len(pair) != 2 for pair in pairs):
+                raise EdgekitError(f"{param.name}: layer {name[:60]} has a parameter that is not key=value")
+            layers.append(Layer(kind, name, bottoms, tops, dict(pairs)))
         data = memoryview(weights.read_bytes())
         offset = 0
         for layer in layers:
@@ -125,7 +136,7 @@ class NcnnModel:
                 layer.weights.append(array)
         if offset != len(data):
             raise EdgekitError(f"{weights.name}: {len(data) - offset} bytes not accounted for by the .param's layers")
-        return cls(layers, int(lines[1][1]))
+        return cls(layers, layer_counts(lines[1])[1])
 
     def write(self, param: Path, weights: Path) -> None:
         """Write the .param and .bin (plain writes: callers stage them in a temporary folder)."""
