@@ -7,11 +7,16 @@ import torch
 
 import edgekit
 from edgekit import assets
+from edgekit.benchmark import run_benchmark
 from edgekit.converters.convert import convert_many
 from edgekit.converters.families import open_source
 from edgekit.converters.families.ultralytics import pick_head, to_deploy
+from edgekit.converters.options import ConvertOptions
+from edgekit.converters.source_detector import open_source_detector
 from edgekit.errors import EdgekitError
+from edgekit.eval.datasets import load_dataset
 from edgekit.eval.synthetic import write_yolo_dataset
+from edgekit.eval.val import validate
 from edgekit.models import ultralytics as U
 from edgekit.models import ultralytics_blocks as B
 from edgekit.models.checkpoint import load_checkpoint
@@ -178,3 +183,15 @@ def test_every_format_and_precision_converts_and_verifies(case, calib, tmp_path)
         assert edgekit.load(results[0].path).meta.decode.method in ("none", "topk")
     else:
         assert edgekit.load(results[0].path).meta.decode.method == "nms"
+
+
+@pytest.mark.convert
+def test_val_and_benchmark_of_a_yolov10n_checkpoint(calib, tmp_path):
+    ckpt = write_ultralytics_checkpoint(random_ultralytics("yolov10n", nc=3, seed=5), tmp_path / "yolov10n.pt")
+    dataset = load_dataset(calib, "val")
+    report = validate(open_source_detector(ckpt, 128), dataset, progress=False)
+    assert report.images == len(dataset.items) and 0.0 <= report.map50_95 <= 1.0
+    bench = run_benchmark(ckpt, calib, ConvertOptions.create("onnx", "fp32", 128), runs=2, progress=False)
+    (row,) = bench.rows
+    assert row.error is None and row.file == "yolov10n.onnx" and row.ms > 0
+    assert row.map50_95 == pytest.approx(report.map50_95, abs=0.005)  # the artifact scores what the checkpoint does

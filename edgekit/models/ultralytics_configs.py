@@ -3,54 +3,13 @@
 
 YOLOv5u, YOLOv8, YOLO11 and YOLO26 are one yaml each with compound scales n/s/m/l/x; `scale` picks one, as the
 file name does in Ultralytics. YOLOv10 has one yaml per scale (n/s/m/b/l/x), differing in which stages use
-C2fCIB: written here as the n yaml plus each scale's replaced rows. Each layer is [from, repeats, block, args]
-exactly as in the reference yaml files.
+C2fCIB: written here as the n yaml plus each scale's replaced rows (YOLO26 likewise, as yolo11 plus its own).
+Each layer is [from, repeats, block, args] exactly as in the reference yaml files.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-YOLO26: dict[str, Any] = {
-    "nc": 80,
-    "end2end": True,
-    "reg_max": 1,
-    "scales": {
-        "n": [0.5, 0.25, 1024],
-        "s": [0.5, 0.5, 1024],
-        "m": [0.5, 1.0, 512],
-        "l": [1.0, 1.0, 512],
-        "x": [1.0, 1.5, 512],
-    },
-    "backbone": [
-        [-1, 1, "Conv", [64, 3, 2]],
-        [-1, 1, "Conv", [128, 3, 2]],
-        [-1, 2, "C3k2", [256, False, 0.25]],
-        [-1, 1, "Conv", [256, 3, 2]],
-        [-1, 2, "C3k2", [512, False, 0.25]],
-        [-1, 1, "Conv", [512, 3, 2]],
-        [-1, 2, "C3k2", [512, True]],
-        [-1, 1, "Conv", [1024, 3, 2]],
-        [-1, 2, "C3k2", [1024, True]],
-        [-1, 1, "SPPF", [1024, 5, 3, True]],
-        [-1, 2, "C2PSA", [1024]],
-    ],
-    "head": [
-        [-1, 1, "nn.Upsample", ["None", 2, "nearest"]],
-        [[-1, 6], 1, "Concat", [1]],
-        [-1, 2, "C3k2", [512, True]],
-        [-1, 1, "nn.Upsample", ["None", 2, "nearest"]],
-        [[-1, 4], 1, "Concat", [1]],
-        [-1, 2, "C3k2", [256, True]],
-        [-1, 1, "Conv", [256, 3, 2]],
-        [[-1, 13], 1, "Concat", [1]],
-        [-1, 2, "C3k2", [512, True]],
-        [-1, 1, "Conv", [512, 3, 2]],
-        [[-1, 10], 1, "Concat", [1]],
-        [-1, 1, "C3k2", [1024, True, 0.5, True]],
-        [[16, 19, 22], 1, "Detect", ["nc"]],
-    ],
-}
 
 YOLOV5U: dict[str, Any] = {
     "nc": 80,
@@ -169,6 +128,29 @@ YOLO11: dict[str, Any] = {
     ],
 }
 
+
+
+def replacing(base: dict[str, Any], rows: dict[int, list], **keys: Any) -> dict[str, Any]:
+    """`base` with the layers at the given indices (over backbone + head) replaced and top-level `keys` set."""
+    layers = [rows.get(i, row) for i, row in enumerate(base["backbone"] + base["head"])]
+    split = len(base["backbone"])
+    return {**base, **keys, "backbone": layers[:split], "head": layers[split:]}
+
+
+# yolo26.yaml: yolo11.yaml's scales and layers, end-to-end without DFL, a residual SPPF and C3k blocks in the head
+YOLO26 = replacing(
+    YOLO11,
+    {
+        9: [-1, 1, "SPPF", [1024, 5, 3, True]],
+        13: [-1, 2, "C3k2", [512, True]],
+        16: [-1, 2, "C3k2", [256, True]],
+        19: [-1, 2, "C3k2", [512, True]],
+        22: [-1, 1, "C3k2", [1024, True, 0.5, True]],
+    },
+    end2end=True,
+    reg_max=1,
+)
+
 YOLOV10N: dict[str, Any] = {
     "nc": 80,
     "backbone": [
@@ -217,10 +199,8 @@ YOLOV10_SCALES: dict[str, tuple[list[float], dict[int, list]]] = {
 
 def yolov10(scale: str) -> dict[str, Any]:
     """The yaml dict of yolov10{scale}.yaml (one scale per file, as Ultralytics ships them)."""
-    multiples, replaced = YOLOV10_SCALES[scale]
-    rows = [replaced.get(i, row) for i, row in enumerate(YOLOV10N["backbone"] + YOLOV10N["head"])]
-    split = len(YOLOV10N["backbone"])
-    return {"nc": 80, "scales": {scale: multiples}, "backbone": rows[:split], "head": rows[split:]}
+    multiples, rows = YOLOV10_SCALES[scale]
+    return replacing(YOLOV10N, rows, scales={scale: multiples})
 
 
 GELAN: dict[str, dict[str, Any]] = {
