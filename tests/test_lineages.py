@@ -174,6 +174,8 @@ def test_every_format_and_precision_converts_and_verifies(case, calib, tmp_path)
         meta = detector.meta
         assert meta.family == model.lineage and tuple(meta.imgsz) == (height, width), r.path
         assert meta.input.channels == model.channels and len(meta.classes) == model.nc
+        shape = detector.engine.inputs[0].shape
+        assert (shape[1] if meta.input.layout == "NCHW" else shape[3]) == model.channels, (r.format, shape)
         if r.precision == "fp32":
             assert max(r.verification.max_abs.values()) <= 1e-3, (r.format, r.verification.max_abs)
             assert len(detector(assets.shapes_image(), conf=0.2)) > 0

@@ -99,8 +99,8 @@ class NCNNEngine(Engine):
         if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights)) != 0:
             raise EdgekitError(f"{param}: not a loadable NCNN model (layers this ncnn does not know, or a bad .bin)")
         self.meta_text = self._read_metadata(param.parent / METADATA_NAME)
-        imgsz = self._imgsz()
-        shape = (1, 3, *imgsz) if imgsz else (1, 3, None, None)
+        imgsz, channels = self._imgsz(), self._channels()
+        shape = (1, channels, *imgsz) if imgsz else (1, channels, None, None)
         self._inputs = [TensorSpec(name, shape, "float32") for name in inputs]
         self._outputs = [TensorSpec(name, (1, None, None), "float32") for name in outputs]
 
@@ -117,6 +117,14 @@ class NCNNEngine(Engine):
         except (ValueError, KeyError, TypeError):
             return None
         return (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
+
+    def _channels(self) -> int:
+        """The image channels the metadata names (1 for a grayscale model), else 3."""
+        try:
+            channels = json.loads(self.meta_text)["input"]["channels"] if self.meta_text else 3
+        except (ValueError, KeyError, TypeError):
+            return 3
+        return channels if channels in (1, 3) else 3
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one image: feeds are [1, C, H, W] float32; outputs come back with a leading batch axis of 1."""
