@@ -165,6 +165,7 @@ def ultralytics_names(task_class: str = "DetectionModel") -> dict[type, str]:
     names = {
         UM.UltralyticsYOLO: f"ultralytics.nn.tasks.{task_class}",
         U.Detect: "ultralytics.nn.modules.head.Detect",
+        U.v10Detect: "ultralytics.nn.modules.head.v10Detect",
         B.Conv: "ultralytics.nn.modules.conv.Conv",
         U.DWConv: "ultralytics.nn.modules.conv.DWConv",
         B.Concat: "ultralytics.nn.modules.conv.Concat",
@@ -183,6 +184,11 @@ def ultralytics_names(task_class: str = "DetectionModel") -> dict[type, str]:
         U.PSABlock,
         U.Attention,
         U.SPPF,
+        U.SCDown,
+        U.PSA,
+        U.CIB,
+        U.C2fCIB,
+        U.RepVGGDW,
         B.DFL,
         B.RepNCSPELAN4,
         B.ELAN1,
@@ -196,7 +202,8 @@ def ultralytics_names(task_class: str = "DetectionModel") -> dict[type, str]:
 
 
 def random_ultralytics(arch: str, nc: int = 80, seed: int = 0, channels: int = 3):
-    """A seeded random Ultralytics model (YOLO26 or yolov9t..e) with meaningful statistics; `channels` 1 is a
+    """A seeded random Ultralytics model (any built-in name: yolov8n, yolo11n, yolov10n, yolo26n...) with meaningful
+    statistics; `channels` 1 is a
     grayscale model (``channels: 1`` in its yaml, as Ultralytics trains them)."""
     from edgekit.models import ultralytics
 

@@ -266,7 +266,7 @@ def test_other_lineages_of_the_yolov9_repository_layout_are_refused_by_name(tmp_
     assert str(err.value) == f"other.pt: a pickled models.yolo.DetectionModel: {named}, which edgekit does not convert"
 
 
-def test_ultralytics_lineages_other_than_yolo26_and_gelan_are_refused_by_name(tmp_path):
+def test_ultralytics_lineages_are_named_from_the_yaml_and_yolo12_is_refused(tmp_path):
     from edgekit.converters.families import open_source
     from edgekit.errors import EdgekitError
 
@@ -275,9 +275,9 @@ def test_ultralytics_lineages_other_than_yolo26_and_gelan_are_refused_by_name(tm
     model = random_ultralytics("yolo26n", nc=3)
     model.yaml["end2end"] = False
     for row in model.yaml["backbone"] + model.yaml["head"]:
-        row[2] = "C2f" if row[2] == "C3k2" else row[2]
-    path = write_ultralytics_checkpoint(model, tmp_path / "v8.pt")
-    with pytest.raises(EdgekitError, match=r"v8.pt: an Ultralytics YOLOv8 model; edgekit converts YOLO26"):
+        row[2] = "A2C2f" if row[2] == "C3k2" else row[2]
+    path = write_ultralytics_checkpoint(model, tmp_path / "v12.pt")
+    with pytest.raises(EdgekitError, match=r"v12.pt: an Ultralytics YOLO12 model, which edgekit does not convert"):
         open_source(path)
     gelan = open_source(write_ultralytics_checkpoint(random_ultralytics("yolov9t", nc=3), tmp_path / "t.pt"))
     assert gelan.family == "ultralytics-yolov9" and gelan.variant == "yolov9t"

@@ -87,7 +87,7 @@ def add_parser(verbs) -> None:
     p.add_argument(
         "--topk",
         choices=["graph", "runtime"],
-        help="end-to-end models (YOLO26): the one-to-one head, top-k inside the graph, emitting detections "
+        help="end-to-end models (YOLO26, YOLOv10): the one-to-one head, top-k inside the graph, emitting detections "
         "[1,300,6], or in the runtime, emitting boxes + scores (no selection in the graph: INT8-safe). Default: "
         "the head the checkpoint runs in Ultralytics (one-to-one, graph, unless saved with end2end=False)",
     )

@@ -74,8 +74,8 @@ def add_parser(verbs) -> None:
     p.add_argument("--imgsz", type=imgsz,
                    help="input size: for checkpoints (default: their training size, else 640) and dynamic models")
     p.add_argument("--both-heads", action="store_true",
-                   help="end-to-end checkpoints (YOLO26): validate the one-to-one and the one-to-many + NMS head "
-                   "side by side")
+                   help="end-to-end checkpoints (YOLO26, YOLOv10): validate the one-to-one and the one-to-many + NMS "
+                   "head side by side")
     p.add_argument("--threads", type=positive, help="inference threads (default: the backend's)")
     add_shared(p)
     p.add_argument("--backend", help="force a backend (default: by file type)")

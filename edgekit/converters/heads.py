@@ -1,6 +1,6 @@
 """Both heads of an end-to-end checkpoint, validated side by side (`edgekit val CHECKPOINT --both-heads`).
 
-YOLO26 carries a one-to-one branch (NMS-free) and a one-to-many branch (with NMS); which one Ultralytics runs
+YOLO26 and YOLOv10 carry a one-to-one branch (NMS-free) and a one-to-many branch (with NMS); which one Ultralytics runs
 for a file depends on how its head was saved (see ``families/ultralytics.py``). This measures both on the same
 labelled data, so a user picks with numbers.
 """
@@ -63,7 +63,7 @@ def head_detectors(
     if not source.head:
         raise EdgekitError(
             f"{Path(str(spec)).name}: a {source.family} {source.variant} has one output head; comparing heads is for "
-            "end-to-end checkpoints (YOLO26)"
+            "end-to-end checkpoints (YOLO26, YOLOv10)"
         )
     one_to_many = open_source_detector(spec, imgsz, nms=True, **source_options)
     return [one_to_one, one_to_many], source.default_head

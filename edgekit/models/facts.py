@@ -4,6 +4,23 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+
+MATMULS = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm, torch.Tensor.bmm}
+
+
+class _MatmulCounter(TorchFunctionMode):
+    """Counts the multiply-accumulates of the matrix products a forward runs outside any module (attention)."""
+
+    def __init__(self):
+        super().__init__()
+        self.macs = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in MATMULS:
+            self.macs += out.numel() * args[0].shape[-1]
+        return out
 
 
 def count_params(model: nn.Module) -> int:
@@ -15,8 +32,9 @@ def count_params(model: nn.Module) -> int:
 def count_gflops(model: nn.Module, imgsz: int | tuple[int, int] = 640, channels: int = 3) -> float:
     """GFLOPs of one forward pass at `imgsz`: 2 x MACs of every convolution and linear layer.
 
-    As thop (ultralytics-thop 2.x) counts: convolutions count their kernel MACs per output element (bias
-    free), a separate affine BatchNorm four operations per element; activations and pooling are free.
+    As thop (ultralytics-thop 2.2) counts: convolutions count their kernel MACs per output element (bias
+    free), a separate affine BatchNorm four operations per element, a matrix product (attention) one MAC per
+    output element per contracted element; activations and pooling are free.
     """
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     total = 0.0
@@ -44,11 +62,14 @@ def count_gflops(model: nn.Module, imgsz: int | tuple[int, int] = 640, channels:
             hooks.append(module.register_forward_hook(bn_hook))
     was_training = model.training
     model.eval()
+    counter = _MatmulCounter()
     try:
         param = next(model.parameters(), None)
-        model(torch.zeros(1, channels, h, w, dtype=param.dtype if param is not None else torch.float32))
+        x = torch.zeros(1, channels, h, w, dtype=param.dtype if param is not None else torch.float32)
+        with counter:
+            model(x)
     finally:
         for hook in hooks:
             hook.remove()
         model.train(was_training)
-    return 2 * total / 1e9
+    return 2 * (total + counter.macs) / 1e9

@@ -1,4 +1,5 @@
-"""Ultralytics detection models (YOLO26 n..x, the GELAN-only yolov9t..e) built from their yaml dict.
+"""Ultralytics detection models (YOLOv5u, YOLOv8, YOLO11, YOLOv10, YOLO26, the GELAN-only yolov9t..e) built from
+their yaml dict.
 
 The layers come from the shared YOLO-yaml parser (models/yolo_yaml.py), which follows Ultralytics'
 parse_model, so a checkpoint's weights load strictly. Ultralytics itself is
@@ -28,10 +29,39 @@ TASKS = {
     "PoseModel": "pose",
     "OBBModel": "obb",
     "ClassificationModel": "classify",
-    "WorldModel": "world",
-    "YOLOEModel": "yoloe",
-    "RTDETRDetectionModel": "rtdetr",
+    "WorldModel": "YOLO-World",
+    "YOLOEModel": "YOLOE",
+    "YOLOESegModel": "YOLOE segment",
+    "RTDETRDetectionModel": "RT-DETR",
 }
+SUPPORTED = "Ultralytics detect models of YOLOv5u, YOLOv8, YOLO11, YOLOv10, YOLO26 and YOLOv9 (yolov9t..e)"
+GELAN_BLOCKS = {"RepNCSPELAN4", "ELAN1", "ADown", "AConv", "SPPELAN"}
+# lineages of detect models by a block their yaml holds, first match wins (after v10Detect and end2end)
+LINEAGES = (("C3k2", "yolo11"), ("C2f", "yolov8"), ("C3", "yolov5u"))
+OUT_OF_SCOPE = {"A2C2f": "YOLO12", "RTDETRDecoder": "RT-DETR", "WorldDetect": "YOLO-World", "YOLOEDetect": "YOLOE"}
+
+
+def yaml_blocks(cfg: dict[str, Any]) -> list[str]:
+    """The block names of a yaml dict's rows, in order (backbone then head; malformed rows skipped)."""
+    rows = list(cfg.get("backbone") or []) + list(cfg.get("head") or [])
+    return [str(r[2]) for r in rows if isinstance(r, (list, tuple)) and len(r) == 4]
+
+
+def lineage(cfg: dict[str, Any]) -> str:
+    """The lineage a yaml dict describes (``yolov10``, ``yolo26``, ``ultralytics-yolov9``, ``yolo11``, ``yolov8``,
+    ``yolov5u``), ``ultralytics`` for a custom mix, or the out-of-scope lineage's name (``YOLO12``...) when it
+    holds a block edgekit does not convert (:data:`OUT_OF_SCOPE`)."""
+    blocks = yaml_blocks(cfg)
+    foreign = next((OUT_OF_SCOPE[b] for b in blocks if b in OUT_OF_SCOPE), None)
+    if foreign:
+        return foreign
+    if blocks and blocks[-1] == "v10Detect":
+        return "yolov10"
+    if cfg.get("end2end"):
+        return "yolo26"
+    if GELAN_BLOCKS & set(blocks):
+        return "ultralytics-yolov9"
+    return next((name for block, name in LINEAGES if block in blocks), "ultralytics")
 
 
 class UltralyticsYOLO(LayerGraph):
@@ -57,6 +87,11 @@ class UltralyticsYOLO(LayerGraph):
         self.runs_end2end = self.end2end
 
     @property
+    def lineage(self) -> str:
+        """``yolov5u``, ``yolov8``, ``yolo11``, ``yolov10``, ``yolo26``, ``ultralytics-yolov9`` or ``ultralytics``."""
+        return lineage(self.yaml)
+
+    @property
     def end2end(self) -> bool:
         """Whether the head has the one-to-one (end-to-end) branch."""
         return self.head.end2end
@@ -68,7 +103,8 @@ class UltralyticsYOLO(LayerGraph):
 
 
 def build(name_or_cfg: str | dict[str, Any], nc: int | None = None) -> UltralyticsYOLO:
-    """A model from a built-in name (yolo26n..x, yolov9t..e) or a yaml dict."""
+    """A model from a built-in name (yolov5nu..xu, yolov8n..x, yolo11n..x, yolov10n..x, yolo26n..x, yolov9t..e) or
+    a yaml dict."""
     if isinstance(name_or_cfg, str):
         if name_or_cfg not in CONFIGS:
             raise EdgekitError(f"unknown Ultralytics architecture '{name_or_cfg}' (known: {', '.join(CONFIGS)})")
@@ -77,7 +113,8 @@ def build(name_or_cfg: str | dict[str, Any], nc: int | None = None) -> Ultralyti
 
 
 def task_of(type_name: str) -> str:
-    """The Ultralytics task of a pickled model class (``SegmentationModel`` -> ``segment``)."""
+    """The Ultralytics task (or non-YOLO detector) of a pickled model class (``SegmentationModel`` -> ``segment``,
+    ``RTDETRDetectionModel`` -> ``RT-DETR``)."""
     return TASKS.get(type_name, type_name)
 
 
@@ -85,12 +122,12 @@ def from_checkpoint(ckpt: Checkpoint) -> UltralyticsYOLO:
     """Build the model an Ultralytics checkpoint describes and load its weights strictly (float32)."""
     record = ckpt.model_record()
     task = task_of(record.type_name)
-    if task != "detect":
-        raise EdgekitError(
-            f"{ckpt.path.name}: an Ultralytics {task} model; only detect models are supported yet "
-            f"({task} is not supported yet)"
-        )
     cfg = record.__dict__.get("yaml")
+    found = task if task != "detect" else lineage(cfg) if isinstance(cfg, dict) else "detect"
+    if found in OUT_OF_SCOPE.values() or task != "detect":
+        raise EdgekitError(
+            f"{ckpt.path.name}: an Ultralytics {found} model, which edgekit does not convert ({SUPPORTED})"
+        )
     if not isinstance(cfg, dict):
         raise EdgekitError(f"{ckpt.path.name}: the pickled model carries no yaml architecture")
     model = UltralyticsYOLO(cfg)

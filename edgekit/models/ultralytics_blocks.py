@@ -1,4 +1,5 @@
-"""Blocks of Ultralytics' YOLO models (YOLO26, and the GELAN-only yolov9t..e) with the reference's names.
+"""Blocks of Ultralytics' YOLO models (YOLOv5u, YOLOv8, YOLO11, YOLOv10, YOLO26, the GELAN-only yolov9t..e) with
+the reference's names.
 
 Module and parameter names (``cv1``, ``m``, ``one2one_cv3``...) match ultralytics/ultralytics so its
 checkpoints load strictly; the implementations are edgekit's own. GELAN blocks are shared with the
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from edgekit.models import yolov9_blocks as G
+from edgekit.models.fuse import merge_branches
 from edgekit.models.yolov9_blocks import DFL, Conv, make_anchors
 
 
@@ -141,6 +143,91 @@ class C3k2(C2f):
         self.m = nn.ModuleList(inner() for _ in range(n))
 
 
+class PSA(nn.Module):
+    """YOLOv10's position-sensitive attention: split in two, attention then feed-forward (each with a residual)
+    on one half, concatenate, 1x1 conv (Wang et al., "YOLOv10", arXiv:2405.14458)."""
+
+    def __init__(self, c1, c2, e=0.5):
+        super().__init__()
+        if c1 != c2:
+            raise ValueError("PSA needs c1 == c2")
+        self.c = int(c1 * e)
+        self.cv1 = Conv(c1, 2 * self.c, 1, 1)
+        self.cv2 = Conv(2 * self.c, c1, 1)
+        self.attn = Attention(self.c, attn_ratio=0.5, num_heads=max(self.c // 64, 1))
+        self.ffn = nn.Sequential(Conv(self.c, self.c * 2, 1), Conv(self.c * 2, self.c, 1, act=False))
+
+    def forward(self, x):
+        a, b = self.cv1(x).split((self.c, self.c), dim=1)
+        b = b + self.attn(b)
+        b = b + self.ffn(b)
+        return self.cv2(torch.cat((a, b), 1))
+
+
+class SCDown(nn.Module):
+    """YOLOv10's spatial-channel decoupled downsampling: 1x1 conv to the output width, then a depth-wise
+    strided k x k conv."""
+
+    def __init__(self, c1, c2, k, s):
+        super().__init__()
+        self.cv1 = Conv(c1, c2, 1, 1)
+        self.cv2 = Conv(c2, c2, k, s, g=c2, act=False)
+
+    def forward(self, x):
+        return self.cv2(self.cv1(x))
+
+
+class RepVGGDW(nn.Module):
+    """A depth-wise 7x7 and 3x3 Conv+BN in parallel, summed, SiLU; re-parameterizes into one biased 7x7
+    depth-wise conv (RepVGG, Ding et al. 2021; as used by YOLOv10's large-kernel CIB)."""
+
+    def __init__(self, ed):
+        super().__init__()
+        self.conv = Conv(ed, ed, 7, 1, 3, g=ed, act=False)
+        self.conv1 = Conv(ed, ed, 3, 1, 1, g=ed, act=False)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        if not hasattr(self, "conv1"):
+            return self.act(self.conv(x))
+        return self.act(self.conv(x) + self.conv1(x))
+
+    def reparameterize(self) -> None:
+        """Replace both branches by the single equivalent 7x7 depth-wise convolution."""
+        if not hasattr(self, "conv1"):
+            return
+        self.conv = merge_branches([(self.conv.conv, self.conv.bn), (self.conv1.conv, self.conv1.bn)])
+        del self.conv1
+
+
+class CIB(nn.Module):
+    """YOLOv10's compact inverted block: depth-wise 3x3, 1x1 up, depth-wise 3x3 (or RepVGGDW when `lk`), 1x1
+    down, depth-wise 3x3; a residual when shapes allow."""
+
+    def __init__(self, c1, c2, shortcut=True, e=0.5, lk=False):
+        super().__init__()
+        hidden = int(c2 * e)
+        self.cv1 = nn.Sequential(
+            Conv(c1, c1, 3, g=c1),
+            Conv(c1, 2 * hidden, 1),
+            RepVGGDW(2 * hidden) if lk else Conv(2 * hidden, 2 * hidden, 3, g=2 * hidden),
+            Conv(2 * hidden, c2, 1),
+            Conv(c2, c2, 3, g=c2),
+        )
+        self.add = shortcut and c1 == c2
+
+    def forward(self, x):
+        return x + self.cv1(x) if self.add else self.cv1(x)
+
+
+class C2fCIB(C2f):
+    """C2f whose inner blocks are CIBs (YOLOv10)."""
+
+    def __init__(self, c1, c2, n=1, shortcut=False, lk=False, g=1, e=0.5):
+        super().__init__(c1, c2, n, shortcut, g, e)
+        self.m = nn.ModuleList(CIB(self.c, self.c, shortcut, e=1.0, lk=lk) for _ in range(n))
+
+
 class SPPF(nn.Module):
     """1x1 conv, n chained k x k max pools, concatenate, 1x1 conv; optional residual (YOLO26)."""
 
@@ -258,6 +345,14 @@ class Detect(nn.Module):
         if self.mode == "e2e":
             return topk_detections(norm.transpose(1, 2), scores.transpose(1, 2), self.max_det)
         return norm.transpose(1, 2), scores.transpose(1, 2)
+
+
+class v10Detect(Detect):
+    """YOLOv10's head (Wang et al., arXiv:2405.14458): a DFL Detect head with the one-to-one branch and the light
+    (depth-wise) class branch whatever the yaml's other blocks; same tensors as the reference's."""
+
+    def __init__(self, nc=80, ch=()):
+        super().__init__(nc, reg_max=16, end2end=True, ch=ch, legacy=False)
 
 
 def topk_detections(boxes: torch.Tensor, scores: torch.Tensor, max_det: int) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """One layer parser and one block table for the families that describe models with a YOLO yaml
-(YOLOv9/GELAN from WongKinYiu/yolov9, and Ultralytics' YOLO26 and yolov9t..e).
+(YOLOv9/GELAN from WongKinYiu/yolov9, and Ultralytics' YOLOv5u, YOLOv8, YOLO11, YOLOv10, YOLO26 and
+yolov9t..e).
 
 Each yaml row is ``[from, repeats, block, args]``. The rules follow the references' ``parse_model``:
 depth and width multiples (or Ultralytics' compound ``scales`` with max channels), channel bookkeeping,
-repeat arguments for the C2f/C3 family, C3k for the m/l/x scales, legacy heads before C3k2. The two
+repeat arguments for the C2f/C3 family, C3k for the m/l/x scales, legacy heads before C3k2 or C2fCIB. The two
 conventions differ only in their heads and in one block class (Ultralytics' SPPELAN holds bare
 MaxPool2d layers where YOLOv9's wraps them: the same computation, kept apart so each checkpoint's
 module tree matches its reference). Nothing in a yaml is evaluated as code: names resolve through a
@@ -40,6 +41,9 @@ BLOCKS: dict[str, type[nn.Module]] = {
     "C3": U.C3,
     "C3k2": U.C3k2,
     "C2PSA": U.C2PSA,
+    "C2fCIB": U.C2fCIB,
+    "PSA": U.PSA,
+    "SCDown": U.SCDown,
     "SPPF": U.SPPF,
     "CBLinear": G.CBLinear,
     "CBFuse": G.CBFuse,
@@ -51,13 +55,14 @@ BLOCKS: dict[str, type[nn.Module]] = {
     "DDetect": G.DDetect,
     "DualDDetect": G.DualDDetect,
     "Detect": U.Detect,
+    "v10Detect": U.v10Detect,
 }
 # blocks whose first argument is the output width (scaled), the input width prepended
 CHANNEL_BLOCKS = (
     G.Conv, U.DWConv, G.AConv, G.ADown, G.ELAN1, G.RepNCSPELAN4, G.SPPELAN, U.SPPELAN,
-    U.Bottleneck, U.C2f, U.C3, U.C3k2, U.C2PSA, U.SPPF,
+    U.Bottleneck, U.C2f, U.C3, U.C3k2, U.C2PSA, U.SPPF, U.C2fCIB, U.PSA, U.SCDown,
 )  # fmt: skip
-REPEAT_BLOCKS = (U.C2f, U.C3, U.C3k2, U.C2PSA)  # take the repeat count as an argument
+REPEAT_BLOCKS = (U.C2f, U.C3, U.C3k2, U.C2PSA, U.C2fCIB)  # take the repeat count as an argument
 ACTIVATIONS = {"SiLU": nn.SiLU, "ReLU": nn.ReLU, "LeakyReLU": nn.LeakyReLU, "Hardswish": nn.Hardswish, "Mish": nn.Mish}
 
 
@@ -71,7 +76,7 @@ class Convention:
 
 
 YOLOV9 = Convention("yolov9", heads=(G.DDetect, G.DualDDetect))
-ULTRALYTICS = Convention("ultralytics", heads=(U.Detect,), overrides={"SPPELAN": U.SPPELAN})
+ULTRALYTICS = Convention("ultralytics", heads=(U.Detect, U.v10Detect), overrides={"SPPELAN": U.SPPELAN})
 
 
 def activation(text: str) -> nn.Module:
@@ -158,12 +163,15 @@ def parse_layers(cfg: dict[str, Any], convention: Convention) -> list[nn.Module]
                 if block in REPEAT_BLOCKS:
                     args.insert(2, n)
                     n = 1
-                if block is U.C3k2:
+                if block in (U.C3k2, U.C2fCIB):
                     legacy = False
-                    if scale in ("m", "l", "x"):
-                        args[3:4] = [True]
+                if block is U.C3k2 and scale in ("m", "l", "x"):
+                    args[3:4] = [True]
             elif block is G.Concat:
                 c2 = sum(channels(x) for x in f)
+            elif block is U.v10Detect:
+                args = [*args[:1], [channels(x) for x in f]]
+                c2 = None
             elif block is U.Detect:
                 args = [*args[:1], reg_max, end2end, [channels(x) for x in f]]
                 extra["legacy"] = legacy

@@ -127,8 +127,8 @@ class NCNNEngine(Engine):
         self._files = (param, weights)
         self.net = self._open(bool(fp16_storage), bool(fp16_arithmetic))
         self.meta_text = self._read_metadata(param.parent / METADATA_NAME)
-        imgsz = self._imgsz()
-        shape = (1, 3, *imgsz) if imgsz else (1, 3, None, None)
+        imgsz, channels = self._imgsz(), self._channels()
+        shape = (1, channels, *imgsz) if imgsz else (1, channels, None, None)
         self._inputs = [TensorSpec(name, shape, "float32") for name in inputs]
         self._outputs = [TensorSpec(name, (1, None, None), "float32") for name in outputs]
         self.fp16_active = bool(fp16_storage or fp16_arithmetic)
@@ -195,6 +195,14 @@ class NCNNEngine(Engine):
             return (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
         except (EdgekitError, LookupError, TypeError, ValueError, OverflowError):
             return None
+
+    def _channels(self) -> int:
+        """The image channels the metadata names (1 for a grayscale model), else 3."""
+        try:
+            channels = json.loads(self.meta_text)["input"]["channels"] if self.meta_text else 3
+        except (ValueError, KeyError, TypeError):
+            return 3
+        return channels if channels in (1, 3) else 3
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one image: feeds are [1, C, H, W] float32; outputs come back with a leading batch axis of 1."""

@@ -1,6 +1,7 @@
 """Ultralytics checkpoints to deploy form: pick the inference branch, fold BatchNorm, set the output mode.
 
-End-to-end heads (YOLO26) have two branches. By default a checkpoint exports the one Ultralytics itself
+Lineages: YOLOv5u, YOLOv8, YOLO11 and the GELAN-only YOLOv9 (one DFL head, NMS), YOLOv10 and YOLO26 (end-to-end).
+End-to-end heads have two branches. By default a checkpoint exports the one Ultralytics itself
 runs for that file: the one-to-one branch unless its Detect head was saved with ``end2end=False`` (what
 Ultralytics' trainer leaves by default), then the one-to-many branch with NMS. ``topk`` asks for the
 one-to-one branch, NMS-free, in one of two forms:
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from edgekit.converters.families.base import Family, SourceOptions, model_yaml, pickled_model
+from edgekit.converters.families.base import Family, SourceOptions, pickled_model
 from edgekit.converters.source import SourceModel, boxes_scores_from_packed
 from edgekit.errors import EdgekitError
 from edgekit.meta import DecodeSpec, OutputSpec
@@ -138,7 +139,7 @@ def source_model(
         decode = DecodeSpec(method="nms", conf=0.25, iou=0.7, max_det=300)
     source = SourceModel.of(
         model,
-        family="yolo26" if model.end2end else "ultralytics-yolov9",
+        family=model.lineage,
         variant=variant,
         reference=reference,
         make_deploy=make_deploy,
@@ -155,12 +156,6 @@ def source_model(
 
 def from_checkpoint(ckpt: Checkpoint, options: SourceOptions) -> SourceModel:
     """The SourceModel of an Ultralytics detect checkpoint, its head chosen as :func:`pick_head` says."""
-    lineage = foreign_lineage(model_yaml(ckpt.model_record()))
-    if lineage:
-        raise EdgekitError(
-            f"{ckpt.path.name}: an Ultralytics {lineage} model; edgekit converts YOLO26 and Ultralytics' "
-            "YOLOv9 (yolov9t..e) from Ultralytics checkpoints"
-        )
     model = U.from_checkpoint(ckpt)
     return source_model(model, model.variant, ckpt.path, options.topk, options.nms, options.per_anchor)
 
@@ -168,20 +163,6 @@ def from_checkpoint(ckpt: Checkpoint, options: SourceOptions) -> SourceModel:
 def from_arch(name: str, options: SourceOptions, nc: int | None = None) -> SourceModel:
     """A built-in architecture (seeded random weights), its head chosen as :func:`pick_head` says."""
     return source_model(U.build(name, nc).eval(), name, None, options.topk, options.nms, options.per_anchor)
-
-
-GELAN_BLOCKS = {"RepNCSPELAN4", "ELAN1", "ADown", "AConv", "SPPELAN"}
-LINEAGES = (("C3k2", "YOLO11"), ("C2f", "YOLOv8"), ("C3", "YOLOv5u"))  # by a block the lineage uses
-
-
-def foreign_lineage(cfg: dict) -> str | None:
-    """Which Ultralytics lineage other than YOLO26 and GELAN (YOLOv9) a yaml describes, or None for those two
-    (and for yamls that say too little to tell, which the model builder then judges)."""
-    rows = [r for r in list(cfg.get("backbone") or []) + list(cfg.get("head") or []) if isinstance(r, (list, tuple))]
-    blocks = {str(r[2]) for r in rows if len(r) == 4}
-    if not blocks or cfg.get("end2end") or blocks & GELAN_BLOCKS:
-        return None
-    return next((name for block, name in LINEAGES if block in blocks), None)
 
 
 def recognises(ckpt: Checkpoint, options: SourceOptions) -> bool:

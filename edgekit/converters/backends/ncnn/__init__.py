@@ -128,7 +128,7 @@ class NCNNBackend(Backend):
             command = [
                 pnnx.EXEC_PATH,
                 str(script),
-                f"inputshape=[1,3,{h},{w}]f32",
+                f"inputshape=[1,{self.ctx.meta.input.channels},{h},{w}]f32",
                 f"fp16={int(precision == 'fp16')}",
                 f"pnnxparam={work / 'model.pnnx.param'}",
                 f"pnnxbin={work / 'model.pnnx.bin'}",

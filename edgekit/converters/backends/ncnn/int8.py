@@ -137,7 +137,7 @@ class BlobStats:
 
 
 def blob_values(engine, blobs: Sequence[str], inputs: Iterable[np.ndarray]) -> Iterable[dict[str, np.ndarray]]:
-    """The values of the named blobs of an NCNN model (an ``NCNNEngine``) for each [1, 3, H, W] input, one
+    """The values of the named blobs of an NCNN model (an ``NCNNEngine``) for each [1, C, H, W] input, one
     dict per input (each blob as NCNN gives it, without a batch axis)."""
     import ncnn
 
