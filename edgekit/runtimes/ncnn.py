@@ -199,8 +199,8 @@ class NCNNEngine(Engine):
     def _channels(self) -> int:
         """The image channels the metadata names (1 for a grayscale model), else 3."""
         try:
-            channels = json.loads(self.meta_text)["input"]["channels"] if self.meta_text else 3
-        except (ValueError, KeyError, TypeError):
+            channels = parse_json(self.meta_text, "metadata")["input"]["channels"] if self.meta_text else 3
+        except (EdgekitError, LookupError, TypeError):
             return 3
         return channels if channels in (1, 3) else 3
 
