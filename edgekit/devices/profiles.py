@@ -167,7 +167,8 @@ register(DeviceProfile(
     formats=Choice(("coreml",), "CoreML is the only way onto the Neural Engine; --coreml-nms makes a pipeline "
                    "Vision runs directly"),
     precisions=Choice(("fp16", "int8"),
-                      "the Neural Engine computes in FP16; INT8 CoreML is weight-only (smaller, not faster)"),
+                      "the Neural Engine computes in FP16; INT8 CoreML is W8A8 (calibrated in torch; its speed "
+                      "is a device measurement)"),
     threads=Choice(None, "CoreML schedules its own compute units"),
     imgsz=Choice(640, "the Neural Engine runs a t/n model at 640 in a few milliseconds"),
 ))
