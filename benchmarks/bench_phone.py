@@ -9,11 +9,12 @@ the letterbox grey (114), centred, its labels moved with it (no object cut, no p
 PNG). On those frames a 4:3 input (``--aspect``, HEIGHT,WIDTH, multiples of 32) is a uniform scale of the
 frame and a square input squeezes it by 3/4 across.
 
-Rows per fixture: the checkpoint in torch letterboxed at 320 (the reference of the accuracy table) on the
-scenes and on the 4:3 frames; the checkpoint in torch stretched (what an FP32 phone file computes) at 320
-and at the camera's aspect on the 4:3 frames; the phone INT8 file at 320 on both; the phone INT8 file at the
-camera's aspect on the 4:3 frames, plain and with ``--max-drop`` (measured on the 4:3 frames). Calibration:
-the procedural train split rendered here (seed 0), as benchmarks/bench_accuracy.py. Every phone file is
+Rows per fixture, in the order measured: the checkpoint in torch letterboxed at 320 (the reference of the
+accuracy table) on the 4:3 frames; the phone INT8 file at the camera's aspect on the 4:3 frames (and with
+``--max-drop``, measured on the 4:3 frames, when given); the square phone INT8 file at 320 on the 4:3 frames
+and on the scenes; the torch reference on the scenes; the checkpoint in torch stretched (what an FP32 phone
+file computes) at the camera's aspect and at 320 on the 4:3 frames. Calibration: the procedural train split
+rendered here (seed 0), as benchmarks/bench_accuracy.py. Every phone file is
 validated by `edgekit val`'s code with its own metadata, which stretches as MediaPipe does. Target checked at
 the end: the phone INT8 file at the camera's aspect within 1 point of the torch reference on the 4:3 frames.
 """
