@@ -83,6 +83,8 @@ def export_coreml(module: torch.nn.Module, meta: ModelMeta, precision: str, visi
     ct = require("coremltools", "coreml")
     h, w = meta.imgsz
     sample = torch.zeros(1, meta.input.channels, h, w)
+    if not isinstance(module, torch.fx.GraphModule):  # a quantized (exported) graph refuses eval(), and is one
+        module = module.eval()
     if vision:
         module = VisionHead(module, len(meta.classes))
         layout = ct.colorlayout.RGB if meta.input.channels == 3 else ct.colorlayout.GRAYSCALE
@@ -92,7 +94,7 @@ def export_coreml(module: torch.nn.Module, meta: ModelMeta, precision: str, visi
         inputs = [ct.TensorType(name=meta.input.name, shape=sample.shape)]
         outputs = [ct.TensorType(name=n) for n in meta.outputs.names]
     with silenced(), torch.no_grad():
-        program = torch.export.export(module.eval(), (sample,)).run_decompositions({})
+        program = torch.export.export(module, (sample,)).run_decompositions({})
         model = ct.convert(
             program,
             inputs=inputs,
