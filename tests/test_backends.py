@@ -294,3 +294,51 @@ def test_cli_table(checkpoints, tmp_path):
         "damo-t.tflite",
         "damo-t-fp16.tflite",
     }
+
+
+def test_fx_decode_region_stops_at_weighted_layers_but_not_the_dfl():
+    """The PT2E decode region: what lies after the last weighted convolutions, the DFL's fixed-weight
+    convolution included (named by its module, as torch.export records it)."""
+    import torch
+
+    from edgekit.converters.backends.decode_region import fx_decode_region
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cv = torch.nn.Conv2d(3, 4, 1)
+            self.dfl = torch.nn.Conv2d(4, 1, 1, bias=False)
+
+        def forward(self, x):
+            y = self.cv(x)
+            return self.dfl(y.softmax(1)) * 2.0, y.sigmoid()
+
+    graph = torch.export.export(Head().eval(), (torch.zeros(1, 3, 8, 8),)).module().graph
+    region = fx_decode_region(graph)
+    kinds = {str(n.target).split(".")[1] for n in graph.nodes if n.name in region}
+    assert {"softmax", "mul", "sigmoid", "conv2d"} <= kinds  # the conv2d in the region is the DFL's
+    weighted = [n.name for n in graph.nodes if str(n.target).startswith("aten.conv2d")]
+    assert len(weighted) == 2 and weighted[0] not in region and weighted[1] in region
+
+
+@pytest.mark.convert
+def test_coreml_int8_is_w8a8_calibrated_here(tmp_path):
+    """CoreML INT8 is W8A8 on Linux: activations quantized (quantize/dequantize ops) as calibrated in torch
+    (PT2E, ExecuTorch's CoreMLQuantizer), int8 weights, the decode region in float; the quantized program it was
+    converted from keeps the demo detector's detections."""
+    from edgekit.converters.backends.coreml import W8A8_OPS, W8A8_WEIGHT_OPS, mil_op_types, spec_of
+
+    pytest.importorskip("executorch")
+    calib = write_yolo_dataset(tmp_path / "calib", 32, seed=2)
+    result = convert_many(assets.demo_checkpoint(), "coreml", "int8", 320, tmp_path / "out", calib=calib,
+                          calib_size=32)[0]
+    assert result.ok, result.error
+    spec = spec_of(result.path)
+    types = mil_op_types(spec)
+    assert W8A8_OPS <= types and types & W8A8_WEIGHT_OPS
+    block = spec.mlProgram.functions["main"].block_specializations[spec.mlProgram.functions["main"].opset]
+    producer = {out.name: op.type for op in block.operations for out in op.outputs}
+    assert all(producer[name] not in W8A8_OPS for name in block.outputs)  # the decode region ends in float ops
+    figures = result.verification
+    assert figures.passed and "W8A8" in (figures.skipped or "") and figures.extra["reference_detections"] > 0
+    assert figures.extra["map50"] >= 0.9, figures.extra

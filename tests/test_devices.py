@@ -62,7 +62,9 @@ def test_every_profile_gives_a_reason_for_every_choice():
         for choice in (p.formats, p.precisions, p.threads, p.imgsz):
             assert choice.reason and "\n" not in choice.reason
         assert set(p.formats.value) <= set(profiles.FORMAT_BACKENDS)
-        assert set(p.precisions.value) <= {"fp32", "fp16", "int8"} and p.imgsz.value % 32 == 0
+        sides = profiles.size_list(p.imgsz.value)
+        assert set(p.precisions.value) <= {"fp32", "fp16", "int8"} and len(sides) in (1, 2)
+        assert all(side % 32 == 0 for side in sides)
     assert profiles.get_profile("rpi-zero-2w").memory_mb == 512
 
 
@@ -82,11 +84,25 @@ def test_no_profile_recommends_what_the_backends_do_not_offer():
 
 def test_convert_plan_follows_the_profile():
     plan = profiles.convert_plan(profiles.get_profile("rpi5"), have_calibration=True)
-    assert (plan.formats, plan.precisions, plan.imgsz) == (["tflite", "ncnn"], ["int8", "fp32"], 640)
+    assert (plan.formats, plan.precisions, plan.imgsz) == (["tflite", "ncnn"], ["int8", "fp32"], [640])
     plan = profiles.convert_plan(profiles.get_profile("rpi-zero-2w"), have_calibration=False)
-    assert (plan.formats, plan.precisions, plan.imgsz) == (["tflite", "onnx"], ["fp32"], 320)
+    assert (plan.formats, plan.precisions, plan.imgsz) == (["tflite", "onnx"], ["fp32"], [320])
     assert any("--calib" in note for note in plan.notes)
     assert profiles.convert_plan(profiles.get_profile("rpi4"), False, formats="onnx").formats == ["onnx"]
+
+
+def test_phone_profile_suggests_the_cameras_aspect():
+    """A phone camera's default stream is 4:3 and MediaPipe stretches it to the input: the phone profile picks a
+    4:3 input (height x width, multiples of 32) that --imgsz takes as is, and shows it as such."""
+    profile = profiles.get_profile("android-arm64")
+    plan = profiles.convert_plan(profile, have_calibration=True)
+    assert len(plan.imgsz) == 2 and plan.imgsz[1] * 3 == plan.imgsz[0] * 4
+    targets = profiles.convert_targets("android-arm64", None, None, None, have_calibration=True,
+                                       default_formats="onnx", default_precisions="fp32")
+    assert targets.imgsz == plan.imgsz and f"input {plan.imgsz[0]}x{plan.imgsz[1]}:" in "\n".join(targets.notes)
+    assert f"{plan.imgsz[0]}x{plan.imgsz[1]}" in profiles.describe_profile(profile)
+    assert profiles.profile_hints(profile, "litert", "int8", tuple(plan.imgsz)) == []
+    assert "larger than the 288x384" in profiles.profile_hints(profile, "litert", "int8", (480, 640))[0]
 
 
 def test_convert_targets_merge_the_user_the_profile_and_the_defaults():
@@ -110,7 +126,7 @@ def test_load_takes_threads_from_the_profile(tmp_path):
     assert detector.engine.session.get_session_options().intra_op_num_threads == 4
     assert profiles.profile_hints(detector.device, "onnxruntime", "int8", (320, 320)) == []
     hints = profiles.profile_hints(profiles.get_profile("android-arm64"), "onnxruntime", "fp32", (640, 640))
-    assert len(hints) == 3 and "prefers tflite" in hints[0] and "larger than the 320" in hints[2]
+    assert len(hints) == 3 and "prefers tflite" in hints[0] and "larger than the 288x384" in hints[2]
 
 
 def test_devices_verb(capsys):

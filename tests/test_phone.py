@@ -154,3 +154,70 @@ def test_phone_every_family_every_precision(checkpoints, family, tmp_path):
         assert [o.dtype for o in engine.outputs] == ["float32"] * 4
     sizes = {r.precision: r.size_mb for r in results}
     assert sizes["int8"] < 0.4 * sizes["fp32"] and sizes["fp16"] < 0.6 * sizes["fp32"]
+
+
+CAMERA = (192, 256)  # a 4:3 input (height, width), as a phone camera's default stream
+
+
+@pytest.fixture(scope="module")
+def phone_camera(tmp_path_factory):
+    """The trained demo detector as a phone file at the camera's aspect."""
+    result = convert_many(assets.demo_checkpoint(), "tflite", "fp32", list(CAMERA),
+                          tmp_path_factory.mktemp("camera"), phone=True)[0]
+    assert result.ok, result.error
+    return result
+
+
+@pytest.mark.convert
+def test_phone_file_at_the_cameras_aspect(phone_camera):
+    """A rectangular --imgsz reaches the graph (NHWC height x width), the op's anchors (one per cell) and the
+    metadata (imgsz, MediaPipe's stretch), and MediaPipe agreed with edgekit's run of it."""
+    h, w = CAMERA
+    detector = edgekit.load(phone_camera.path)
+    assert detector.engine.inputs[0].shape == (1, h, w, 3)
+    assert list(detector.meta.imgsz) == [h, w] and not detector.meta.input.letterbox.keep_ratio
+    model = read_model(phone_camera.path)
+    last = model.subgraphs[0].operators[-1]
+    anchors = model.subgraphs[0].tensors[last.inputs[2]]
+    assert list(anchors.shape) == [(h // 8) * (w // 8), 4]  # one per cell of ShapesNet's stride-8 level
+    figures = phone_camera.verification
+    assert figures.passed and figures.extra["mediapipe_reference_detections"] > 0
+    assert figures.extra["mediapipe_map50"] > 0.9
+
+
+@pytest.mark.convert
+def test_mediapipe_stretches_a_frame_of_another_aspect_as_edgekit_does(phone_camera):
+    """A portrait crop of the photo into the landscape input: MediaPipe stretches it, so must edgekit (a
+    letterbox, or height and width swapped anywhere, moves every box)."""
+    image = np.ascontiguousarray(read_image(assets.shapes_image())[:, 80:440])  # 480 x 360: portrait
+    detector = edgekit.load(phone_camera.path)
+    ours = detection_rows(detector(image, conf=0.5))
+    theirs = mediapipe_detect(phone_camera.path, [image], ["circle", "square", "triangle"], conf=0.5)[0]
+    assert len(ours) >= 2 and len(theirs) == len(ours)
+    iou = _iou(ours, theirs)
+    assert (iou.max(1) > 0.9).all() and (theirs[iou.argmax(1), 5] == ours[:, 5]).all(), iou.max(1)
+    x, info = preprocess(image, detector.meta.input, detector.meta.imgsz)
+    assert x.shape == (1, *CAMERA, 3) and info.scales == (CAMERA[1] / 360, CAMERA[0] / 480)
+
+
+def test_max_drop_reference_is_measured_as_the_phone_file_is_run(tmp_path):
+    """--max-drop's FP32 reference on a phone conversion: the checkpoint run on the frames stretched as MediaPipe
+    stretches them (the phone file's own preprocessing), not letterboxed."""
+    from dataclasses import replace
+
+    from edgekit.converters.accuracy import detector_points, load_accuracy_data
+    from edgekit.converters.context import ExportContext
+    from edgekit.converters.families import open_source
+    from edgekit.converters.source_detector import SourceDetector, artifact_meta
+
+    source = open_source(assets.demo_checkpoint())
+    meta = artifact_meta(source, CAMERA)
+    stretch = replace(meta.input.letterbox, keep_ratio=False)
+    phone_meta = replace(meta, input=replace(meta.input, letterbox=stretch))
+    data = load_accuracy_data(write_yolo_dataset(tmp_path / "val", 12, seed=5), len(source.classes), 0.5)
+    assert any(abs(i.shape[1] / i.shape[0] - CAMERA[1] / CAMERA[0]) > 0.1 for i in data.images)
+    ctx = ExportContext(source=source, deploy=None, meta=phone_meta, images=[], workdir=tmp_path, accuracy=data)
+    stretched = detector_points(SourceDetector(source, CAMERA, letterbox=stretch), data)
+    letterboxed = detector_points(SourceDetector(source, CAMERA), data)
+    assert ctx.reference_points() == pytest.approx(stretched, abs=1e-9)
+    assert abs(stretched - letterboxed) > 0.1  # the two fits differ on these frames: the check can tell them apart

@@ -106,13 +106,15 @@ class ExportContext:
         return [read_image(p) for p in picks]
 
     def reference_points(self) -> float:
-        """mAP50-95 points of the FP32 source on the accuracy data (measured once)."""
+        """mAP50-95 points of the FP32 source on the accuracy data (measured once), its images fitted as the
+        artifacts' metadata says (stretched for a phone file, as MediaPipe does)."""
 
         def make() -> float:
             from edgekit.converters.accuracy import detector_points
             from edgekit.converters.source_detector import SourceDetector
 
-            points = detector_points(SourceDetector(self.source, self.imgsz), self.accuracy)
+            source = SourceDetector(self.source, self.imgsz, letterbox=self.meta.input.letterbox)
+            points = detector_points(source, self.accuracy)
             get_logger("edgekit.convert").info(
                 f"accuracy FP32 source: mAP50-95 {points:.2f} on {len(self.accuracy.images)} images of "
                 f"{self.accuracy.name}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from edgekit import __version__
 from edgekit.converters.source import SourceModel
 from edgekit.detections import Detections
 from edgekit.fileio import sha256_file
-from edgekit.meta import ModelMeta, SourceInfo
+from edgekit.meta import Letterbox, ModelMeta, SourceInfo
 from edgekit.runtimes.decode import decode_outputs
 from edgekit.runtimes.detector import Timings
 from edgekit.runtimes.preprocess import preprocess
@@ -42,13 +43,18 @@ def artifact_meta(source: SourceModel, imgsz: Sequence[int], checksum: bool = Tr
 class SourceDetector:
     """``detector(image)`` -> Detections, computed by the checkpoint's training form in float32 torch.
 
-    `imgsz` is (height, width), multiples of the model's stride. Stage times of the last call are in
-    ``timings`` (milliseconds), as on a Detector.
+    `imgsz` is (height, width), multiples of the model's stride; `letterbox` how an image is fitted to it
+    when not the source's own (a phone file's stretch, as MediaPipe feeds it). Stage times of the last call
+    are in ``timings`` (milliseconds), as on a Detector.
     """
 
-    def __init__(self, source: SourceModel, imgsz: Sequence[int], notes: Sequence[str] = ()):
+    def __init__(
+        self, source: SourceModel, imgsz: Sequence[int], notes: Sequence[str] = (), letterbox: Letterbox | None = None
+    ):
         self.source = source
         self.meta = artifact_meta(source, imgsz, checksum=False)
+        if letterbox is not None:
+            self.meta = replace(self.meta, input=replace(self.meta.input, letterbox=letterbox))
         self.notes = list(notes)  # lines saying which input size and head were chosen, and why
         self.conf, self.iou, self.max_det = source.decode.conf, source.decode.iou, source.decode.max_det
         self.multi_label = source.decode.multi_label

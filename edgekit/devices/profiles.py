@@ -39,7 +39,7 @@ class DeviceProfile:
     formats: Choice  # tuple of formats, best first
     precisions: Choice  # tuple of precisions, best first (int8 needs calibration images when converting)
     threads: Choice  # int, or None for "let the engine decide"
-    imgsz: Choice  # square input size, a multiple of 32
+    imgsz: Choice  # input size: one side (square) or (height, width), multiples of 32
     notes: tuple[str, ...] = field(default_factory=tuple)
     shared: Choice = Choice(False, "a device runs its detector alone: idle engine workers spin-wait between "
                                    "operators (docs/benchmarks.md, Engine settings)")  # bool: EngineSettings.shared
@@ -161,8 +161,11 @@ register(DeviceProfile(
     precisions=Choice(("int8", "fp16"),
                       "INT8 for the CPU (dot-product cores); FP16 is what the GPU delegate computes in"),
     threads=Choice(4, "use the big cores only: threads on the LITTLE cores slow every step down to theirs"),
-    imgsz=Choice(320, "phones detect at 320 in real time on the CPU and save battery"),
-    notes=("convert with --to tflite --phone for MediaPipe Tasks",),
+    imgsz=Choice((288, 384), "a phone camera's default stream is 4:3 (CameraX 640x480) and MediaPipe stretches "
+                 "the frame to the input: at 4:3 that is a uniform scale, where a square input squeezes every object "
+                 "to 3/4 of its width; 288x384 is about the work of 320x320, real time on the CPU"),
+    notes=("convert with --to tflite --phone for MediaPipe Tasks",
+           "a portrait app feeds 480x640 frames: --imgsz 384,288"),
 ))
 register(DeviceProfile(
     name="ios",
@@ -173,7 +176,8 @@ register(DeviceProfile(
     formats=Choice(("coreml",), "CoreML is the only way onto the Neural Engine; --coreml-nms makes a pipeline "
                    "Vision runs directly"),
     precisions=Choice(("fp16", "int8"),
-                      "the Neural Engine computes in FP16; INT8 CoreML is weight-only (smaller, not faster)"),
+                      "the Neural Engine computes in FP16; INT8 CoreML is W8A8 (calibrated in torch; its speed "
+                      "is a device measurement)"),
     threads=Choice(None, "CoreML schedules its own compute units"),
     imgsz=Choice(640, "the Neural Engine runs a t/n model at 640 in a few milliseconds"),
 ))
@@ -308,6 +312,16 @@ def detect_device(root: str | Path = "/", machine: str | None = None, system: st
     return DetectedDevice(None, model, arch, cores, memory, f"no profile fits platform {system} {machine}")
 
 
+def size_list(value: int | tuple[int, int]) -> list[int]:
+    """A profile's input size as --imgsz takes it: [side] or [height, width]."""
+    return list(value) if isinstance(value, tuple) else [value]
+
+
+def size_text(value: int | tuple[int, int]) -> str:
+    """A profile's input size as shown: ``320`` or ``288x384`` (height x width)."""
+    return "x".join(str(v) for v in size_list(value))
+
+
 def resolve_threads(profile: DeviceProfile, threads: int | None = None) -> int | None:
     """Explicit threads win; else the profile's (None lets the engine decide)."""
     return threads if threads else profile.threads.value
@@ -343,10 +357,11 @@ def profile_hints(profile: DeviceProfile, backend: str, precision: str, imgsz: t
     if precision not in profile.precisions.value:
         hints.append(f"precision {precision}; this device prefers {profile.precisions.value[0]} "
                      f"({profile.precisions.reason})")
-    size = profile.imgsz.value
-    if max(imgsz) > size:
+    size = size_list(profile.imgsz.value)
+    if max(imgsz) > max(size):
         hints.append(
-            f"input {imgsz[0]}x{imgsz[1]} is larger than the {size} this device prefers ({profile.imgsz.reason})"
+            f"input {imgsz[0]}x{imgsz[1]} is larger than the {size_text(profile.imgsz.value)} this device prefers "
+            f"({profile.imgsz.reason})"
         )
     return hints
 
@@ -357,7 +372,7 @@ class ConvertPlan:
 
     formats: list[str]
     precisions: list[str]
-    imgsz: int
+    imgsz: list[int]  # one side (square) or height, width
     notes: list[str]
 
 
@@ -379,8 +394,8 @@ def convert_plan(profile: DeviceProfile, have_calibration: bool, formats: str | 
                      f"{', '.join(precisions)} only")
     else:
         notes.append(f"precisions {', '.join(precisions)}: {profile.precisions.reason}")
-    notes.append(f"input {profile.imgsz.value}: {profile.imgsz.reason}")
-    return ConvertPlan(chosen, precisions, profile.imgsz.value, notes)
+    notes.append(f"input {size_text(profile.imgsz.value)}: {profile.imgsz.reason}")
+    return ConvertPlan(chosen, precisions, size_list(profile.imgsz.value), notes)
 
 
 @dataclass
@@ -413,7 +428,7 @@ def convert_targets(
         return ConvertTargets(formats or default_formats, precisions or default_precisions, imgsz)
     plan = convert_plan(get_profile(device), have_calibration, formats)
     return ConvertTargets(
-        ",".join(plan.formats), precisions or ",".join(plan.precisions), imgsz or [plan.imgsz], plan.notes
+        ",".join(plan.formats), precisions or ",".join(plan.precisions), imgsz or plan.imgsz, plan.notes
     )
 
 
@@ -426,13 +441,13 @@ def run_notes(profile: DeviceProfile, threads: int | None, backend: str, precisi
 def describe_profiles(detected: DetectedDevice | None = None) -> str:
     """A table of every profile, the detected one marked, then what this machine is."""
     lines = [f"  {'device':<20} {'arch':<8} {'cores':>5} {'memory':>7}  {'format':<9} {'precision':<9} "
-             f"{'threads':>7} {'imgsz':>5}"]
+             f"{'threads':>7} {'imgsz':>7}"]
     for p in PROFILES.values():
         mark = "*" if detected and detected.profile == p.name else " "
         threads = p.threads.value if p.threads.value else "auto"
         memory = f"{p.memory_mb // 1024} GB" if p.memory_mb >= 1024 else f"{p.memory_mb} MB"
         lines.append(f"{mark} {p.name:<20} {p.arch:<8} {p.cores:>5} {memory:>7}  {p.format:<9} "
-                     f"{p.precisions.value[0]:<9} {threads!s:>7} {p.imgsz.value:>5}")
+                     f"{p.precisions.value[0]:<9} {threads!s:>7} {size_text(p.imgsz.value):>7}")
     if detected is not None:
         memory = f"{detected.memory_mb} MB" if detected.memory_mb else "memory unknown"
         what = detected.model or detected.arch
@@ -452,7 +467,10 @@ def describe_profile(profile: DeviceProfile) -> str:
                           ("threads", profile.threads), ("imgsz", profile.imgsz), ("shared", profile.shared),
                           ("fp16", profile.fp16), ("onnx on", profile.onnx_backend)):
         value = choice.value
-        shown = ", ".join(value) if isinstance(value, tuple) else ("auto" if value is None else value)
+        if label == "imgsz":
+            shown = size_text(value)
+        else:
+            shown = ", ".join(value) if isinstance(value, tuple) else ("auto" if value is None else value)
         lines.append(f"  {label:<10} {shown}: {choice.reason}")
     lines.extend(f"  note       {note}" for note in profile.notes)
     return "\n".join(lines)

@@ -19,3 +19,26 @@ def is_fixed_weight_layer(name: str) -> bool:
     """True when the layer or tensor `name` (any backend's naming) belongs to a module in
     FIXED_WEIGHT_MODULES: one of its name's alphanumeric parts, in any case, is such a module name."""
     return any(part in FIXED_WEIGHT_MODULES for part in re.split(r"[^a-z0-9]+", name.lower()))
+
+
+FX_WEIGHTED = ("aten.conv", "aten.linear", "aten.matmul", "aten.addmm")  # weighted layers in a torch.export graph
+
+
+def fx_decode_region(graph) -> set[str]:
+    """Names of the nodes of a ``torch.export`` graph (``torch.fx.Graph``) between the last weighted layers and
+    the outputs: the decode region a PT2E quantizer leaves in float. A layer of a FIXED_WEIGHT_MODULES
+    module (by the innermost module path torch.export records) belongs to the region."""
+    output = next(n for n in graph.nodes if n.op == "output")
+    region: set[str] = set()
+    stack = list(output.all_input_nodes)
+    while stack:
+        node = stack.pop()
+        if node.name in region or node.op != "call_function":
+            continue
+        modules = node.meta.get("nn_module_stack") or {}
+        path = next(reversed(modules.values()))[0] if modules else node.name
+        if str(node.target).startswith(FX_WEIGHTED) and not is_fixed_weight_layer(path):
+            continue
+        region.add(node.name)
+        stack.extend(node.all_input_nodes)
+    return region
