@@ -145,10 +145,14 @@ class SourceDetector:
 
 
 def open_source_detector(
-    spec: str | Path, imgsz: int | Sequence[int] | None = None, form: str = "deploy", **source_options
+    spec: str | Path,
+    imgsz: int | Sequence[int] | None = None,
+    form: str = "deploy",
+    threads: int | None = None,
+    **source_options,
 ) -> SourceDetector:
     """A SourceDetector for a checkpoint file in `form` (options as ``open_source`` takes them, e.g. ``names``,
-    ``topk``).
+    ``topk``); `threads` sets torch's intra-op threads, for the whole process (None: torch's default).
 
     `imgsz` None runs at the size the checkpoint was trained at (640 when it records none); the detector's
     ``notes`` say which size, head and form it runs, and why. Raises EdgekitError as ``open_source`` does, for
@@ -156,6 +160,8 @@ def open_source_detector(
     """
     from edgekit.converters.families import open_source
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     names = source_options.pop("names", None)
     source = open_source(spec, names=names, **source_options)
     size, size_note = source.input_size(imgsz)
