@@ -68,3 +68,12 @@ def test_a_deploy_form_that_is_not_the_training_forms_function_is_refused(monkey
     with pytest.raises(EdgekitError, match=r"the deploy form differs from the training form \(boxes"):
         open_source_detector(FIXTURES / "yolov9-t.pt", SIZE)
     assert open_source_detector(FIXTURES / "yolov9-t.pt", SIZE, form="training").check is None
+
+
+def test_threads_reach_torch_for_a_checkpoint():
+    before = torch.get_num_threads()
+    try:
+        open_source_detector(FIXTURES / "yolov9-t.pt", SIZE, form="training", threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
