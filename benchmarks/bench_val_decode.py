@@ -3,7 +3,7 @@ and `edgekit val CHECKPOINT` per image side by side with Ultralytics' own val of
 
     python benchmarks/bench_val_decode.py [--model fixtures/yolo26n.pt] [--images 40] [--repeat 50]
         [--part decode|val|all] [--ultralytics-python REFVENV/bin/python] [--val-images 100] [--imgsz 640]
-        [--rounds 3] [--training-form]
+        [--rounds 3] [--training-form] [--threads N]
 
 1. Decode (``--part decode``).
 At conf 0.001 nearly every anchor of a trained detector is a candidate, which is where NMS gets slow. The
@@ -19,8 +19,8 @@ The first ``--val-images`` val scenes of the fixture are copied with their label
 a data.yaml in Ultralytics' format (Ultralytics writes a label cache beside them), then `python -m edgekit.cli
 val CHECKPOINT --imgsz S` and Ultralytics' ``YOLO(CHECKPOINT).val(imgsz=S, batch=1, device='cpu')`` run on it
 in turn, each in a fresh process, ``--rounds`` times alternately, so other jobs' load falls on both sides
-alike; ``--training-form`` adds the training form's val (edgekit's reference before it ran the deploy form)
-to the rotation. Per side: the median over rounds of its own stage times per image (pre + inference + post;
+alike; ``--threads N`` adds `edgekit val --threads N` to the rotation, ``--training-form`` the training
+form's val (edgekit's reference before it ran the deploy form, torch's threads spin-waiting as then). Per side: the median over rounds of its own stage times per image (pre + inference + post;
 Ultralytics' ``speed``, its loss stage included, 0 in val), of the whole process's wall seconds (imports,
 model loading and metrics included), and the load average before each run. Target: edgekit's median per
 image at most 1.2x Ultralytics'.
@@ -78,6 +78,7 @@ def main() -> int:
     parser.add_argument("--imgsz", type=int, default=640, help="part 2's image size, on both sides")
     parser.add_argument("--rounds", type=int, default=3, help="part 2: runs per side, alternating")
     parser.add_argument("--training-form", action="store_true", help="part 2: also the training form's val")
+    parser.add_argument("--threads", type=int, help="part 2: also edgekit val with --threads N")
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
@@ -178,6 +179,10 @@ def checkpoint_val(args) -> bool:
                 "--json", "--quiet",
             ],
         }
+        if args.threads:
+            sides[f"edgekit val --threads {args.threads}"] = sides["edgekit val (deploy form)"] + [
+                "--threads", str(args.threads)
+            ]
         if args.training_form:
             before = [sys.executable, "-c", TRAINING_FORM, args.model, str(yaml), size]
             sides["edgekit, training form (before)"] = before

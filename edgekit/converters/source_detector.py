@@ -7,8 +7,8 @@ BatchNorm folded, RepConvs re-parameterized, training-only branches and the unus
 inference mode. It is the same function as the training form, checked when the detector is made: both run on
 the first image every conversion verifies on (the bundled shapes image) at the detector's input size, and
 their outputs must agree within the FP32 tolerances of conversion (``verify.FP32_TOLERANCE``, top-k rows
-tie-aware), else EdgekitError. The training form (``form="training"``) runs the end-to-end reference twice
-per image and every unfused branch: 5-15x slower on a CPU.
+tie-aware), else EdgekitError. The training form (``form="training"``) runs every unfused branch (and, for
+an end-to-end head, the network twice per image); docs/accuracy.md times both forms.
 """
 
 from __future__ import annotations
