@@ -20,7 +20,8 @@ a data.yaml in Ultralytics' format (Ultralytics writes a label cache beside them
 val CHECKPOINT --imgsz S` and Ultralytics' ``YOLO(CHECKPOINT).val(imgsz=S, batch=1, device='cpu')`` run on it
 in turn, each in a fresh process, ``--rounds`` times alternately, so other jobs' load falls on both sides
 alike; ``--threads N`` adds `edgekit val --threads N` to the rotation, ``--training-form`` the training
-form's val (edgekit's reference before it ran the deploy form, torch's threads spin-waiting as then). Per side: the median over rounds of its own stage times per image (pre + inference + post;
+form's val (edgekit's reference before it ran the deploy form, torch's threads spin-waiting as then).
+Per side: the median over rounds of its own stage times per image (pre + inference + post;
 Ultralytics' ``speed``, its loss stage included, 0 in val), of the whole process's wall seconds (imports,
 model loading and metrics included), and the load average before each run. Target: edgekit's median per
 image at most 1.2x Ultralytics'.
