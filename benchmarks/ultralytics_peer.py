@@ -3,6 +3,7 @@
     REFVENV/bin/python benchmarks/ultralytics_peer.py make OUTDIR IMAGE
     REFVENV/bin/python benchmarks/ultralytics_peer.py serve
     REFVENV/bin/python benchmarks/ultralytics_peer.py time MODEL IMAGE CONF IOU FRAMES WARMUP [boxes]
+    REFVENV/bin/python benchmarks/ultralytics_peer.py val CHECKPOINT DATA_YAML IMGSZ
 
 Ultralytics is AGPL-3.0: this script is a benchmark peer only. It imports nothing of edgekit and edgekit
 imports nothing of it; the two sides talk through files and JSON lines on stdin/stdout.
@@ -14,7 +15,9 @@ saves each checkpoint the way ``strip_optimizer`` leaves one (fp16 model under `
 it with Ultralytics' own exporter to ONNX at 640 (one-to-many output + NMS; for yolo26n also the
 end-to-end [1,300,6] output). ``serve`` answers ``{"model", "image", "conf", "iou", "frames"}`` lines
 with per-frame wall times and Ultralytics' own stage split (``Results.speed``); ``time`` answers one such
-request from its arguments and exits.
+request from its arguments and exits. ``val`` (for bench_val_decode.py) runs Ultralytics' own val of a
+checkpoint (batch 1, CPU) and prints one JSON line: its stage times per image (``speed``), the seconds from
+the call to its return, and mAP50-95.
 """
 
 from __future__ import annotations
@@ -191,6 +194,19 @@ def serve() -> None:
         print(json.dumps(reply), file=replies, flush=True)
 
 
+def val(checkpoint: str, data: str, imgsz: int) -> None:
+    """Ultralytics' val of `checkpoint` on `data` as a user runs it: ``YOLO(checkpoint).val(batch=1, device='cpu')``."""
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    from ultralytics import YOLO
+
+    start = time.perf_counter()
+    metrics = YOLO(checkpoint).val(data=data, imgsz=imgsz, batch=1, device="cpu", plots=False, verbose=False)
+    seconds = time.perf_counter() - start
+    reply = {"speed": metrics.speed, "seconds": seconds, "map50_95": float(metrics.box.map)}
+    print(json.dumps(reply), file=replies, flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["make"]:
         make(Path(sys.argv[2]), Path(sys.argv[3]))
@@ -198,5 +214,7 @@ if __name__ == "__main__":
         serve()
     elif sys.argv[1:2] == ["time"]:
         time_once(sys.argv[2:])
+    elif sys.argv[1:2] == ["val"] and len(sys.argv) == 5:
+        val(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         raise SystemExit(__doc__)

@@ -13,6 +13,12 @@ from edgekit.cli import benchmark, convert, devices, inspect, predict, profile, 
 from edgekit.errors import EdgekitError, first_line
 
 VERBS = (predict, convert, inspect, val, benchmark, devices, profile)
+# torch's OpenMP worker threads (a checkpoint run in torch by `val`, the INT8 budget's reference, conversions)
+# sleep when idle instead of spin-waiting, as ONNX Runtime's do in runtimes/ort.py: read once, when torch is
+# first imported. On the 2-core build machine under load (average 28), a yolo26n forward pass at 640 on 2
+# threads took a median 776 ms sleeping against 13.1 s spinning (1 thread: 681 and 875 ms; one process per
+# setting, alternating 1 and 2 threads): a spinning thread holds a core the other thread of the run waits for.
+TORCH_IDLE_THREADS = ("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.verbose:
         os.environ[VERBOSE_ENV] = "1"
+    os.environ.setdefault(*TORCH_IDLE_THREADS)  # a user's own OMP_WAIT_POLICY wins
     try:
         # a conversion's progress lines go to stdout; a benchmark's to stderr (its table is the output)
         info_stream = sys.stderr if args.verb == "benchmark" else None

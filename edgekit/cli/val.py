@@ -76,7 +76,8 @@ def add_parser(verbs) -> None:
     p.add_argument("--both-heads", action="store_true",
                    help="end-to-end checkpoints (YOLO26, YOLOv10): validate the one-to-one and the one-to-many + NMS "
                    "head side by side")
-    p.add_argument("--threads", type=positive, help="inference threads (default: the backend's)")
+    p.add_argument("--threads", type=positive,
+                   help="inference threads (default: the backend's; for a checkpoint, torch's)")
     add_shared(p)
     p.add_argument("--backend", help="force a backend (default: by file type)")
     p.add_argument("--names", type=names, help="class names (comma-separated or a file, one per line)")

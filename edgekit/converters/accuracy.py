@@ -1,8 +1,9 @@
 """INT8 under an accuracy budget: the measured mAP50-95 drop of an INT8 artifact against its FP32 source on
 labelled held-out images, and the search that keeps the most sensitive layers in float until it fits.
 
-Figures are in mAP50-95 *points* (0..100), the unit ``--max-drop`` takes. The reference is the checkpoint's
-training form run in float32 torch with the artifact's own preprocessing and decoding (every FP32 artifact
+Figures are in mAP50-95 *points* (0..100), the unit ``--max-drop`` takes. The reference is the checkpoint
+run in float32 torch with the artifact's own preprocessing and decoding, in its deploy form (the module every
+artifact is exported from, checked against the training form: see ``source_detector``; every FP32 artifact
 equals it to ~1e-5), measured once per conversion.
 
 Sensitivity is measured, not guessed: each quantized layer's contribution to the error is the relative

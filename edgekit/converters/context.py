@@ -40,6 +40,8 @@ class ExportContext:
     source_meta: ModelMeta | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)  # backend name -> its Options instance
     accuracy: AccuracyData | None = None  # labelled data INT8 drops are measured on, and the budget
+    # the FP32 source as a detector (image -> Detections) for the budget's reference: convert makes a SourceDetector
+    reference_detector: Callable[[], Callable[..., Any]] | None = None
     _reference: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     _calib_tensors: list[np.ndarray] | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
@@ -106,15 +108,15 @@ class ExportContext:
         return [read_image(p) for p in picks]
 
     def reference_points(self) -> float:
-        """mAP50-95 points of the FP32 source on the accuracy data (measured once), its images fitted as the
-        artifacts' metadata says (stretched for a phone file, as MediaPipe does)."""
+        """mAP50-95 points of the FP32 source on the accuracy data (measured once, by ``reference_detector``: its
+        images fitted as the artifacts' metadata says, stretched for a phone file as MediaPipe does)."""
 
         def make() -> float:
             from edgekit.converters.accuracy import detector_points
-            from edgekit.converters.source_detector import SourceDetector
 
-            source = SourceDetector(self.source, self.imgsz, letterbox=self.meta.input.letterbox)
-            points = detector_points(source, self.accuracy)
+            if self.reference_detector is None:
+                raise EdgekitError("the accuracy budget needs the FP32 source's detector (reference_detector)")
+            points = detector_points(self.reference_detector(), self.accuracy)
             get_logger("edgekit.convert").info(
                 f"accuracy FP32 source: mAP50-95 {points:.2f} on {len(self.accuracy.images)} images of "
                 f"{self.accuracy.name}"

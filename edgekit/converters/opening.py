@@ -38,9 +38,9 @@ def open_detector(
 ) -> Any:
     """A detector for `model`: a model file runs on its engine (`imgsz` only for models without a fixed
     size; `backend`, `threads`, `settings` as `edgekit.load` takes them), a checkpoint in torch as the converters'
-    reference, at `imgsz` or the size it was trained at (`arch`: DAMO-YOLO's variant of a state_dict). Either is called
-    on a BGR image and returns Detections; `names` replaces the class names. Raises EdgekitError for a
-    file that cannot be opened."""
+    reference, at `imgsz` or the size it was trained at (`arch`: DAMO-YOLO's variant of a state_dict;
+    `threads`: torch's intra-op threads, for the whole process). Either is called on a BGR image and returns
+    Detections; `names` replaces the class names. Raises EdgekitError for a file that cannot be opened."""
     if is_artifact(model):
         from edgekit.runtimes.detector import load
 
@@ -48,4 +48,4 @@ def open_detector(
     check_converter_side(model)
     from edgekit.converters.source_detector import open_source_detector
 
-    return open_source_detector(model, imgsz, names=names, arch=arch)
+    return open_source_detector(model, imgsz, threads=threads, names=names, arch=arch)
