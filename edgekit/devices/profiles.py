@@ -14,7 +14,8 @@ from edgekit.errors import EdgekitError
 
 # format -> the runtime backend that opens it
 FORMAT_BACKENDS = {
-    "onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert", "coreml": "coreml", "ncnn": "ncnn"
+    "onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert", "coreml": "coreml", "ncnn": "ncnn",
+    "executorch": "executorch",
 }
 
 
@@ -147,8 +148,9 @@ register(DeviceProfile(
     arch="aarch64",
     cores=8,
     memory_mb=4096,
-    formats=Choice(("tflite",), "LiteRT is Android's own engine, and MediaPipe's ObjectDetector runs edgekit's "
-                   "--phone TFLite as is"),
+    formats=Choice(("tflite", "executorch"),
+                   "LiteRT is Android's own engine, and MediaPipe's ObjectDetector runs edgekit's --phone TFLite as "
+                   "is; ExecuTorch (XNNPACK, PyTorch's on-device runtime) is offered beside it, not measured faster"),
     precisions=Choice(("int8", "fp16"),
                       "INT8 for the CPU (dot-product cores); FP16 is what the GPU delegate computes in"),
     threads=Choice(4, "use the big cores only: threads on the LITTLE cores slow every step down to theirs"),
@@ -161,8 +163,9 @@ register(DeviceProfile(
     arch="arm64",
     cores=6,
     memory_mb=4096,
-    formats=Choice(("coreml",), "CoreML is the only way onto the Neural Engine; --coreml-nms makes a pipeline "
-                   "Vision runs directly"),
+    formats=Choice(("coreml", "executorch"),
+                   "CoreML is the only way onto the Neural Engine; --coreml-nms makes a pipeline Vision runs "
+                   "directly; ExecuTorch (XNNPACK on the CPU) is offered for apps built on PyTorch's runtime"),
     precisions=Choice(("fp16", "int8"),
                       "the Neural Engine computes in FP16; INT8 CoreML is weight-only (smaller, not faster)"),
     threads=Choice(None, "CoreML schedules its own compute units"),
