@@ -41,6 +41,7 @@ class DeviceProfile:
     threads: Choice  # int, or None for "let the engine decide"
     imgsz: Choice  # square input size, a multiple of 32
     notes: tuple[str, ...] = field(default_factory=tuple)
+    offered: Choice = Choice((), "")  # formats that also run well here, never written by a conversion's default
 
     @property
     def format(self) -> str:
@@ -55,7 +56,7 @@ class DeviceProfile:
     def to_dict(self) -> dict[str, Any]:
         """The profile as plain data (JSON-ready)."""
         data = asdict(self)
-        for key in ("formats", "precisions"):
+        for key in ("formats", "precisions", "offered"):
             data[key]["value"] = list(data[key]["value"])
         data["notes"] = list(self.notes)
         return data
@@ -148,14 +149,15 @@ register(DeviceProfile(
     arch="aarch64",
     cores=8,
     memory_mb=4096,
-    formats=Choice(("tflite", "executorch"),
-                   "LiteRT is Android's own engine, and MediaPipe's ObjectDetector runs edgekit's --phone TFLite as "
-                   "is; ExecuTorch (XNNPACK, PyTorch's on-device runtime) is offered beside it, not measured faster"),
+    formats=Choice(("tflite",), "LiteRT is Android's own engine, and MediaPipe's ObjectDetector runs edgekit's "
+                   "--phone TFLite as is"),
     precisions=Choice(("int8", "fp16"),
                       "INT8 for the CPU (dot-product cores); FP16 is what the GPU delegate computes in"),
     threads=Choice(4, "use the big cores only: threads on the LITTLE cores slow every step down to theirs"),
     imgsz=Choice(320, "phones detect at 320 in real time on the CPU and save battery"),
     notes=("convert with --to tflite --phone for MediaPipe Tasks",),
+    offered=Choice(("executorch",), "ExecuTorch (PyTorch's on-device runtime, XNNPACK on the CPU) for apps built "
+                   "on it; not measured faster than LiteRT (docs/convert/executorch.md)"),
 ))
 register(DeviceProfile(
     name="ios",
@@ -163,13 +165,14 @@ register(DeviceProfile(
     arch="arm64",
     cores=6,
     memory_mb=4096,
-    formats=Choice(("coreml", "executorch"),
-                   "CoreML is the only way onto the Neural Engine; --coreml-nms makes a pipeline Vision runs "
-                   "directly; ExecuTorch (XNNPACK on the CPU) is offered for apps built on PyTorch's runtime"),
+    formats=Choice(("coreml",), "CoreML is the only way onto the Neural Engine; --coreml-nms makes a pipeline "
+                   "Vision runs directly"),
     precisions=Choice(("fp16", "int8"),
                       "the Neural Engine computes in FP16; INT8 CoreML is weight-only (smaller, not faster)"),
     threads=Choice(None, "CoreML schedules its own compute units"),
     imgsz=Choice(640, "the Neural Engine runs a t/n model at 640 in a few milliseconds"),
+    offered=Choice(("executorch",), "ExecuTorch (XNNPACK on the CPU) for apps built on PyTorch's runtime; the "
+                   "Neural Engine is CoreML's"),
 ))
 register(DeviceProfile(
     name="x86-cpu",
@@ -310,7 +313,7 @@ def resolve_threads(profile: DeviceProfile, threads: int | None = None) -> int |
 def profile_hints(profile: DeviceProfile, backend: str, precision: str, imgsz: tuple[int, int]) -> list[str]:
     """Where a loaded model differs from what the profile prefers, one line each (empty when it matches)."""
     hints = []
-    backends = [FORMAT_BACKENDS[f] for f in profile.formats.value]
+    backends = [FORMAT_BACKENDS[f] for f in profile.formats.value + profile.offered.value]
     if backend not in backends:
         hints.append(f"runs on {backend}; this device prefers {profile.format} ({profile.formats.reason})")
     if precision not in profile.precisions.value:
@@ -422,7 +425,9 @@ def describe_profile(profile: DeviceProfile) -> str:
     memory = f"{profile.memory_mb // 1024} GB" if profile.memory_mb >= 1024 else f"{profile.memory_mb} MB"
     lines = [f"{profile.name}: {profile.title}", f"  hardware   {profile.arch}, {profile.cores} cores, {memory}"]
     for label, choice in (("formats", profile.formats), ("precision", profile.precisions),
-                          ("threads", profile.threads), ("imgsz", profile.imgsz)):
+                          ("threads", profile.threads), ("imgsz", profile.imgsz), ("offered", profile.offered)):
+        if label == "offered" and not choice.value:
+            continue
         value = choice.value
         shown = ", ".join(value) if isinstance(value, tuple) else ("auto" if value is None else value)
         lines.append(f"  {label:<10} {shown}: {choice.reason}")
