@@ -82,7 +82,7 @@ class ExecuTorchEngine(Engine):
             return None
         with silenced():
             values = self.program.load_method(METHOD).execute([])
-        return values[0] if values and isinstance(values[0], str) else None
+        return values[0].rstrip() if values and isinstance(values[0], str) else None  # the slot's padding
 
     def _names(self) -> tuple[list[str], list[str]]:
         info = self.method.metadata

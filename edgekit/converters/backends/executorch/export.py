@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from edgekit.converters.backends.decode_region import is_fixed_weight_layer
-from edgekit.errors import EdgekitError, require
+from edgekit.errors import EdgekitError, first_line, require
 from edgekit.logs import silenced
 from edgekit.runtimes.executorch import METHOD
 
@@ -25,11 +25,13 @@ WEIGHTED = ("aten.conv1d", "aten.conv2d", "aten.conv3d", "aten.convolution", "at
 
 def export_program(model: torch.nn.Module, sample: torch.Tensor) -> torch.export.ExportedProgram:
     """`model` (NCHW float input like `sample`, [1, C, H, W]) captured by ``torch.export`` (static shapes)."""
+    if not isinstance(model, torch.fx.GraphModule):  # a captured graph (PT2E's output) refuses .eval()
+        model = model.eval()
     try:
         with silenced(), torch.no_grad():
-            return torch.export.export(model.eval(), (sample,), strict=False)
+            return torch.export.export(model, (sample,), strict=False)
     except Exception as exc:  # torch.export raises many kinds for an unexportable graph
-        raise EdgekitError(f"torch.export could not capture the model: {str(exc).splitlines()[0][:300]}") from None
+        raise EdgekitError(f"torch.export could not capture the model: {first_line(exc, typed=True)}") from None
 
 
 def write_program(program: torch.export.ExportedProgram, meta_json: str, target: Path) -> None:
@@ -68,7 +70,11 @@ def set_pte_metadata(path: Path, meta_json: str) -> None:
     encoded = old.encode()
     if data.count(encoded) != 1:
         raise EdgekitError(f"{path.name}: the '{METHOD}' document is not one string in the program")
-    path.write_bytes(data.replace(encoded, _slot(meta_json, len(encoded)).encode()))
+    start = data.index(encoded)
+    end = start + len(encoded)
+    while end < len(data) and data[end] == ord(" "):  # the slot's padding
+        end += 1
+    path.write_bytes(data[:start] + _slot(meta_json, end - start).encode() + data[end:])
 
 
 def decode_region(graph: torch.fx.Graph) -> set[str]:
