@@ -19,14 +19,7 @@ from edgekit.images import read_image
 from edgekit.runtimes.executorch import METHOD, ExecuTorchEngine
 
 from blocked import CONVERTER_SIDE, imported, run_cli
-from checkpoints import (
-    random_damo,
-    random_ultralytics,
-    random_yolov9,
-    write_damo_checkpoint,
-    write_ultralytics_checkpoint,
-    write_yolov9_checkpoint,
-)
+from checkpoints import family_checkpoints
 
 IMGSZ = 128
 TRAINED = Path(__file__).parent / "fixtures" / "families" / "yolov9-t.pt"
@@ -36,12 +29,7 @@ INT8_TOLERANCE = 2.0  # mAP50-95 points INT8 may lose against FP32 on the 24 ren
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpt")
-    return {
-        "yolov9": write_yolov9_checkpoint(random_yolov9("gelan-t", nc=5), root / "gelan-t.pt"),
-        "yolo26": write_ultralytics_checkpoint(random_ultralytics("yolo26n", nc=5), root / "yolo26n.pt"),
-        "damo": write_damo_checkpoint(random_damo("damoyolo-t", 5), root / "damo-t.pth"),
-    }
+    return family_checkpoints(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")
