@@ -119,9 +119,20 @@ def quantize_module(
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    class FloatRegionQuantizer(XNNPACKQuantizer):
+        """XNNPACKQuantizer whose annotations skip the float nodes: its node filter does not reach every pattern
+        (concatenations are annotated regardless), so their annotations are removed after it ran."""
+
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            for node in model.graph.nodes:
+                if node.name in floats:
+                    node.meta.pop("quantization_annotation", None)
+            return model
+
     graph = export_program(model, sample).module()
     floats = decode_region(graph.graph) | set(exclude)
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    quantizer = FloatRegionQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     quantizer.set_filter_function(lambda node: node.name not in floats)
     with silenced(), torch.no_grad():
         prepared = prepare_pt2e(graph, quantizer)
