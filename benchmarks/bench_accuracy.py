@@ -1,11 +1,12 @@
 """mAP50-95 of each trained family fixture in every form edgekit makes, plain INT8 beside --max-drop INT8.
 
     python benchmarks/bench_accuracy.py [--families yolo26n.pt,yolov9-t.pt,damoyolo-t.pth] [--max-drop 0.5]
-        [--formats onnx,openvino,tflite,ncnn] [--no-phone]
+        [--formats onnx,openvino,tflite,ncnn,executorch] [--no-phone]
 
 For each fixture under tests/fixtures/families (trained by scripts/train_families.py on procedural scenes,
-imgsz 320): the checkpoint in torch (the reference), ONNX FP32 / FP16 / INT8, OpenVINO, TFLite and NCNN
-FP32 / INT8, the phone TFLite INT8, and INT8 with ``--max-drop`` on each of ONNX, OpenVINO, TFLite and NCNN, all
+imgsz 320): the checkpoint in torch (the reference), ONNX FP32 / FP16 / INT8, OpenVINO, TFLite, NCNN and
+ExecuTorch FP32 / INT8, the phone TFLite INT8, and INT8 with ``--max-drop`` on each of those formats
+(``--formats`` picks fewer; the phone row comes with tflite), all
 validated on the committed val split (200 images, conf 0.001, 300 detections) with per-frame latency (mean
 pre + inference + decode over the val run, this machine). Calibration: 300 images of the procedural train
 split (rendered here, seed 0: the training distribution, not the val images). YOLO26 is converted with
@@ -33,6 +34,7 @@ from _load import machine_line
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "families"
 IMGSZ = 320
+FORMATS = "onnx,openvino,tflite,ncnn,executorch"
 
 
 def measure(detect, data) -> tuple[float, float]:
@@ -42,8 +44,7 @@ def measure(detect, data) -> tuple[float, float]:
 
 
 def bench_family(name: str, data, data_yaml: Path, calib: Path, max_drop: float, work: Path,
-                 formats: str = "onnx,openvino,tflite,ncnn", with_phone: bool = True,
-                 smoke: bool = False) -> list[dict]:
+                 formats: str = FORMATS, with_phone: bool = True, smoke: bool = False) -> list[dict]:
     path = FIXTURES / name
     source = {"topk": "runtime"} if name.startswith("yolo26") else {}
     rows = []
@@ -63,7 +64,7 @@ def bench_family(name: str, data, data_yaml: Path, calib: Path, max_drop: float,
     budget, phone = [], []
     if not smoke:  # the smoke run keeps to the plain forms: --max-drop and --phone have their own tests
         budget = convert_many(path, formats, "int8", IMGSZ, out_dir=work / "budget", max_drop=max_drop, **common)
-    if with_phone and not smoke:
+    if with_phone and not smoke and "tflite" in formats.split(","):
         phone = convert_many(path, "tflite", "int8", IMGSZ, out_dir=work / "phone", phone=True, **common)
     for result in plain:
         if result.format != "onnx" and result.precision == "fp16":
@@ -95,7 +96,7 @@ def main() -> int:
     parser.add_argument("--families", default="yolo26n.pt,yolov9-t.pt,damoyolo-t.pth")
     parser.add_argument("--max-drop", type=float, default=0.5)
     parser.add_argument("--calib-images", type=int, default=300)
-    parser.add_argument("--formats", default="onnx,openvino,tflite,ncnn", help="backends converted (comma list)")
+    parser.add_argument("--formats", default=FORMATS, help=f"formats to convert (default {FORMATS})")
     parser.add_argument("--no-phone", action="store_true", help="skip the phone TFLite INT8 form")
     parser.add_argument("--smoke", action="store_true", help="CI: yolo26n on ONNX FP32 and INT8 only, 4 val and 8 "
                                                              "calibration images; targets reported, not gated")

@@ -121,7 +121,11 @@ def main() -> int:
     parser.add_argument("--aspect", default="288,384", help="the camera-aspect input, HEIGHT,WIDTH")
     parser.add_argument("--max-drop", type=float, help="also a camera-aspect phone file with this --max-drop")
     parser.add_argument("--calib-images", type=int, default=300)
+    parser.add_argument("--smoke", action="store_true", help="CI: yolo26n, 4 val images, 8 calibration images; "
+                                                             "targets reported, not gated")
     args = parser.parse_args()
+    if args.smoke:
+        args.families, args.calib_images = "yolo26n.pt", 8
     aspect = [int(v) for v in args.aspect.replace("x", ",").split(",")]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
     rows = []
@@ -131,6 +135,9 @@ def main() -> int:
         framed_yaml = pad_to_aspect(scenes_yaml, work / "framed", aspect[1] / aspect[0])
         sets = {"scenes": (load_dataset(scenes_yaml, "val"), scenes_yaml),
                 "4:3 frames": (load_dataset(framed_yaml, "val"), framed_yaml)}
+        if args.smoke:
+            for data, _ in sets.values():
+                data.items = data.items[:4]
         calib = write_dataset(work / "calib", {"train": args.calib_images}, seed=0)
         print(f"val: {len(sets['scenes'][0].items)} scenes, also as {args.aspect} frames; calibration: "
               f"{args.calib_images} images")
@@ -156,7 +163,7 @@ def main() -> int:
         shown = "failed" if drop is None else f"{drop:.2f}"
         print(f"{family}: {wanted} within {TARGET:g} point on the 4:3 frames: drop {shown}: "
               f"{'met' if met else 'MISSED'}")
-    return 0 if ok else 1
+    return 0 if ok or args.smoke else 1
 
 
 if __name__ == "__main__":

@@ -289,3 +289,13 @@ def write_damo_checkpoint(model: nn.Module, path: Path, ddp_prefix: bool = False
     optimizer = torch.optim.SGD([p for p in model.parameters()][:3], lr=0.01, momentum=0.9)
     torch.save({"epoch": 300, "model": state, "optimizer": optimizer.state_dict(), "feature_loss": None}, path)
     return path
+
+
+def family_checkpoints(root: Path) -> dict[str, Path]:
+    """One small seeded checkpoint per family (GELAN-t, YOLO26n, DAMO-YOLO-T; 5 classes) written under `root`, by
+    family name (yolov9, yolo26, damo)."""
+    return {
+        "yolov9": write_yolov9_checkpoint(random_yolov9("gelan-t", nc=5), root / "gelan-t.pt"),
+        "yolo26": write_ultralytics_checkpoint(random_ultralytics("yolo26n", nc=5), root / "yolo26n.pt"),
+        "damo": write_damo_checkpoint(random_damo("damoyolo-t", 5), root / "damo-t.pth"),
+    }

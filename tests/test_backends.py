@@ -18,14 +18,7 @@ from edgekit.images import read_image
 from edgekit.runtimes.litert import LiteRTEngine
 
 from blocked import run_cli
-from checkpoints import (
-    random_damo,
-    random_ultralytics,
-    random_yolov9,
-    write_damo_checkpoint,
-    write_ultralytics_checkpoint,
-    write_yolov9_checkpoint,
-)
+from checkpoints import family_checkpoints
 
 IMGSZ = 160
 
@@ -37,12 +30,7 @@ def calib(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpt")
-    return {
-        "yolov9": write_yolov9_checkpoint(random_yolov9("gelan-t", nc=5), root / "gelan-t.pt"),
-        "yolo26": write_ultralytics_checkpoint(random_ultralytics("yolo26n", nc=5), root / "yolo26n.pt"),
-        "damo": write_damo_checkpoint(random_damo("damoyolo-t", 5), root / "damo-t.pth"),
-    }
+    return family_checkpoints(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")

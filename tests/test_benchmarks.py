@@ -27,10 +27,12 @@ CONVERTING = {
     "bench_backends.py": ([], "target: INT8 per-frame latency below FP32"),
     "bench_val_decode.py": ([], "edgekit decode_nms"),
     "bench_accuracy.py": ([], "| yolo26n.pt | onnx int8 |"),
+    "bench_phone.py": ([], "| yolo26n.pt | tflite int8 phone 288x384 |"),
 }
 ELSEWHERE = {
     "arm_estimate.py": "its --smoke runs in tests/test_arm_estimate.py",
     "ultralytics_peer.py": "the Ultralytics side of bench_vs_ultralytics.py, run in Ultralytics' own venv",
+    "bench_stream.py": "a 2-second run in tests/test_mjpeg.py (test_load_benchmark_short_run)",
 }
 
 

@@ -80,6 +80,17 @@ def test_no_profile_recommends_what_the_backends_do_not_offer():
         assert profile.format in BACKENDS and profile.precisions.value[0] in BACKENDS[profile.format].precisions
         if profile.arch == "aarch64":
             assert ("openvino", "int8") not in written, profile.name
+        assert set(profile.offered.value) <= set(BACKENDS) and not set(profile.offered.value) & set(plan.formats)
+
+
+def test_offered_formats_run_without_a_hint_and_are_never_written_by_default():
+    for name in ("android-arm64", "ios"):
+        profile = profiles.get_profile(name)
+        assert "executorch" in profile.offered.value and profile.offered.reason
+        assert "executorch" not in profiles.convert_plan(profile, have_calibration=True).formats
+        assert profiles.profile_hints(profile, "executorch", profile.precisions.value[0], (320, 320)) == []
+        assert "offered    executorch:" in profiles.describe_profile(profile)
+    assert profiles.get_profile("android-arm64").to_dict()["offered"]["value"] == ["executorch"]
 
 
 def test_convert_plan_follows_the_profile():

@@ -29,14 +29,7 @@ from edgekit.runtimes.ncnn import NCNNEngine, param_io, param_layers
 from edgekit.runtimes.settings import EngineSettings
 from edgekit.tolerances import FP16_TOLERANCE, FP32_TOLERANCE
 
-from checkpoints import (
-    random_damo,
-    random_ultralytics,
-    random_yolov9,
-    write_damo_checkpoint,
-    write_ultralytics_checkpoint,
-    write_yolov9_checkpoint,
-)
+from checkpoints import family_checkpoints
 
 IMGSZ = 160
 FAMILY_OPTIONS = {"yolov9": {}, "yolo26": {"topk": "runtime"}, "damo": {}}
@@ -44,12 +37,7 @@ FAMILY_OPTIONS = {"yolov9": {}, "yolo26": {"topk": "runtime"}, "damo": {}}
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpt")
-    return {
-        "yolov9": write_yolov9_checkpoint(random_yolov9("gelan-t", nc=5), root / "gelan-t.pt"),
-        "yolo26": write_ultralytics_checkpoint(random_ultralytics("yolo26n", nc=5), root / "yolo26n.pt"),
-        "damo": write_damo_checkpoint(random_damo("damoyolo-t", 5), root / "damo-t.pth"),
-    }
+    return family_checkpoints(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.mark.parametrize("family", ["yolov9", "yolo26", "damo"])

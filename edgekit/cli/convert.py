@@ -38,7 +38,7 @@ def add_parser(verbs) -> None:
     p = verbs.add_parser("convert", help="convert a checkpoint to verified artifacts", description=run.__doc__)
     p.add_argument("checkpoint", help="checkpoint file (.pt/.pth) or built-in architecture name (e.g. yolov9-c)")
     p.add_argument(
-        "--to", help="formats, comma-separated: onnx, openvino, tflite, coreml, ncnn, or all (default onnx)"
+        "--to", help="formats, comma-separated: onnx, openvino, tflite, coreml, ncnn, executorch, or all (default onnx)"
     )
     p.add_argument("--precision", help="precisions, comma-separated: fp32, fp16, int8, or all (default fp32)")
     p.add_argument(

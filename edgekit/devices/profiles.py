@@ -15,7 +15,8 @@ from edgekit.runtimes.settings import EngineSettings
 
 # format -> the runtime backend that opens it
 FORMAT_BACKENDS = {
-    "onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert", "coreml": "coreml", "ncnn": "ncnn"
+    "onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert", "coreml": "coreml", "ncnn": "ncnn",
+    "executorch": "executorch",
 }
 
 
@@ -45,6 +46,7 @@ class DeviceProfile:
                                    "operators (docs/benchmarks.md, Engine settings)")  # bool: EngineSettings.shared
     fp16: Choice = Choice(False, "FP32 arithmetic, exactly as verified")  # bool: EngineSettings.fp16
     onnx_backend: Choice = Choice("onnxruntime", "ONNX Runtime, the engine ONNX files are made for")
+    offered: Choice = Choice((), "")  # formats that also run well here, never written by a conversion's default
 
     @property
     def format(self) -> str:
@@ -59,7 +61,7 @@ class DeviceProfile:
     def to_dict(self) -> dict[str, Any]:
         """The profile as plain data (JSON-ready)."""
         data = asdict(self)
-        for key in ("formats", "precisions"):
+        for key in ("formats", "precisions", "offered"):
             data[key]["value"] = list(data[key]["value"])
         data["notes"] = list(self.notes)
         return data
@@ -166,6 +168,8 @@ register(DeviceProfile(
                  "to 3/4 of its width; 288x384 is about the work of 320x320, real time on the CPU"),
     notes=("convert with --to tflite --phone for MediaPipe Tasks",
            "a portrait app feeds 480x640 frames: --imgsz 384,288"),
+    offered=Choice(("executorch",), "ExecuTorch (PyTorch's on-device runtime, XNNPACK on the CPU) for apps built "
+                   "on it; not measured faster than LiteRT (docs/convert/executorch.md)"),
 ))
 register(DeviceProfile(
     name="ios",
@@ -180,6 +184,8 @@ register(DeviceProfile(
                       "is a device measurement)"),
     threads=Choice(None, "CoreML schedules its own compute units"),
     imgsz=Choice(640, "the Neural Engine runs a t/n model at 640 in a few milliseconds"),
+    offered=Choice(("executorch",), "ExecuTorch (XNNPACK on the CPU) for apps built on PyTorch's runtime; the "
+                   "Neural Engine is CoreML's"),
 ))
 register(DeviceProfile(
     name="x86-cpu",
@@ -351,7 +357,7 @@ def profile_backend(profile: DeviceProfile, path: str | Path) -> str | None:
 def profile_hints(profile: DeviceProfile, backend: str, precision: str, imgsz: tuple[int, int]) -> list[str]:
     """Where a loaded model differs from what the profile prefers, one line each (empty when it matches)."""
     hints = []
-    backends = [FORMAT_BACKENDS[f] for f in profile.formats.value]
+    backends = [FORMAT_BACKENDS[f] for f in profile.formats.value + profile.offered.value]
     if backend not in backends:
         hints.append(f"runs on {backend}; this device prefers {profile.format} ({profile.formats.reason})")
     if precision not in profile.precisions.value:
@@ -465,7 +471,9 @@ def describe_profile(profile: DeviceProfile) -> str:
     lines = [f"{profile.name}: {profile.title}", f"  hardware   {profile.arch}, {profile.cores} cores, {memory}"]
     for label, choice in (("formats", profile.formats), ("precision", profile.precisions),
                           ("threads", profile.threads), ("imgsz", profile.imgsz), ("shared", profile.shared),
-                          ("fp16", profile.fp16), ("onnx on", profile.onnx_backend)):
+                          ("fp16", profile.fp16), ("onnx on", profile.onnx_backend), ("offered", profile.offered)):
+        if label == "offered" and not choice.value:
+            continue
         value = choice.value
         if label == "imgsz":
             shown = size_text(value)

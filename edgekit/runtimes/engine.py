@@ -77,6 +77,7 @@ BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "litert": ("edgekit.runtimes.litert", "LiteRTEngine", (".tflite",)),
     "coreml": ("edgekit.runtimes.coreml", "CoreMLEngine", (".mlpackage", ".mlmodel")),
     "ncnn": ("edgekit.runtimes.ncnn", "NCNNEngine", ("_ncnn", ".param")),
+    "executorch": ("edgekit.runtimes.executorch", "ExecuTorchEngine", (".pte",)),
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from edgekit.converters.backends.base import PRECISIONS, Backend, NoOptions
 from edgekit.converters.backends.coreml import CoreMLBackend
+from edgekit.converters.backends.executorch import ExecuTorchBackend
 from edgekit.converters.backends.ncnn import NCNNBackend
 from edgekit.converters.backends.onnx import OnnxBackend
 from edgekit.converters.backends.openvino import OpenVINOBackend
@@ -19,6 +20,7 @@ BACKENDS: dict[str, type[Backend]] = {
     "tflite": TFLiteBackend,
     "coreml": CoreMLBackend,
     "ncnn": NCNNBackend,
+    "executorch": ExecuTorchBackend,
 }
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "NoOptions"]

@@ -24,6 +24,18 @@ def is_fixed_weight_layer(name: str) -> bool:
 FX_WEIGHTED = ("aten.conv", "aten.linear", "aten.matmul", "aten.addmm")  # weighted layers in a torch.export graph
 
 
+def is_fx_weighted(node) -> bool:
+    """True for a ``torch.export`` graph node (``torch.fx.Node``) that is a weighted layer (FX_WEIGHTED)."""
+    return str(node.target).startswith(FX_WEIGHTED)
+
+
+def fx_module_path(node) -> str:
+    """The dotted path of the innermost module a ``torch.export`` node came from (``model.22.dfl.conv``), as
+    torch.export records it, else the node's own name."""
+    modules = node.meta.get("nn_module_stack") or {}
+    return next(reversed(modules.values()))[0] if modules else node.name
+
+
 def fx_decode_region(graph) -> set[str]:
     """Names of the nodes of a ``torch.export`` graph (``torch.fx.Graph``) between the last weighted layers and
     the outputs: the decode region a PT2E quantizer leaves in float. A layer of a FIXED_WEIGHT_MODULES
@@ -35,9 +47,7 @@ def fx_decode_region(graph) -> set[str]:
         node = stack.pop()
         if node.name in region or node.op != "call_function":
             continue
-        modules = node.meta.get("nn_module_stack") or {}
-        path = next(reversed(modules.values()))[0] if modules else node.name
-        if str(node.target).startswith(FX_WEIGHTED) and not is_fixed_weight_layer(path):
+        if is_fx_weighted(node) and not is_fixed_weight_layer(fx_module_path(node)):
             continue
         region.add(node.name)
         stack.extend(node.all_input_nodes)
