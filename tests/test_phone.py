@@ -208,7 +208,7 @@ def test_max_drop_reference_is_measured_as_the_phone_file_is_run(tmp_path):
     from edgekit.converters.accuracy import detector_points, load_accuracy_data
     from edgekit.converters.context import ExportContext
     from edgekit.converters.families import open_source
-    from edgekit.converters.source_detector import SourceDetector, artifact_meta
+    from edgekit.converters.source_detector import SourceDetector, artifact_meta, reference_detector
 
     source = open_source(assets.demo_checkpoint())
     meta = artifact_meta(source, CAMERA)
@@ -216,7 +216,8 @@ def test_max_drop_reference_is_measured_as_the_phone_file_is_run(tmp_path):
     phone_meta = replace(meta, input=replace(meta.input, letterbox=stretch))
     data = load_accuracy_data(write_yolo_dataset(tmp_path / "val", 12, seed=5), len(source.classes), 0.5)
     assert any(abs(i.shape[1] / i.shape[0] - CAMERA[1] / CAMERA[0]) > 0.1 for i in data.images)
-    ctx = ExportContext(source=source, deploy=None, meta=phone_meta, images=[], workdir=tmp_path, accuracy=data)
+    ctx = ExportContext(source=source, deploy=None, meta=phone_meta, images=[], workdir=tmp_path, accuracy=data,
+                        reference_detector=lambda: reference_detector(source, phone_meta))
     stretched = detector_points(SourceDetector(source, CAMERA, letterbox=stretch), data)
     letterboxed = detector_points(SourceDetector(source, CAMERA), data)
     assert ctx.reference_points() == pytest.approx(stretched, abs=1e-9)

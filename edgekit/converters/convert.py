@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from edgekit.converters.context import ExportContext
 from edgekit.converters.families import open_source
 from edgekit.converters.options import ConvertOptions
 from edgekit.converters.source import SourceModel
-from edgekit.converters.source_detector import SourceDetector, artifact_meta
+from edgekit.converters.source_detector import artifact_meta, reference_detector
 from edgekit.converters.verify import Verification
 from edgekit.errors import EdgekitError, first_line
 from edgekit.fileio import atomic_path, check_output_folder, size_bytes
@@ -194,7 +195,7 @@ def convert_many(spec: str | Path, *args, options: ConvertOptions | None = None,
             source_meta=source_meta,
             backend_options={name: options.backend(name) for name in BACKENDS},
             accuracy=accuracy,
-            reference_detector=lambda: SourceDetector(source, size, letterbox=meta.input.letterbox),
+            reference_detector=partial(reference_detector, source, meta),
         )
         for fmt in options.formats:
             for precision in options.precisions:

@@ -174,4 +174,11 @@ def open_source_detector(
     names = source_options.pop("names", None)
     source = open_source(spec, names=names, **source_options)
     size, size_note = source.input_size(imgsz)
-    return SourceDetector(source, size, source.choices(size_note), form)
+    return SourceDetector(source, size, source.choices(size_note), form=form)
+
+
+def reference_detector(source: SourceModel, meta: ModelMeta) -> SourceDetector:
+    """The FP32 reference an artifact with metadata `meta` is measured against (the INT8 budget): the source in
+    its checked deploy form at the artifact's input size, each image fitted to it as the artifact fits it (a
+    phone file's stretch, as MediaPipe feeds it, else the letterbox)."""
+    return SourceDetector(source, meta.imgsz, letterbox=meta.input.letterbox)
