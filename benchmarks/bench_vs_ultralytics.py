@@ -242,7 +242,7 @@ def edgekit_artifacts(args, name: str, ckpt: Path, work: Path) -> dict[str, Path
     formats = [f for f in args.formats.split(",") if f]
     if not formats:
         return {}
-    verify.INT8_MIN_MAP50 = 0.0  # random weights: agreement is reported, not gated
+    verify.INT8_MIN_MAP50 = verify.INT8_MIN_CONF_AGREEMENT = 0.0  # random weights: agreement reported, not gated
     calib = work / "calib" / "data.yaml"
     if not calib.exists():
         calib = write_dataset(work / "calib", {"train": 32}, seed=7)
@@ -252,7 +252,7 @@ def edgekit_artifacts(args, name: str, ckpt: Path, work: Path) -> dict[str, Path
     if needed:
         start = time.perf_counter()
         results = convert_many(ckpt, needed, "fp32,int8", 640, out, calib=calib, calib_size=32,
-                               nms=name.startswith("yolo26"), log=lambda s: None)
+                               nms=name.startswith("yolo26"))
         for r in results:
             if not r.ok:
                 print(f"  {name} {r.format} {r.precision} FAILED: {r.error[:100]}")
