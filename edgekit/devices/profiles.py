@@ -89,7 +89,7 @@ register(DeviceProfile(
     arch="aarch64",
     cores=4,
     memory_mb=4096,
-    formats=Choice(("tflite", "ncnn", "onnx", "openvino"),
+    formats=Choice(("tflite", "onnx", "ncnn", "openvino"),
                    f"estimated on an emulated Cortex-A76 ({ESTIMATE}; not measured on a Pi), YOLO26n 640 INT8: "
                    "LiteRT (XNNPACK's dot-product kernels) 45 ms, ONNX Runtime 60, NCNN INT8 (written by edgekit) 76 "
                    "(57 with fp16 arithmetic in its float layers, which the engine turns on only for a file within "
