@@ -95,7 +95,7 @@ def test_offered_formats_run_without_a_hint_and_are_never_written_by_default():
 
 def test_convert_plan_follows_the_profile():
     plan = profiles.convert_plan(profiles.get_profile("rpi5"), have_calibration=True)
-    assert (plan.formats, plan.precisions, plan.imgsz) == (["tflite", "ncnn"], ["int8", "fp32"], [640])
+    assert (plan.formats, plan.precisions, plan.imgsz) == (["tflite", "onnx"], ["int8", "fp32"], [640])
     plan = profiles.convert_plan(profiles.get_profile("rpi-zero-2w"), have_calibration=False)
     assert (plan.formats, plan.precisions, plan.imgsz) == (["tflite", "onnx"], ["fp32"], [320])
     assert any("--calib" in note for note in plan.notes)
@@ -124,7 +124,7 @@ def test_convert_targets_merge_the_user_the_profile_and_the_defaults():
 
     assert merged(None) == ("onnx", "fp32", None, 0)  # no profile: the verb's defaults, the size left open
     assert merged(None, "tflite", "fp16", [320]) == ("tflite", "fp16", [320], 0)
-    assert merged("rpi5", calib=True) == ("tflite,ncnn", "int8,fp32", [640], 3)
+    assert merged("rpi5", calib=True) == ("tflite,onnx", "int8,fp32", [640], 3)
     assert merged("rpi-zero-2w") == ("tflite,onnx", "fp32", [320], 3)  # INT8 dropped: no calibration images
     assert merged("rpi5", "onnx", "fp16", [256, 320], calib=True) == ("onnx", "fp16", [256, 320], 2)
 
