@@ -21,6 +21,7 @@ from edgekit.errors import EdgekitError, MissingExtraError, first_line
 from edgekit.logs import silenced
 from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
+from edgekit.runtimes.settings import EngineSettings
 
 METHOD = KEY  # the constant method that returns the edgekit metadata document
 # ExecuTorch's ScalarType codes (runtime/core/portable_type/scalar_type.h) -> numpy dtype names
@@ -52,8 +53,9 @@ class ExecuTorchEngine(Engine):
 
     backend = "executorch"
 
-    def __init__(self, path: str | Path, threads: int | None = None):
-        super().__init__(path, threads)
+    def __init__(self, path: str | Path, threads: int | None = None, settings: EngineSettings | None = None):
+        super().__init__(path, threads, settings)
+        threads = self.threads
         runtime = runtime_module()
         try:
             with silenced():  # the native cpuinfo lines
