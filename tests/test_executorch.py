@@ -113,11 +113,11 @@ def test_engine_reads_names_and_metadata_from_the_program(trained, tmp_path):
 @pytest.mark.convert
 def test_predict_needs_torch_and_executorch_only(trained, tmp_path):
     """A device running .pte files needs torch and onnx: ExecuTorch's Python runtime links libtorch and imports
-    onnx. Everything else on the converter side stays unimportable, and without them the run fails in one line
-    that says so."""
+    onnx (and tensorflow where it is installed). Everything else on the converter side stays unimportable, and
+    without them the run fails in one line that says so."""
     image = assets_image()
     modules = tmp_path / "modules.json"
-    others = [p for p in CONVERTER_SIDE if p not in ("torch", "onnx")]
+    others = [p for p in CONVERTER_SIDE if p not in ("torch", "onnx", "tensorflow")]
     proc = run_cli(["predict", trained["fp32"].path, image, "--json"], others, modules_file=modules, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[0])["detections"]
