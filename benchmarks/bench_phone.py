@@ -22,8 +22,6 @@ the end: the phone INT8 file at the camera's aspect within 1 point of the torch 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 from dataclasses import replace
@@ -31,6 +29,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load import machine_line
 
 import edgekit
 from edgekit.converters.convert import convert_many
@@ -127,7 +128,7 @@ def main() -> int:
     if args.smoke:
         args.families, args.calib_images = "yolo26n.pt", 8
     aspect = [int(v) for v in args.aspect.replace("x", ",").split(",")]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
+    print(machine_line())
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgekit-phone-") as tmp:
         work = Path(tmp)

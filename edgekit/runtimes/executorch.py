@@ -12,12 +12,12 @@ A program's inputs and outputs have no names: the engine names them as the edgek
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import EdgekitError, MissingExtraError, first_line
+from edgekit.limits import parse_json
 from edgekit.logs import silenced
 from edgekit.meta import KEY
 from edgekit.runtimes.engine import Engine, TensorSpec
@@ -92,10 +92,10 @@ class ExecuTorchEngine(Engine):
         outputs = [f"output_{i}" for i in range(info.num_outputs())]
         if self._document is not None:
             try:
-                doc = json.loads(self._document)
+                doc = parse_json(self._document, "metadata")
                 inputs[:1] = [doc["input"]["name"]]
                 outputs[: len(doc["outputs"]["names"])] = doc["outputs"]["names"]
-            except (ValueError, KeyError, TypeError):
+            except (EdgekitError, KeyError, TypeError):
                 pass  # unreadable metadata: the Detector reports it when it reads the document itself
         return inputs, outputs
 
