@@ -3,9 +3,12 @@
 # and edgekit itself (no torch) into an emulated Debian bookworm arm64 userland (scripts/arm64_userland.sh),
 # run `edgekit predict` and `edgekit profile` there on ONNX, TFLite and NCNN models converted on this machine,
 # and check that the detections equal the x86 run's. Timings under emulation say nothing about a real Pi; answers and installability do.
+# With WITH_EXECUTORCH=1, also an ExecuTorch .pte (FP32 and INT8) in a second site that adds torch, executorch and
+# torchao (ExecuTorch's Python runtime links libtorch: what a device running .pte files from Python needs).
 #
 #   sudo apt-get install -y qemu-user-static debootstrap     # once
 #   scripts/arm64_check.sh [WORKDIR]                          # default /tmp/edgekit-arm64; ~10 min the first time
+#   WITH_EXECUTORCH=1 scripts/arm64_check.sh                  # + the .pte check (about 250 MB more wheels)
 #
 # Recipe and pitfalls: docs/contributing/aarch64.md.
 set -euo pipefail
@@ -23,13 +26,14 @@ cp edgekit/assets/shapes.onnx "$MODELS/shapes.onnx"
     --out "$MODELS" >/dev/null
 IMAGE=$REPO/edgekit/assets/shapes.jpg
 
-arm() { PYTHONPATH=$SITE qemu-aarch64-static -L "$ROOTFS" "$ROOTFS/usr/bin/python3.11" "$@"; }
+arm() { PYTHONPATH=${ARM_PATH:-$SITE} qemu-aarch64-static -L "$ROOTFS" "$ROOTFS/usr/bin/python3.11" "$@"; }
 echo "== machine under emulation: $(arm -c 'import platform; print(platform.machine(), platform.python_version())')"
 status=0
-for model in shapes.onnx shapes.tflite shapes_ncnn; do
+same_detections() {  # same_detections MODEL: edgekit predict here and under emulation, the detections compared
+    local model=$1
     "$PYTHON" -m edgekit.cli predict "$MODELS/$model" "$IMAGE" --json 2>/dev/null > "$WORK/x86-$model.json"
     arm -m edgekit.cli predict "$MODELS/$model" "$IMAGE" --json 2>/dev/null > "$WORK/arm64-$model.json"
-    "$PYTHON" - "$WORK/x86-$model.json" "$WORK/arm64-$model.json" "$model" <<'PY' || status=1
+    "$PYTHON" - "$WORK/x86-$model.json" "$WORK/arm64-$model.json" "$model" <<'PY'
 import json, sys
 x86, arm = (json.loads(open(p).read())["detections"] for p in sys.argv[1:3])
 name = sys.argv[3]
@@ -41,7 +45,31 @@ print(f"   predict {name}: x86 {len(x86)} detections, arm64 {len(arm)}; labels a
       f"boxes within {worst:.2g} px: {'ok' if same else 'DIFFERENT'}")
 sys.exit(0 if same else 1)
 PY
+}
+for model in shapes.onnx shapes.tflite shapes_ncnn; do
+    same_detections "$model" || status=1
     echo "   profile $model under emulation (timings are qemu's, not a Pi's):"
     arm -m edgekit.cli profile "$MODELS/$model" --runs 5 --warmup 1 --no-sweep --quiet | sed 's/^/     /'
 done
+
+if [ "${WITH_EXECUTORCH:-0}" = 1 ]; then
+    ET_SITE=$WORK/site-executorch
+    if [ ! -d "$ET_SITE/executorch" ]; then
+        echo "== aarch64 wheels of torch, executorch, torchao and what executorch.runtime imports into $ET_SITE"
+        mkdir -p "$WHEELS/executorch"
+        "$PYTHON" -m pip download --quiet --no-deps "${WHEEL_FLAGS[@]}" -d "$WHEELS/executorch" torch==2.13.0 \
+            "executorch==1.5.1" "torchao==0.18.0" flatbuffers pydot pyparsing ruamel.yaml tabulate colorama opt_einsum \
+            filelock jinja2 markupsafe mpmath networkx sympy typing_extensions fsspec
+        "$PYTHON" -m pip install --quiet --no-deps "${WHEEL_FLAGS[@]}" --target "$ET_SITE" "$WHEELS/executorch"/*.whl
+        du -sm "$ET_SITE" | awk '{print "   installed: " $1 " MB beside the thin runtime"}'
+    fi
+    [ -f "$MODELS/calib/data.yaml" ] || "$PYTHON" -c "import sys; from pathlib import Path
+from edgekit.eval.procedural import write_dataset; write_dataset(Path(sys.argv[1]), {'train': 64}, seed=7)" "$MODELS/calib"
+    for precision in fp32 int8; do
+        name=shapes$([ "$precision" = int8 ] && echo -int8 || true).pte
+        [ -f "$MODELS/$name" ] || "$PYTHON" -m edgekit.cli convert edgekit/assets/shapes.pt --imgsz 320 --to executorch \
+            --precision "$precision" --calib "$MODELS/calib/data.yaml" --out "$MODELS" >/dev/null
+        ARM_PATH=$ET_SITE:$SITE same_detections "$name" || status=1
+    done
+fi
 exit $status

@@ -12,7 +12,8 @@ import numpy as np
 
 _PAIR_BUDGET = 2_000_000  # overlapping-pair candidates beyond which NMS falls back to rounds over kept boxes
 _PAIRS_PER_BOX = 64  # ... or beyond this many per box (big boxes everywhere): rounds are cheaper there
-_ROUNDS_FIRST = 8  # rounds over kept boxes before the pair graph settles the rest
+_ROUNDS_FIRST = 8  # rounds over kept boxes before the pair graph settles the rest ...
+_ROUNDS_PAYING = 8  # ... unless a round drops fewer than 1 in this many undecided boxes (few clusters left)
 
 
 def nms(
@@ -28,10 +29,12 @@ def nms(
     higher score (or the same score and a lower index) overlaps it with IoU > `iou`. Returns kept indices,
     highest score first (ties keep input order, as OpenCV's stable sort does); with `limit`, only the first
     `limit` of them, which greedy NMS decides from the best candidates alone: prefixes of 4 x `limit`
-    candidates, doubling, are tried until one keeps `limit` boxes.
+    candidates, then as many as the last prefix's keep rate says (at least double), are tried until one
+    keeps `limit` boxes.
 
     The greedy result is computed without a loop over every kept box. A few vectorized rounds keep the best
-    box of each class and drop what it overlaps (most of each cluster goes); then a sweep along x lists the
+    box of each class and drop what it overlaps (most of each cluster goes; the rounds stop early once one
+    drops few boxes); then a sweep along x lists the
     same-class pairs among the rest that overlap beyond `iou` (each pair once, from the better box to the
     worse), and parallel rounds settle them: a box with no unsettled better neighbour is kept, a box with a
     kept better neighbour is dropped. Each round settles at least the best unsettled box, usually whole
@@ -50,7 +53,7 @@ def nms(
         kept = _greedy(boxes[head].astype(np.float64), None if class_id is None else class_id[head], iou)
         if len(kept) >= limit:
             return head[kept[:limit]]
-        size *= 2
+        size = max(2 * size, int(1.25 * size * limit / max(len(kept), 1)))  # as many as this keep rate needs
     kept = _greedy(boxes[order].astype(np.float64), None if class_id is None else class_id[order], iou)
     return order[kept if limit is None else kept[:limit]]
 
@@ -73,7 +76,7 @@ def priority(scores: np.ndarray) -> np.ndarray:
 def _greedy(xyxy: np.ndarray, groups: np.ndarray | None, iou: float) -> np.ndarray:
     """Kept positions (ascending) of greedy NMS over boxes already in priority order: a few rounds over kept
     boxes (cheap while groups are small, and they drop most of each cluster), then the pair graph."""
-    kept, alive = _greedy_rounds(xyxy, groups, iou, _ROUNDS_FIRST)
+    kept, alive = _greedy_rounds(xyxy, groups, iou, _ROUNDS_FIRST, _ROUNDS_PAYING)
     if alive.size:
         rest = _greedy_graph(xyxy[alive], None if groups is None else groups[alive], iou)
         if rest is None:
@@ -150,11 +153,13 @@ def _overlapping_pairs(
 
 
 def _greedy_rounds(
-    xyxy: np.ndarray, groups: np.ndarray | None, iou: float, max_rounds: int | None = None
+    xyxy: np.ndarray, groups: np.ndarray | None, iou: float, max_rounds: int | None = None,
+    paying: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy NMS over boxes in priority order, one round per kept box of the busiest group: each round keeps
     the best undecided box of every group and drops what it overlaps. Returns (kept mask, positions still
-    undecided after `max_rounds`); greedy NMS over the undecided boxes alone finishes the job."""
+    undecided after `max_rounds`, or after the first round that decided fewer than 1 in `paying` of the
+    undecided boxes); greedy NMS over the undecided boxes alone finishes the job."""
     n = len(xyxy)
     groups = np.zeros(n, np.int64) if groups is None else groups
     order = np.argsort(groups, kind="stable")  # by group, priority order kept within each
@@ -182,7 +187,10 @@ def _greedy_rounds(
         np.maximum(w, 0, out=w)
         np.maximum(h, 0, out=h)
         inter = w * h
+        before = alive.size
         alive = r[(inter <= iou * (area[r] + area[t] - inter)) | (inter <= 0)]  # survives unless IoU > threshold
+        if paying is not None and (before - alive.size) * paying < before:
+            break
     kept = np.zeros(n, bool)
     kept[order[keep]] = True
     return kept, np.sort(order[alive])
