@@ -59,7 +59,7 @@ if [ "${WITH_EXECUTORCH:-0}" = 1 ]; then
         mkdir -p "$WHEELS/executorch"
         "$PYTHON" -m pip download --quiet --no-deps "${WHEEL_FLAGS[@]}" -d "$WHEELS/executorch" torch==2.13.0 \
             "executorch==1.5.1" "torchao==0.18.0" flatbuffers pydot pyparsing ruamel.yaml tabulate colorama opt_einsum \
-            filelock jinja2 markupsafe mpmath networkx sympy typing_extensions fsspec
+            filelock jinja2 markupsafe mpmath networkx sympy typing_extensions fsspec onnx protobuf ml_dtypes
         "$PYTHON" -m pip install --quiet --no-deps "${WHEEL_FLAGS[@]}" --target "$ET_SITE" "$WHEELS/executorch"/*.whl
         du -sm "$ET_SITE" | awk '{print "   installed: " $1 " MB beside the thin runtime"}'
     fi

@@ -188,10 +188,18 @@ def main(argv: list[str] | None = None) -> None:
     result = evaluate(model)
     print(f"held-out mAP50-95 {result.map50_95:.3f}, mAP50 {result.map50:.3f} on {result.images} images")
     if args.export:
-        from edgekit.converters.families.shapesnet import convert_shapes
+        import shutil
+        import tempfile
+        from pathlib import Path
 
-        convert_shapes(args.out, args.export)
-        print(f"wrote {args.export}")
+        from edgekit.converters.convert import convert_many
+
+        with tempfile.TemporaryDirectory() as tmp:
+            (result,) = convert_many(args.out, "onnx", "fp32", 320, Path(tmp))
+            if not result.ok:
+                raise SystemExit(f"export failed: {result.error}")
+            shutil.move(str(result.path), args.export)
+        print(f"wrote {args.export} ({result.verification.summary() if result.verification else 'verified'})")
 
 
 if __name__ == "__main__":
