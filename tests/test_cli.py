@@ -134,6 +134,27 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, model, photo, args, message
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("args", [["convert", "x.pt", "--imgsz", "0"], ["predict", "--conf", "1.5"],
+                                  ["val", "model.onnx"], ["predict", "--no-such-option"]])
+def test_usage_errors_are_one_line_with_exit_2(capsys, args):
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == 2
+    assert len(lines) == 1 and lines[0].startswith("edgekit") and ": error: " in lines[0], lines
+    assert lines[0].endswith("--help)") and "usage:" not in lines[0], lines
+
+
+def test_a_missing_image_in_python_is_one_clear_error(model):
+    import edgekit
+    from edgekit.errors import EdgekitError
+
+    detector = edgekit.load(model)
+    for bad in (None, 5):
+        with pytest.raises(EdgekitError, match=r"cv2\.imread returns None"):
+            detector(bad)
+
+
 def test_save_into_the_source_folder_is_refused(capsys, tmp_path, model):
     cv2.imwrite(str(tmp_path / "a.jpg"), om.scene())
     code, _, err = run(capsys, "predict", model, tmp_path, "--save", tmp_path)

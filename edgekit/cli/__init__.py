@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from edgekit import __version__
 from edgekit.cli import benchmark, convert, devices, inspect, predict, profile, val
@@ -21,9 +22,17 @@ VERBS = (predict, convert, inspect, val, benchmark, devices, profile)
 TORCH_IDLE_THREADS = ("OMP_WAIT_POLICY", "PASSIVE")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with a one-line usage error (``edgekit VERB: error: MESSAGE (see edgekit VERB --help)``,
+    exit 2) instead of the usage block; the verbs' parsers are of this class too (add_subparsers' default)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `edgekit` and all its verbs."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edgekit", description="Deploy real-time object detectors to CPUs, phones and the Raspberry Pi."
     )
     parser.add_argument("--version", action="version", version=f"edgekit {__version__}")

@@ -37,7 +37,7 @@ def imgsz(text: str) -> list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHT,WIDTH, got {text!r}") from None
     if len(values) not in (1, 2) or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHT,WIDTH, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHT,WIDTH in pixels, each above 0, got {text!r}")
     return values
 
 

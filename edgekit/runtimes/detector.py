@@ -93,6 +93,9 @@ class Detector:
     ) -> Detections | list[Detections]:
         """Detect objects in a path or HxWx3 uint8 array (BGR unless `rgb`), or a list of them."""
         single = isinstance(images, (str, Path, np.ndarray))
+        if not single and not isinstance(images, Sequence):  # None (cv2.imread of a missing file), a number ...
+            raise EdgekitError(f"expected an image path, an HxWx3 uint8 array or a list of them, not "
+                               f"{type(images).__name__} (cv2.imread returns None for a file it cannot read)")
         batch = [images] if single else list(images)
         options = dict(
             conf=self.conf if conf is None else conf,

@@ -94,8 +94,10 @@ def backend_for(path: str | Path) -> str:
     for name, (_, _, suffixes) in BACKENDS.items():
         if suffix in suffixes:
             return name
-    known = ", ".join(s for _, _, sx in BACKENDS.values() for s in sx)
-    raise EdgekitError(f"{path}: unknown model type '{suffix or path.name}' (edgekit runs {known} files)")
+    suffixes = dict.fromkeys(s for _, _, sx in BACKENDS.values() for s in sx)
+    known = (", ".join(s for s in suffixes if not s.startswith("_")) + " files, or "
+             + " / ".join(["_openvino"] + [s for s in suffixes if s.startswith("_")]) + " folders")
+    raise EdgekitError(f"{path}: unknown model type '{suffix or path.name}' (edgekit runs {known})")
 
 
 def is_artifact(path: str | Path) -> bool:
