@@ -4,11 +4,15 @@
 # run `edgekit predict` and `edgekit profile` there on ONNX, TFLite and NCNN models converted on this machine,
 # and check that the detections equal the x86 run's. Timings under emulation say nothing about a real Pi; answers and installability do.
 # With WITH_EXECUTORCH=1, also an ExecuTorch .pte (FP32 and INT8) in a second site that adds torch, executorch and
-# torchao (ExecuTorch's Python runtime links libtorch: what a device running .pte files from Python needs).
+# torchao (ExecuTorch's Python runtime links libtorch: what a device running .pte files from Python needs). PyPI's
+# aarch64 torch 2.13.0 is a CUDA build that does not import without the CUDA 13 packages it requires, so those
+# come too (about 4 GB in all); on a real device, take torch's CPU build from PyTorch's index instead
+# (docs/convert/executorch.md), which this machine cannot reach.
 #
 #   sudo apt-get install -y qemu-user-static debootstrap     # once
 #   scripts/arm64_check.sh [WORKDIR]                          # default /tmp/edgekit-arm64; ~10 min the first time
-#   WITH_EXECUTORCH=1 scripts/arm64_check.sh                  # + the .pte check (about 250 MB more wheels)
+#   WITH_EXECUTORCH=1 scripts/arm64_check.sh                  # + the .pte check (about 4 GB more; torch's import
+#                                                             #   alone takes minutes under emulation)
 #
 # Recipe and pitfalls: docs/contributing/aarch64.md.
 set -euo pipefail
@@ -32,11 +36,15 @@ status=0
 same_detections() {  # same_detections MODEL: edgekit predict here and under emulation, the detections compared
     local model=$1
     "$PYTHON" -m edgekit.cli predict "$MODELS/$model" "$IMAGE" --json 2>/dev/null > "$WORK/x86-$model.json"
-    arm -m edgekit.cli predict "$MODELS/$model" "$IMAGE" --json 2>/dev/null > "$WORK/arm64-$model.json"
+    arm -m edgekit.cli predict "$MODELS/$model" "$IMAGE" --json 2>"$WORK/arm64-$model.err" > "$WORK/arm64-$model.json"
     "$PYTHON" - "$WORK/x86-$model.json" "$WORK/arm64-$model.json" "$model" <<'PY'
 import json, sys
-x86, arm = (json.loads(open(p).read())["detections"] for p in sys.argv[1:3])
 name = sys.argv[3]
+try:
+    x86, arm = (json.loads(open(p).read())["detections"] for p in sys.argv[1:3])
+except (ValueError, KeyError):
+    print(f"   predict {name}: no detections printed; stderr in {sys.argv[2][:-5]}.err")
+    sys.exit(1)
 same = len(x86) == len(arm) and all(
     a["label"] == b["label"] and abs(a["confidence"] - b["confidence"]) <= 1e-3
     and max(abs(u - v) for u, v in zip(a["xyxy"], b["xyxy"])) <= 0.5 for a, b in zip(x86, arm))
@@ -60,6 +68,11 @@ if [ "${WITH_EXECUTORCH:-0}" = 1 ]; then
         "$PYTHON" -m pip download --quiet --no-deps "${WHEEL_FLAGS[@]}" -d "$WHEELS/executorch" torch==2.13.0 \
             "executorch==1.5.1" "torchao==0.18.0" flatbuffers pydot pyparsing ruamel.yaml tabulate colorama opt_einsum \
             filelock jinja2 markupsafe mpmath networkx sympy typing_extensions fsspec onnx protobuf ml_dtypes
+        # what PyPI's aarch64 torch wheel requires (its Requires-Dist, less triton)
+        "$PYTHON" -m pip download --quiet "${WHEEL_FLAGS[@]}" -d "$WHEELS/executorch" \
+            "cuda-toolkit[cublas,cudart,cufft,cufile,cupti,curand,cusolver,cusparse,nvjitlink,nvrtc,nvtx]==13.0.3" \
+            "nvidia-cudnn-cu13==9.20.0.48" "nvidia-cusparselt-cu13==0.8.1" "nvidia-nccl-cu13==2.29.7" \
+            "nvidia-nvshmem-cu13==3.4.5"
         "$PYTHON" -m pip install --quiet --no-deps "${WHEEL_FLAGS[@]}" --target "$ET_SITE" "$WHEELS/executorch"/*.whl
         du -sm "$ET_SITE" | awk '{print "   installed: " $1 " MB beside the thin runtime"}'
     fi
