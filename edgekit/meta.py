@@ -201,7 +201,8 @@ def _numbers(data: Mapping[str, Any], key: str, path: str, length: int, default:
     value = _get(data, key, path, (list, tuple, type(None)), default)
     if value is None and default is None:  # an optional field, left out or null
         return None
-    if value is None or len(value) != length or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    numeric = value is not None and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not numeric or len(value) != length:
         raise _fail(f"{path}{key}", f"must be a list of {length} numbers, got {_short(value)}")
     numbers = tuple(_float(v, f"{path}{key}") for v in value)
     if integer:
