@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ class Detector:
     ) -> Detections | list[Detections]:
         """Detect objects in a path or HxWx3 uint8 array (BGR unless `rgb`), or a list of them."""
         single = isinstance(images, (str, Path, np.ndarray))
-        if not single and not isinstance(images, Sequence):  # None (cv2.imread of a missing file), a number ...
+        if not single and not isinstance(images, Iterable):  # None (cv2.imread of a missing file), a number ...
             raise EdgekitError(f"expected an image path, an HxWx3 uint8 array or a list of them, not "
                                f"{type(images).__name__} (cv2.imread returns None for a file it cannot read)")
         batch = [images] if single else list(images)
