@@ -195,11 +195,11 @@ def main(argv: list[str] | None = None) -> None:
         from edgekit.converters.convert import convert_many
 
         with tempfile.TemporaryDirectory() as tmp:
-            (result,) = convert_many(args.out, "onnx", "fp32", 320, Path(tmp))
-            if not result.ok:
-                raise SystemExit(f"export failed: {result.error}")
-            shutil.move(str(result.path), args.export)
-        print(f"wrote {args.export} ({result.verification.summary() if result.verification else 'verified'})")
+            (exported,) = convert_many(args.out, "onnx", "fp32", 320, Path(tmp))
+            if not exported.ok:
+                raise SystemExit(f"export failed: {exported.error}")
+            shutil.move(str(exported.path), args.export)
+        print(f"wrote {args.export} (verified: {exported.verification.summary()})")
 
 
 if __name__ == "__main__":
