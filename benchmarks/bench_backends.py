@@ -38,6 +38,7 @@ from edgekit.converters import verify
 from edgekit.converters.convert import convert_many
 from edgekit.eval.synthetic import write_yolo_dataset
 from edgekit.images import read_image
+from edgekit.runtimes.engine import backend_for
 
 from checkpoints import (
     random_damo,
@@ -65,7 +66,7 @@ FAMILIES = {
 
 def frame_ms(path: Path, frames: int, threads: int | None = None) -> tuple[float, float]:
     """Median per-frame and inference-only milliseconds of edgekit's Detector on the sample photo."""
-    detector = edgekit.load(path, threads=threads or os.cpu_count())
+    detector = edgekit.load(path, backend=backend_for(path), threads=threads or os.cpu_count())  # its own engine
     image = read_image(assets.shapes_image())
     for _ in range(3):
         detector(image)

@@ -86,6 +86,9 @@ def main() -> int:
     print(_load.machine_line())
     print(f"{args.frames} frames per process after {args.warmup} warm-up, {args.rounds} rounds in turns; "
           f"threads {args.threads or 'engine default'}; ms: median of the per-process medians")
+    names = [path.name for path in args.models]
+    shown = {path: path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
+             for path in args.models}  # files of the same name in different folders stay apart
     commands = {}
     for path in args.models:
         for backend in engines_for(path, wanted):
@@ -94,7 +97,7 @@ def main() -> int:
                            "--frames", str(args.frames), "--warmup", str(args.warmup)]
                 if args.threads:
                     command += ["--threads", str(args.threads)]
-                commands[(path.name, backend, shared)] = command + (["--shared"] if shared else [])
+                commands[(str(path), backend, shared)] = command + (["--shared"] if shared else [])
     for workers in _load.regimes(args.load):
         with _load.busy_workers(workers):
             results = _load.in_turns(commands, args.rounds)
@@ -103,7 +106,7 @@ def main() -> int:
               f"{'kept':>4}  faster")
         for path in args.models:
             for backend in engines_for(path, wanted):
-                spin, sleep = (_load.medians(results[(path.name, backend, shared)], ("wall", "infer", "kept"))
+                spin, sleep = (_load.medians(results[(str(path), backend, shared)], ("wall", "infer", "kept"))
                                for shared in (False, True))
                 cells = [f"{m['wall']:>12.2f} / {m['infer']:<8.2f}" if isinstance(m, dict) else f"{m[:23]:>23}"
                          for m in (spin, sleep)]
@@ -113,7 +116,7 @@ def main() -> int:
                 if len(timed) == 2:
                     ratio = max(spin["wall"], sleep["wall"]) / min(spin["wall"], sleep["wall"])
                     faster = f"{'spinning' if spin['wall'] < sleep['wall'] else '--shared'} ({ratio:.2f}x)"
-                print(f"{path.name[:34]:<34} {backend:<12} {cells[0]} {cells[1]} {kept}  {faster}")
+                print(f"{shown[path][-34:]:<34} {backend:<12} {cells[0]} {cells[1]} {kept}  {faster}")
     return 0
 
 

@@ -74,6 +74,7 @@ TARGET_NMS_MS = 1.0
 TARGET_E2E_MS = 0.3
 TARGET_SAME_FILE = 1.1
 TARGET_INT8 = 2.5
+STAGES = ("wall", "pre", "infer", "post", "kept")  # what a timed process reports, per frame
 WARMUP = 3  # untimed frames at the start of every process
 IOU = 0.7
 
@@ -184,30 +185,32 @@ def agreement(ref: edgekit.Detections, other: edgekit.Detections) -> float:
 
 
 def edgekit_command(path: Path, conf: float, frames: int, warmup: int, backend: str | None = None,
-                    shared: bool = False, boxes: bool = False) -> list[str]:
+                    shared: bool = False, boxes: bool = False, image: Path | None = None) -> list[str]:
     """The command that times edgekit's Detector on `path` in a process of its own (see :func:`child`)."""
     command = [sys.executable, __file__, "--child", str(path), "--conf", str(conf), "--frames", str(frames),
-               "--warmup", str(warmup)]
+               "--warmup", str(warmup), "--image", str(image or assets.shapes_image())]
     return command + (["--backend", backend] if backend else []) + (["--shared"] if shared else []) + (
         ["--boxes"] if boxes else [])
 
 
-def peer_command(python: str, path: Path, conf: float, frames: int, warmup: int, boxes: bool = False) -> list[str]:
-    """The command that times Ultralytics' predict on `path` in a process of its own."""
-    return [python, str(PEER), "time", str(path), str(assets.shapes_image()), str(conf), str(IOU), str(frames),
-            str(warmup)] + (["boxes"] if boxes else [])
+def peer_command(python: str, path: Path, conf: float, frames: int, warmup: int, imgsz: int, boxes: bool = False,
+                 image: Path | None = None) -> list[str]:
+    """The command that times Ultralytics' predict on `path` (an ONNX file made at `imgsz`) in a process of its
+    own."""
+    return [python, str(PEER), "time", str(path), str(image or assets.shapes_image()), str(conf), str(IOU),
+            str(frames), str(warmup), str(imgsz)] + (["boxes"] if boxes else [])
 
 
 def child(args) -> None:
     """One edgekit measurement in its own process: per-frame wall and stage times (ms) of the Detector on the
-    bundled photo, as the peer reports Ultralytics' (one JSON line)."""
+    image, as the peer reports Ultralytics' (one JSON line), and the engine `edgekit.load` chose."""
     from edgekit.runtimes.settings import EngineSettings
 
     detector = edgekit.load(args.child, backend=args.backend, settings=EngineSettings(shared=args.shared))
-    image = read_image(assets.shapes_image())
+    image = read_image(args.image)
     for _ in range(args.warmup):
         detector(image, conf=args.conf, iou=IOU)
-    reply = {"wall": [], "pre": [], "infer": [], "post": [], "kept": 0}
+    reply = {"wall": [], "pre": [], "infer": [], "post": [], "kept": 0, "engine": detector.engine.backend}
     for _ in range(args.frames):
         start = time.perf_counter()
         found = detector(image, conf=args.conf, iou=IOU)
@@ -233,92 +236,52 @@ def quiet_conf(path: Path) -> float:
     return float((scores[2] + scores[3]) / 2) if len(scores) > 3 else 0.5
 
 
-def edgekit_artifacts(args, name: str, ckpt: Path, work: Path) -> dict[str, Path]:
-    """edgekit's own FP32 / INT8 artifacts of the checkpoint, converted once and kept in `work`."""
-    from edgekit.converters import verify
-    from edgekit.converters.convert import convert_many
-    from edgekit.eval.procedural import write_dataset
-
-    formats = [f for f in args.formats.split(",") if f]
-    if not formats:
-        return {}
-    verify.INT8_MIN_MAP50 = verify.INT8_MIN_CONF_AGREEMENT = 0.0  # random weights: agreement reported, not gated
-    calib = work / "calib" / "data.yaml"
-    if not calib.exists():
-        calib = write_dataset(work / "calib", {"train": 32}, seed=7)
-    out = work / name
-    done = json.loads((out / "done").read_text()) if (out / "done").exists() else {}
-    needed = [f for f in formats if f"{f} fp32" not in done]
-    if needed:
-        start = time.perf_counter()
-        results = convert_many(ckpt, needed, "fp32,int8", 640, out, calib=calib, calib_size=32,
-                               nms=name.startswith("yolo26"))
-        for r in results:
-            if not r.ok:
-                print(f"  {name} {r.format} {r.precision} FAILED: {r.error[:100]}")
-        done.update({f"{r.format} {r.precision}": str(r.path) for r in results if r.ok})
-        (out / "done").write_text(json.dumps(done))
-        print(f"{name}: edgekit converted {len(results)} artifacts in {time.perf_counter() - start:.0f} s")
-    return {f"edgekit {key}": Path(path) for key, path in done.items() if key.split()[0] in formats}
-
-
-def side_by_side(args, python: str | None, work: Path) -> list[tuple[str, float, float, bool]]:
-    """Part 2 for every model: Ultralytics' predict (with a peer) and edgekit on the same file, and edgekit's
-    own artifacts, each in its own process, in turns."""
-    checks = []
-    models = work / "models"
-    for name in args.models.split(","):
-        if name == "shapes":  # the smoke model: edgekit's bundled ONNX, no peer, no conversion
-            same, artifacts = assets.shapes_image().with_name("shapes.onnx"), {}
-        elif name in PEER_MODELS:
-            same = models / f"{name}.onnx"
-            artifacts = edgekit_artifacts(args, name, models / f"{name}.pt", work)
-        else:  # a family Ultralytics does not export: edgekit's artifacts only, against edgekit's FP32 ONNX
-            artifacts = edgekit_artifacts(args, name, edgekit_checkpoint(name, models), work)
-            same = artifacts.pop("edgekit onnx fp32", None)
-            if same is None:
-                raise SystemExit(f"{name}: its ONNX FP32 artifact is the baseline: keep onnx in --formats")
-        checks += compare(args, python if name in PEER_MODELS else None, name, same, artifacts)
-    return checks
-
-
-def edgekit_checkpoint(name: str, models: Path) -> Path:
-    """A seeded random checkpoint in the family's own layout, written by the tests' checkpoint writers."""
-    path = models / f"{name}.pth"
+def peer_file(python: str, models: Path, name: str, imgsz: int) -> Path:
+    """Ultralytics' ONNX export of the peer model `name` at `imgsz` (``make`` writes the 640 ones; other sizes are
+    exported from the same checkpoint once and kept)."""
+    path = models / (f"{name}.onnx" if imgsz == 640 else f"{name}-{imgsz}.onnx")
     if not path.exists():
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from checkpoints import random_damo, write_damo_checkpoint
-
-        if not name.startswith("damoyolo"):
-            raise SystemExit(f"unknown model {name}: the peer makes {sorted(PEER_MODELS)}, edgekit adds damoyolo-*")
-        models.mkdir(parents=True, exist_ok=True)
-        write_damo_checkpoint(random_damo(name, 80), path)
+        subprocess.run([python, str(PEER), "export", str(models / f"{name}.pt"), str(imgsz), str(path)], check=True,
+                       stdout=subprocess.DEVNULL)
     return path
 
 
-def compare(args, python: str | None, name: str, same: Path, artifacts: dict[str, Path]):
-    """Time Ultralytics' predict on `same` (with a peer), edgekit on the same file (its defaults, --shared, and
-    on OpenVINO) and every artifact: one process per runner, in turns, quiet and under --load."""
+def side_by_side(args, python: str | None, work: Path) -> list[tuple[str, float, float, bool]]:
+    """Part 2 for every model and size: Ultralytics' predict (with a peer) and edgekit on the same file, each
+    in its own process, in turns."""
+    checks = []
+    for name in args.models.split(","):
+        for imgsz in args.imgsz:
+            if name == "shapes":  # the smoke model: edgekit's bundled ONNX (320), no peer
+                checks += compare(args, None, "shapes", assets.shapes_model(), imgsz)
+            else:
+                checks += compare(args, python, name, peer_file(python, work / "models", name, imgsz), imgsz)
+    return checks
+
+
+def compare(args, python: str | None, name: str, same: Path, imgsz: int):
+    """Time Ultralytics' predict on `same` (with a peer) and edgekit on the same file (its defaults, --shared,
+    and on ONNX Runtime as Ultralytics runs it): one process per runner, in turns, quiet and under --load."""
     rows, checks = [], []
     for scene, conf in (("busy", 0.25), ("quiet", quiet_conf(same))):
         runners = {"edgekit, same file": edgekit_command(same, conf, args.frames, WARMUP),
                    "edgekit, same file, --shared": edgekit_command(same, conf, args.frames, WARMUP, shared=True),
-                   "edgekit, same file on OpenVINO": edgekit_command(same, conf, args.frames, WARMUP, "openvino")}
+                   "edgekit, same file on ONNX Runtime": edgekit_command(same, conf, args.frames, WARMUP,
+                                                                         "onnxruntime")}
         if python is not None:
-            runners = {"Ultralytics predict": peer_command(python, same, conf, args.frames, WARMUP), **runners}
-        runners.update({label: edgekit_command(path, conf, args.frames, WARMUP) for label, path in artifacts.items()})
-        base_label = next(iter(runners))
+            runners = {"Ultralytics predict": peer_command(python, same, conf, args.frames, WARMUP, imgsz),
+                       **runners}
         note = ""
         if python is not None:
-            theirs = run_child(peer_command(python, same, conf, 1, 1, boxes=True))
+            theirs = run_child(peer_command(python, same, conf, 1, 1, imgsz, boxes=True))
             ours = run_child(edgekit_command(same, conf, 1, 1, boxes=True))
             a, b = detections_of(theirs, None), detections_of(ours, None)
             note = f"boxes agree with Ultralytics': {agreement(a, b):.2f} / {agreement(b, a):.2f}"
         for workers in regimes(args.load):
             with busy_workers(workers):
                 results = in_turns(runners, args.rounds)
-            keys = ("wall", "pre", "infer", "post", "kept")
-            summary = {label: medians(runs, keys) for label, runs in results.items()}
+            summary = {label: medians(runs, STAGES) for label, runs in results.items()}
+            base_label = next(iter(runners))
             if not isinstance(summary[base_label], dict):
                 raise SystemExit(f"{base_label} failed: {summary[base_label]}")
             base = summary[base_label]["wall"]
@@ -326,20 +289,115 @@ def compare(args, python: str | None, name: str, same: Path, artifacts: dict[str
                 if not isinstance(med, dict):
                     print(f"  {name} {scene}: {label} FAILED: {med}")
                     continue
-                rows.append((scene, conf, workers, label, int(med["kept"]), med, base / med["wall"],
-                             note if label == "edgekit, same file" else ""))
+                engine = next((r["engine"] for r in results[label] if "engine" in r), "onnxruntime")
+                rows.append((scene, conf, workers, f"{label} ({engine})" if label.startswith("edgekit") else label,
+                             int(med["kept"]), med, base / med["wall"], note if label == "edgekit, same file" else ""))
                 if python is not None and label == "edgekit, same file":
                     target = TARGET_SAME_FILE if workers == 0 else 1.0
-                    checks.append((f"{name} {scene}, {workers} busy: same file vs Ultralytics", base / med["wall"],
-                                   target, True))
-    against = "Ultralytics' wall" if python is not None else f"{base_label}'s wall"
-    print(f"\n2. {name} on the bundled 640x480 photo, iou {IOU}, {args.frames} frames x {args.rounds} processes per "
-          f"row, in turns (ms, medians; speedup = {against} / this row's wall)")
-    print(f"{'scene':<6} {'conf':>6} {'load':>4} {'runner':<34} {'kept':>4} {'wall':>7} {'pre':>6} {'infer':>7} "
+                    checks.append((f"{name} {imgsz} {scene}, {workers} busy: same file vs Ultralytics",
+                                   base / med["wall"], target, True))
+    against = "Ultralytics' wall" if python is not None else "edgekit default's wall"
+    print(f"\n2. {name} at {imgsz} ({same.name}) on the bundled 640x480 photo, iou {IOU}, {args.frames} frames x "
+          f"{args.rounds} processes per row, in turns (ms, medians; speedup = {against} / this row's wall)")
+    print_rows(rows)
+    return checks
+
+
+def print_rows(rows: list[tuple]) -> None:
+    print(f"{'scene':<6} {'conf':>6} {'load':>4} {'runner':<48} {'kept':>4} {'wall':>7} {'pre':>6} {'infer':>7} "
           f"{'post':>6} {'speedup':>7}  note")
     for scene, conf, workers, label, k, med, speedup, note in rows:
-        print(f"{scene:<6} {conf:>6.4f} {workers:>4} {label[:34]:<34} {k:>4} {med['wall']:>7.1f} {med['pre']:>6.2f} "
+        print(f"{scene:<6} {conf:>6.4f} {workers:>4} {label[:48]:<48} {k:>4} {med['wall']:>7.1f} {med['pre']:>6.2f} "
               f"{med['infer']:>7.1f} {med['post']:>6.2f} {speedup:>6.2f}x  {note}")
+
+
+def fixtures_part(args, python: str | None, work: Path) -> list[tuple[str, float, float, bool]]:
+    """Part 3: the trained fixtures at their training size (320), FP32 and INT8 with ``--max-drop``, each row
+    with its mAP50-95 on the fixtures' val scenes beside its per-frame time on one val scene; yolo26n also as
+    Ultralytics exports and runs it. Target: edgekit's fastest INT8 within the budget at least 2.5x the FP32
+    baseline (Ultralytics' predict where it runs the fixture)."""
+    from bench_accuracy import FIXTURES, IMGSZ
+
+    from edgekit.converters.convert import convert_many
+    from edgekit.eval.datasets import load_dataset
+    from edgekit.eval.procedural import write_dataset
+    from edgekit.eval.val import validate
+
+    data_yaml = FIXTURES / "scenes" / "data.yaml"
+    data = load_dataset(data_yaml, "val")
+    image = data.items[0].image
+    calib = work / "fixture-calib" / "data.yaml"
+    if not calib.exists():
+        calib = write_dataset(work / "fixture-calib", {"train": args.calib_images}, seed=0)
+    checks = []
+    for fixture in args.fixtures.split(","):
+        name = fixture.rsplit(".", 1)[0]
+        out = work / "fixtures" / name
+        source = {"topk": "runtime"} if name.startswith("yolo26") else {}
+        files: dict[str, Path] = {}
+        for label, kwargs in (("fp32", {"precisions": "fp32"}),
+                              ("int8", {"precisions": "int8", "max_drop": args.max_drop})):
+            folder = out / label
+            done = folder / "done.json"
+            if not done.exists():
+                results = convert_many(FIXTURES / fixture, args.formats, kwargs["precisions"], IMGSZ, folder,
+                                       calib=str(calib), val_data=str(data_yaml), max_drop=kwargs.get("max_drop"),
+                                       **source)
+                for r in results:
+                    if not r.ok:
+                        print(f"  {name} {r.format} {r.precision} FAILED: {r.error[:200]}")
+                done.write_text(json.dumps({f"{r.format} {label}": str(r.path) for r in results if r.ok}))
+            files.update({k: Path(v) for k, v in json.loads(done.read_text()).items()})
+        runners, maps = {}, {}
+        peer = None
+        if python is not None and name.startswith("yolo26"):
+            peer = out / f"{name}-ultralytics.onnx"
+            if not peer.exists():
+                subprocess.run([python, str(PEER), "export", str(FIXTURES / fixture), str(IMGSZ), str(peer)],
+                               check=True, stdout=subprocess.DEVNULL)
+            runners["Ultralytics predict (its ONNX)"] = peer_command(python, peer, 0.25, args.frames, WARMUP, IMGSZ,
+                                                                     image=image)
+            reply = run_child([python, str(PEER), "val", str(peer), str(data_yaml), str(IMGSZ)])
+            maps["Ultralytics predict (its ONNX)"] = 100 * reply["map50_95"]
+            runners["edgekit, same file"] = edgekit_command(peer, 0.25, args.frames, WARMUP, image=image)
+            maps["edgekit, same file"] = 100 * validate(edgekit.load(peer), data, progress=False).map50_95
+        for key, path in files.items():
+            label = f"edgekit {key}" + (f" --max-drop {args.max_drop:g}" if key.endswith("int8") else "")
+            runners[label] = edgekit_command(path, 0.25, args.frames, WARMUP, image=image)
+            maps[label] = 100 * validate(edgekit.load(path), data, progress=False).map50_95
+        if not runners:
+            continue
+        rows = []
+        base_label = next(iter(runners))
+        for workers in regimes(args.load):
+            with busy_workers(workers):
+                results = in_turns(runners, args.rounds)
+            summary = {label: medians(runs, STAGES) for label, runs in results.items()}
+            if not isinstance(summary[base_label], dict):
+                print(f"  {name}: {base_label} FAILED: {summary[base_label]}")
+                continue
+            base = summary[base_label]["wall"]
+            for label, med in summary.items():
+                if not isinstance(med, dict):
+                    print(f"  {name}: {label} FAILED: {med}")
+                    continue
+                engine = next((r["engine"] for r in results[label] if "engine" in r), "onnxruntime")
+                shown = f"{label} ({engine})" if label.startswith("edgekit") else label
+                rows.append(("val0", 0.25, workers, shown, int(med["kept"]), med, base / med["wall"],
+                             f"mAP50-95 {maps[label]:.2f} ({maps[label] - maps[base_label]:+.2f})"))
+            int8 = [(base / summary[lb]["wall"], lb) for lb in summary
+                    if lb.endswith(f"--max-drop {args.max_drop:g}") and isinstance(summary[lb], dict)
+                    and maps[base_label] - maps[lb] <= args.max_drop + 1e-9]
+            if int8:
+                speedup, label = max(int8)
+                checks.append((f"{name} {IMGSZ}, {workers} busy: {label.split()[1]} INT8 vs {base_label.split()[0]}",
+                               speedup, TARGET_INT8, True))
+            else:
+                checks.append((f"{name} {IMGSZ}, {workers} busy: INT8 within {args.max_drop:g} of FP32", 0.0,
+                               TARGET_INT8, True))
+        print(f"\n3. trained fixture {name} at {IMGSZ} on {Path(image).name} (a val scene), conf 0.25; mAP50-95 on "
+              f"{len(data.items)} val scenes; speedup = {base_label}'s wall / this row's wall")
+        print_rows(rows)
     return checks
 
 
@@ -358,23 +416,33 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=30, help="timed frames per process")
     parser.add_argument("--rounds", type=int, default=4, help="processes per runner, taking turns")
     parser.add_argument("--repeat", type=int, default=300, help="repetitions of each decode timing")
-    parser.add_argument("--models", default="yolo26n,yolov9t,damoyolo-t")
-    parser.add_argument("--formats", default="onnx,openvino,tflite", help="edgekit's own artifacts to add "
-                        "(FP32 and INT8 of each; empty: none)")
+    parser.add_argument("--models", default="yolo26n,yolov9t", help="peer models of part 2 (empty: none)")
+    parser.add_argument("--imgsz", default="320,640", help="input sizes of part 2, comma-separated")
+    parser.add_argument("--fixtures", default="yolo26n.pt,yolov9-t.pt,damoyolo-t.pth",
+                        help="trained fixtures of part 3 (empty: none)")
+    parser.add_argument("--formats", default="onnx,openvino", help="edgekit's formats in part 3 (FP32 and INT8 "
+                        "with --max-drop of each)")
+    parser.add_argument("--max-drop", type=float, default=0.5, help="part 3's accuracy budget (mAP50-95 points)")
+    parser.add_argument("--calib-images", type=int, default=300, help="part 3's calibration scenes")
     parser.add_argument("--work", help="folder kept between runs for the models and artifacts (default: temporary)")
     parser.add_argument("--smoke", action="store_true", help="CI: decode figures with few repeats, then part 2 on "
-                        "the bundled shapes model (no peer, no conversion), 3 frames, 1 round")
+                        "the bundled shapes model (no peer), 3 frames, 1 round; no part 3")
     add_load_argument(parser)
     add_child_arguments(parser)
     parser.add_argument("--conf", type=float, default=0.25, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=WARMUP, help=argparse.SUPPRESS)
     parser.add_argument("--boxes", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--image", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return 0
+    try:
+        args.imgsz = [int(v) for v in args.imgsz.split(",") if v]
+    except ValueError:
+        parser.error(f"argument --imgsz: sizes are whole numbers, comma-separated, not {args.imgsz!r}")
     if args.smoke:
-        args.models, args.formats, args.frames, args.rounds, args.repeat = "shapes", "", 3, 1, 5
+        args.models, args.fixtures, args.imgsz, args.frames, args.rounds, args.repeat = "shapes", "", [320], 3, 1, 5
     import onnxruntime
     import openvino
 
@@ -385,6 +453,10 @@ def main() -> int:
         work = Path(args.work or tmp)
         models = work / "models"
         peer_models = [m for m in args.models.split(",") if m in PEER_MODELS]
+        unknown = [m for m in args.models.split(",") if m and m not in PEER_MODELS and m != "shapes"]
+        if unknown:
+            parser.error(f"argument --models: unknown {', '.join(unknown)} (the peer makes "
+                         f"{', '.join(sorted(PEER_MODELS))})")
         if python and not all((models / f"{m}.onnx").exists() for m in peer_models):
             print(f"\nbuilding and exporting {', '.join(sorted(PEER_MODELS))} with Ultralytics ({python}) ...",
                   flush=True)
@@ -397,8 +469,10 @@ def main() -> int:
         if python is None and not args.smoke:
             print("\n2. side by side with Ultralytics: SKIPPED (ultralytics is not importable here; give its "
                   "interpreter with --ultralytics-python, e.g. a venv with torch, torchvision and ultralytics)")
-        else:
+        elif args.models:
             checks += side_by_side(args, python, work)
+        if args.fixtures:
+            checks += fixtures_part(args, python, work)
     print("\ntargets")
     missed = 0
     for label, value, target, same in checks:

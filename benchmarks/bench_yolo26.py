@@ -29,6 +29,7 @@ from edgekit import assets
 from edgekit.converters.convert import convert
 from edgekit.images import read_image
 from edgekit.runtimes.decode import decode_topk
+from edgekit.runtimes.engine import backend_for
 
 from checkpoints import random_ultralytics, write_ultralytics_checkpoint
 
@@ -141,7 +142,7 @@ def main() -> int:
             )
             with busy_workers(workers):
                 for label, path in paths.items():
-                    detector = edgekit.load(path)
+                    detector = edgekit.load(path, backend=backend_for(path))
                     for _ in range(3):
                         detector(image)
                     stages = []

@@ -1,8 +1,9 @@
 """The Ultralytics side of bench_vs_ultralytics.py, run in Ultralytics' own interpreter (a separate venv).
 
     REFVENV/bin/python benchmarks/ultralytics_peer.py make OUTDIR IMAGE
+    REFVENV/bin/python benchmarks/ultralytics_peer.py export CHECKPOINT IMGSZ OUT.onnx
     REFVENV/bin/python benchmarks/ultralytics_peer.py serve
-    REFVENV/bin/python benchmarks/ultralytics_peer.py time MODEL IMAGE CONF IOU FRAMES WARMUP [boxes]
+    REFVENV/bin/python benchmarks/ultralytics_peer.py time MODEL IMAGE CONF IOU FRAMES WARMUP IMGSZ [boxes]
     REFVENV/bin/python benchmarks/ultralytics_peer.py val CHECKPOINT DATA_YAML IMGSZ
 
 Ultralytics is AGPL-3.0: this script is a benchmark peer only. It imports nothing of edgekit and edgekit
@@ -13,11 +14,12 @@ gives BatchNorm non-trivial statistics and the class logits a spread (as a train
 the class biases so the image is a busy scene (a few hundred boxes kept at conf 0.25 after NMS),
 saves each checkpoint the way ``strip_optimizer`` leaves one (fp16 model under ``model``) and exports
 it with Ultralytics' own exporter to ONNX at 640 (one-to-many output + NMS; for yolo26n also the
-end-to-end [1,300,6] output). ``serve`` answers ``{"model", "image", "conf", "iou", "frames"}`` lines
-with per-frame wall times and Ultralytics' own stage split (``Results.speed``); ``time`` answers one such
-request from its arguments and exits. ``val`` (for bench_val_decode.py) runs Ultralytics' own val of a
-checkpoint (batch 1, CPU) and prints one JSON line: its stage times per image (``speed``), the seconds from
-the call to its return, and mAP50-95.
+end-to-end [1,300,6] output). ``export`` exports a checkpoint (one of those, or a trained one) to ONNX at
+another size the same way (one-to-many output + NMS). ``serve`` answers ``{"model", "image", "conf", "iou",
+"frames", "imgsz"}`` lines with per-frame wall times and Ultralytics' own stage split (``Results.speed``);
+``time`` answers one such request from its arguments and exits. ``val`` (bench_val_decode.py,
+bench_vs_ultralytics.py) runs Ultralytics' own val of a checkpoint or ONNX file (batch 1, CPU) and prints one
+JSON line: its stage times per image (``speed``), the seconds from the call to its return, and mAP50-95.
 """
 
 from __future__ import annotations
@@ -147,12 +149,46 @@ def make(out: Path, image_path: Path) -> None:
         print(json.dumps({"made": name}), flush=True)
 
 
+def _rebuilt(checkpoint: Path, out: Path) -> None:
+    """`checkpoint` saved again at `out` with its model rebuilt from its own yaml by Ultralytics and the weights
+    loaded into it: a checkpoint written outside Ultralytics (edgekit's trained fixtures) may lack attributes
+    that only its model builder sets and its exporter needs."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    old = ckpt.get("ema") or ckpt["model"]
+    model = DetectionModel(copy.deepcopy(old.yaml), nc=len(old.names), verbose=False)
+    model.load_state_dict(old.float().state_dict())
+    model.names, model.args = old.names, getattr(old, "args", {})
+    ckpt.update(model=model.half().eval(), ema=None)
+    torch.save(ckpt, out)
+
+
+def export(checkpoint: Path, imgsz: int, out: Path) -> None:
+    """Ultralytics' own ONNX export of `checkpoint` at `imgsz` (one-to-many output + NMS, simplified), moved
+    to `out`."""
+    from ultralytics import YOLO
+
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".export-{out.stem}"
+    work.mkdir(exist_ok=True)
+    local = work / checkpoint.name  # Ultralytics writes its export beside the checkpoint
+    _rebuilt(checkpoint, local)
+    exported = Path(YOLO(str(local)).export(format="onnx", imgsz=imgsz, simplify=True, verbose=False))
+    shutil.move(str(exported), out)
+    shutil.rmtree(work)
+    print(json.dumps({"exported": str(out)}), file=replies, flush=True)
+
+
 def time_once(argv: list[str]) -> None:
-    """``time MODEL IMAGE CONF IOU FRAMES WARMUP [boxes]``: one measurement in this process, one JSON line out
-    (the serve reply), then exit: bench_vs_ultralytics.py runs each side in turn in its own process."""
-    model, image, conf, iou, frames, warmup = argv[:6]
+    """``time MODEL IMAGE CONF IOU FRAMES WARMUP IMGSZ [boxes]``: one measurement in this process, one JSON line
+    out (the serve reply), then exit: bench_vs_ultralytics.py runs each side in turn in its own process."""
+    model, image, conf, iou, frames, warmup, imgsz = argv[:7]
     request = {"model": model, "image": image, "conf": float(conf), "iou": float(iou), "frames": int(frames),
-               "warmup": int(warmup), "boxes": argv[6:7] == ["boxes"]}
+               "warmup": int(warmup), "imgsz": int(imgsz), "boxes": argv[7:8] == ["boxes"]}
     sys.stdin = iter([json.dumps(request) + "\n"])
     serve()
 
@@ -174,7 +210,7 @@ def serve() -> None:
         if model is None:
             model = models[req["model"]] = YOLO(req["model"], task="detect")
         image = cv2.imread(req["image"])
-        args = dict(imgsz=640, conf=req["conf"], iou=req["iou"], max_det=300, verbose=False)
+        args = dict(imgsz=req.get("imgsz", 640), conf=req["conf"], iou=req["iou"], max_det=300, verbose=False)
         for _ in range(req.get("warmup", 0)):
             model.predict(image, **args)
         walls, pre, infer, post, kept = [], [], [], [], 0
@@ -210,6 +246,8 @@ def val(checkpoint: str, data: str, imgsz: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["make"]:
         make(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif sys.argv[1:2] == ["export"] and len(sys.argv) == 5:
+        export(Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
     elif sys.argv[1:2] == ["serve"]:
         serve()
     elif sys.argv[1:2] == ["time"]:

@@ -17,7 +17,7 @@ BENCHMARKS = ROOT / "benchmarks"
 FAST = {
     "bench_runtime.py": (["--load", "1"], "1 busy worker processes competing"),
     "bench_engines.py": (["--load", "1"], "1 busy worker processes competing"),
-    "bench_vs_ultralytics.py": ([], "edgekit, same file on OpenVINO"),
+    "bench_vs_ultralytics.py": ([], "edgekit, same file on ONNX Runtime"),
     "device_footprint.py": ([], "predict peak RSS"),
 }
 CONVERTING = {

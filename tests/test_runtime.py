@@ -157,7 +157,7 @@ def test_bad_files(tmp_path):
 def test_io_binding_gives_the_outputs_of_run(tmp_path):
     from edgekit.runtimes.preprocess import preprocess
 
-    detector = edgekit.load(om.save_with_meta(tmp_path / "m.onnx"))
+    detector = edgekit.load(om.save_with_meta(tmp_path / "m.onnx"), backend="onnxruntime")
     engine = detector.engine
     feeds = [{"images": preprocess(om.scene(rect=r), detector.meta.input, (320, 320))[0]}
              for r in ((100, 50, 300, 150), (10, 10, 60, 190))]

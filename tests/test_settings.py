@@ -84,7 +84,7 @@ def test_device_profiles_give_settings_and_the_engine_for_onnx_files():
     assert profile_settings(fp16).fp16
     assert profile_backend(pi, "m.onnx") is None
     ov = replace(pi, onnx_backend=replace(pi.onnx_backend, value="openvino"))
-    assert profile_backend(ov, "m.onnx") == "openvino" and profile_backend(ov, "m.tflite") is None
+    assert profile_backend(ov, assets.shapes_model()) == "openvino" and profile_backend(ov, "m.tflite") is None
     detector = edgekit.load(assets.shapes_model(), device=ov)
     assert detector.engine.backend == "openvino" and detector.engine.threads == pi.threads.value
     assert edgekit.load(assets.shapes_model(), device=ov, backend="onnxruntime").engine.backend == "onnxruntime"
@@ -118,3 +118,51 @@ def test_cli_verbs_take_shared(capsys):
     assert main(["profile", str(assets.shapes_model()), "--shared", "--runs", "2", "--warmup", "0", "--no-sweep",
                  "--no-ops", "--quiet"]) == 0
     assert "threads default, shared" in capsys.readouterr().out
+
+
+def with_precision(tmp_path, precision: str):
+    """The bundled shapes model with its edgekit metadata saying `precision` (the graph unchanged)."""
+    import onnx
+
+    model = onnx.load(str(assets.shapes_model()))
+    for prop in model.metadata_props:
+        if prop.key == "edgekit":
+            data = json.loads(prop.value)
+            data["precision"] = precision
+            prop.value = json.dumps(data)
+    path = tmp_path / f"shapes-{precision}.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnx_metadata_is_read_without_the_graph():
+    from edgekit.runtimes.onnx_graph import summarize_onnx
+
+    for model in (assets.shapes_model(), assets.shapes_model().with_name("yolo26n.onnx")):
+        summary = summarize_onnx(model, graph=False)
+        assert summary.metadata == open_engine(model).metadata() and "edgekit" in summary.metadata
+        assert not summary.ops and summary.opsets  # the graph was skipped, the rest read
+
+
+def test_load_runs_onnx_files_on_the_engine_this_machines_profile_names(tmp_path, monkeypatch):
+    import edgekit.devices.profiles as profiles
+
+    x86 = get_profile("x86-cpu")
+    assert x86.onnx_backend.value == "openvino"
+    assert profile_backend(x86, with_precision(tmp_path, "fp32")) == "openvino"
+    assert profile_backend(x86, with_precision(tmp_path, "int8")) is None  # its budget was measured on ONNX Runtime
+    assert profile_backend(x86, "m.tflite") is None
+    for junk, content in (("junk.onnx", b"this is not a model"), ("empty.onnx", b"")):
+        (tmp_path / junk).write_bytes(content)
+        assert profile_backend(x86, tmp_path / junk) is None  # ONNX Runtime's error names the problem
+    monkeypatch.setattr(profiles, "detect_device", lambda: profiles.DetectedDevice("x86-cpu", None, "x86_64", 2,
+                                                                                   None, "test"))
+    assert edgekit.load(assets.shapes_model()).engine.backend == "openvino"
+    assert edgekit.load(with_precision(tmp_path, "int8")).engine.backend == "onnxruntime"
+    assert edgekit.load(assets.shapes_model(), backend="onnxruntime").engine.backend == "onnxruntime"
+    monkeypatch.setattr(profiles, "detect_device", lambda: profiles.DetectedDevice("rpi5", None, "aarch64", 4,
+                                                                                   None, "test"))
+    assert edgekit.load(assets.shapes_model()).engine.backend == "onnxruntime"  # a Pi's profile keeps ONNX Runtime
+    monkeypatch.setattr(profiles, "detect_device", lambda: profiles.DetectedDevice(None, None, "riscv64", 4,
+                                                                                   None, "test"))
+    assert edgekit.load(assets.shapes_model()).engine.backend == "onnxruntime"

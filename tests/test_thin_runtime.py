@@ -25,7 +25,7 @@ def test_predict_does_not_import_the_converter_side_where_it_is_installed(tmp_pa
     image = tmp_path / "scene.jpg"
     cv2.imwrite(str(image), om.scene())
     modules = tmp_path / "modules.json"
-    proc = run_cli(["predict", model, image, "--json"], modules_file=modules)
+    proc = run_cli(["predict", model, image, "--json", "--backend", "onnxruntime"], modules_file=modules)
     assert proc.returncode == 0, proc.stderr
     assert imported(modules, ["onnxruntime"])  # the run really went through the engine
     assert imported(modules, CONVERTER_SIDE) == []

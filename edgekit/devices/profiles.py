@@ -200,6 +200,9 @@ register(DeviceProfile(
                       "no FP16 arithmetic"),
     threads=Choice(None, "the engines default to the physical cores, which is right on a desktop"),
     imgsz=Choice(640, "the training size of most checkpoints"),
+    onnx_backend=Choice("openvino", "OpenVINO reads ONNX directly and ran FP32 files 1.0-1.2x faster than ONNX "
+                        "Runtime with the same outputs (bench_engines.py, docs/benchmarks.md); INT8 files stay "
+                        "on ONNX Runtime, where their accuracy was measured"),
 ))
 
 
@@ -346,12 +349,40 @@ def profile_settings(profile: DeviceProfile, settings: EngineSettings | None = N
 
 def profile_backend(profile: DeviceProfile, path: str | Path) -> str | None:
     """The engine this device runs `path` on where the profile names one for its file type (ONNX files:
-    ``onnx_backend``, when that engine is installed); None leaves the choice to the file's type."""
+    ``onnx_backend``, when that engine is installed and the file is not INT8: an INT8 file's accuracy budget
+    was measured on ONNX Runtime, so it stays there, as does a file that is not readable ONNX, so that its error
+    is ONNX Runtime's); None leaves the choice to the file's type."""
     if Path(path).suffix.lower() != ".onnx" or profile.onnx_backend.value == FORMAT_BACKENDS["onnx"]:
         return None
     import importlib.util
 
-    return profile.onnx_backend.value if importlib.util.find_spec(profile.onnx_backend.value) else None
+    if not importlib.util.find_spec(profile.onnx_backend.value) or _onnx_precision(Path(path)) in ("int8", None):
+        return None
+    return profile.onnx_backend.value
+
+
+def machine_backend(path: str | Path) -> str | None:
+    """:func:`profile_backend` for this machine's profile (:func:`detect_device`): the engine `edgekit.load`
+    runs `path` on when no device and no backend are given; None where no profile fits or it names none."""
+    name = detect_device().profile
+    return None if name is None else profile_backend(PROFILES[name], path)
+
+
+def _onnx_precision(path: Path) -> str | None:
+    """The precision of an .onnx file as edgekit's metadata states it (``fp32`` for a file without edgekit's
+    metadata, an Ultralytics export among them); None for a file that is not readable ONNX or whose metadata is
+    wrong: ONNX Runtime then refuses it with its own error."""
+    from edgekit.meta import from_props
+    from edgekit.runtimes.onnx_graph import summarize_onnx
+
+    try:
+        summary = summarize_onnx(path, graph=False)
+        meta = from_props(summary.metadata)
+    except (EdgekitError, OSError):
+        return None
+    if not summary.opsets:  # an empty file is an empty protobuf message, not a model
+        return None
+    return "fp32" if meta is None else meta.precision
 
 
 def profile_hints(profile: DeviceProfile, backend: str, precision: str, imgsz: tuple[int, int]) -> list[str]:

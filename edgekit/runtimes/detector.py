@@ -275,6 +275,9 @@ def load(
     names a device profile (``edgekit devices`` lists them): its thread count is used unless one is given,
     its shared / FP16 choices are added to `settings`, an .onnx file runs on the engine it names for ONNX
     files unless `backend` is given, and a model that is not what the profile prefers is logged as a hint.
+    Without `device` and `backend`, an .onnx file runs on the engine this machine's profile names for ONNX
+    files (x86: OpenVINO where it is installed, FP32 / FP16 files only; ``backend="onnxruntime"`` keeps ONNX
+    Runtime).
     Raises EdgekitError for a file that cannot be opened, an unknown backend or device.
     """
     settings = engine_settings(settings, threads)
@@ -285,6 +288,10 @@ def load(
         profile = get_profile(device)
         settings = profile_settings(profile, settings)
         backend = backend or profile_backend(profile, path)
+    elif backend is None:
+        from edgekit.devices.profiles import machine_backend
+
+        backend = machine_backend(path)
     engine = open_engine(path, backend=backend, settings=settings)
     detector = Detector(engine, read_meta(engine, imgsz, names))
     if profile is not None:

@@ -22,6 +22,7 @@ class OnnxSummary:
     opsets: dict[str, int] = field(default_factory=dict)
     ops: Counter = field(default_factory=Counter)
     initializers: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)  # ModelProto.metadata_props, as ONNX Runtime gives them
 
 
 VARINT_BYTES = 10  # a protobuf varint encodes at most 64 bits
@@ -81,8 +82,9 @@ def _graph(buf: memoryview, summary: OnnxSummary) -> None:
             summary.initializers += 1
 
 
-def summarize_onnx(path: str | Path) -> OnnxSummary:
-    """Read the IR version, producer, opset imports and top-level operator counts of an ONNX file.
+def summarize_onnx(path: str | Path, graph: bool = True) -> OnnxSummary:
+    """Read the IR version, producer, opset imports, metadata_props and top-level operator counts of an ONNX
+    file (`graph=False`: everything but the operators, without walking the graph).
 
     Every length is checked against the file's end and no payload is copied but the few strings reported, so
     nothing larger than the file is allocated. Raises EdgekitError for a file that is not a readable ONNX
@@ -98,7 +100,7 @@ def summarize_onnx(path: str | Path) -> OnnxSummary:
                 producer = bytes(value).decode()
             elif number == 3 and wire == 2:
                 version = bytes(value).decode()
-            elif number == 7 and wire == 2:
+            elif number == 7 and wire == 2 and graph:
                 _graph(value, summary)
             elif number == 8 and wire == 2:
                 domain, opset = "", 0
@@ -108,6 +110,9 @@ def summarize_onnx(path: str | Path) -> OnnxSummary:
                     elif n == 2 and w == 0:
                         opset = v
                 summary.opsets[domain or "ai.onnx"] = opset
+            elif number == 14 and wire == 2:  # ModelProto.metadata_props: StringStringEntryProto key = 1, value = 2
+                entry = {n: bytes(v).decode() for n, w, v in _fields(value) if n in (1, 2) and w == 2}
+                summary.metadata[entry.get(1, "")] = entry.get(2, "")
     except (ValueError, UnicodeDecodeError) as exc:
         raise EdgekitError(f"{path}: not a readable ONNX file ({exc})") from None
     summary.producer = f"{producer} {version}".strip()
