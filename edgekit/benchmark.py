@@ -169,15 +169,18 @@ def run_benchmark(
 def _measure(row: BenchmarkRow, path: Path, dataset, runs: int, settings: EngineSettings, progress: bool) -> None:
     from edgekit.eval.val import validate
     from edgekit.runtimes.detector import load
+    from edgekit.runtimes.engine import backend_for
     from edgekit.runtimes.profile import profile_model
 
-    detector = load(path, settings=settings)
+    backend = backend_for(path)  # each row is its format on the engine made for it (.onnx: ONNX Runtime)
+    detector = load(path, backend=backend, settings=settings)
     if progress:
         print(f"benchmark {row.format} {row.precision}: validating on {len(dataset.items)} images", file=sys.stderr)
     report = validate(detector, dataset, progress=progress, model=str(path))
     row.map50_95, row.map50 = round(report.map50_95, 4), round(report.map50, 4)
     profile = profile_model(
-        path, image=dataset.items[0].image, runs=runs, warmup=5, settings=settings, sweep=(), operators=False
+        path, backend=backend, image=dataset.items[0].image, runs=runs, warmup=5, settings=settings, sweep=(),
+        operators=False
     )
     row.ms = round(profile.latency.p50, 3)
     row.fps = round(1000.0 / profile.latency.p50, 1) if profile.latency.p50 else None

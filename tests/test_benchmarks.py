@@ -55,6 +55,12 @@ def test_converting_benchmark_smoke(script):
     smoke(script, *CONVERTING[script], timeout=900)
 
 
+@pytest.mark.slow
+def test_vs_ultralytics_trained_fixture_part_smoke():
+    """Part 3 of bench_vs_ultralytics.py (FP32 and --max-drop INT8 of a trained fixture, with mAP) converts first."""
+    smoke("bench_vs_ultralytics.py", ["--fixtures", "yolo26n.pt"], "3. trained fixture yolo26n at 320", timeout=900)
+
+
 def test_every_benchmark_script_has_a_smoke_run():
     scripts = {p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_")}
     assert scripts == set(FAST) | set(CONVERTING) | set(ELSEWHERE)

@@ -151,6 +151,7 @@ def test_load_runs_onnx_files_on_the_engine_this_machines_profile_names(tmp_path
     assert x86.onnx_backend.value == "openvino"
     assert profile_backend(x86, with_precision(tmp_path, "fp32")) == "openvino"
     assert profile_backend(x86, with_precision(tmp_path, "int8")) is None  # its budget was measured on ONNX Runtime
+    assert profile_backend(x86, with_precision(tmp_path, "fp16")) is None  # verified on ONNX Runtime
     assert profile_backend(x86, "m.tflite") is None
     for junk, content in (("junk.onnx", b"this is not a model"), ("empty.onnx", b"")):
         (tmp_path / junk).write_bytes(content)

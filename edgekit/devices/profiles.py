@@ -201,8 +201,8 @@ register(DeviceProfile(
     threads=Choice(None, "the engines default to the physical cores, which is right on a desktop"),
     imgsz=Choice(640, "the training size of most checkpoints"),
     onnx_backend=Choice("openvino", "OpenVINO reads ONNX directly and ran FP32 files 1.0-1.2x faster than ONNX "
-                        "Runtime with the same outputs (bench_engines.py, docs/benchmarks.md); INT8 files stay "
-                        "on ONNX Runtime, where their accuracy was measured"),
+                        "Runtime with the same outputs (bench_engines.py, docs/benchmarks.md); FP16 and INT8 files "
+                        "stay on ONNX Runtime, where they were verified"),
 ))
 
 
@@ -349,14 +349,14 @@ def profile_settings(profile: DeviceProfile, settings: EngineSettings | None = N
 
 def profile_backend(profile: DeviceProfile, path: str | Path) -> str | None:
     """The engine this device runs `path` on where the profile names one for its file type (ONNX files:
-    ``onnx_backend``, when that engine is installed and the file is not INT8: an INT8 file's accuracy budget
-    was measured on ONNX Runtime, so it stays there, as does a file that is not readable ONNX, so that its error
-    is ONNX Runtime's); None leaves the choice to the file's type."""
+    ``onnx_backend``, when that engine is installed and the file is FP32: an FP16 or INT8 file was verified and
+    its accuracy measured on ONNX Runtime, so it stays there, as does a file that is not readable ONNX, so that
+    its error is ONNX Runtime's); None leaves the choice to the file's type."""
     if Path(path).suffix.lower() != ".onnx" or profile.onnx_backend.value == FORMAT_BACKENDS["onnx"]:
         return None
     import importlib.util
 
-    if not importlib.util.find_spec(profile.onnx_backend.value) or _onnx_precision(Path(path)) in ("int8", None):
+    if not importlib.util.find_spec(profile.onnx_backend.value) or _onnx_precision(Path(path)) != "fp32":
         return None
     return profile.onnx_backend.value
 

@@ -276,8 +276,7 @@ def load(
     its shared / FP16 choices are added to `settings`, an .onnx file runs on the engine it names for ONNX
     files unless `backend` is given, and a model that is not what the profile prefers is logged as a hint.
     Without `device` and `backend`, an .onnx file runs on the engine this machine's profile names for ONNX
-    files (x86: OpenVINO where it is installed, FP32 / FP16 files only; ``backend="onnxruntime"`` keeps ONNX
-    Runtime).
+    files (x86: OpenVINO where it is installed, FP32 files only; ``backend="onnxruntime"`` keeps ONNX Runtime).
     Raises EdgekitError for a file that cannot be opened, an unknown backend or device.
     """
     settings = engine_settings(settings, threads)
