@@ -53,6 +53,7 @@ import numpy as np
 
 import edgekit
 from edgekit import assets
+from edgekit.detections import box_iou
 from edgekit.images import read_image
 from edgekit.runtimes import decode, nms
 from edgekit.runtimes.preprocess import LetterboxInfo, preprocess
@@ -178,12 +179,8 @@ def agreement(ref: edgekit.Detections, other: edgekit.Detections) -> float:
         return 1.0 if not len(other) else 0.0
     if not len(other):
         return 0.0
-    a, b = ref.xyxy[:, None], other.xyxy[None]
-    inter = (np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])).clip(0) * (
-        np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])).clip(0)
-    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
-    iou = inter / (area(a) + area(b) - inter + 1e-9)
-    close = (np.abs(a - b) <= 1.0).all(-1)
+    iou = box_iou(ref.xyxy, other.xyxy)
+    close = (np.abs(ref.xyxy[:, None] - other.xyxy[None]) <= 1.0).all(-1)
     same = ref.class_id[:, None] == other.class_id[None]
     return float((((iou >= 0.5) | close) & same).any(1).mean())
 

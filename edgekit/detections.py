@@ -165,6 +165,21 @@ _PALETTE = [
 ]
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box in `a` [N, 4] with every box in `b` [M, 4] (x1, y1, x2, y2, any
+    unit): [N, M] float64, 0 where boxes do not overlap or where both have no area. The one IoU of the
+    metrics, the confusion matrix, the artifact checks and the scene generator (NMS keeps its own, exact and
+    vectorized over candidate pairs: runtimes/nms.py)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
 def class_color(class_id: int) -> tuple[int, int, int]:
     """A fixed BGR colour per class id."""
     return _PALETTE[class_id % len(_PALETTE)]

@@ -243,3 +243,13 @@ def test_above_equals_numpy_at_float32_thresholds():
         np.testing.assert_array_equal(decode.above(small, 0.5), np.flatnonzero(small.reshape(-1) > 0.5))
     wide = scores.astype(np.float64)
     np.testing.assert_array_equal(decode.above(wide, 0.3), np.flatnonzero(wide > 0.3))
+
+
+def test_box_iou_is_the_textbook_ratio():
+    from edgekit.detections import box_iou
+
+    a = np.array([[0, 0, 10, 10], [5, 5, 15, 15]], np.float32)
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [3, 3, 3, 3]], np.float32)
+    expected = np.array([[1.0, 50 / 150, 0.0, 0.0], [25 / 175, 50 / 150, 0.0, 0.0]])
+    np.testing.assert_allclose(box_iou(a, b), expected, rtol=1e-12)
+    assert box_iou(a, b[:0]).shape == (2, 0) and box_iou(b[3], b[3]).item() == 0.0  # no area: no overlap

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgekit.converters.context import ExportContext
-from edgekit.detections import Detections
+from edgekit.detections import Detections, box_iou
 from edgekit.errors import EdgekitError
 from edgekit.eval.metrics import mean_average_precision
 from edgekit.eval.settings import VAL
@@ -219,19 +219,14 @@ def matched_f1(reference: Detections, got: Detections, iou: float = 0.5) -> tupl
     first). Returns (matched, reference count, artifact count)."""
     if not len(reference) or not len(got):
         return 0, len(reference), len(got)
-    a, b = reference.xyxy.astype(np.float64), got.xyxy.astype(np.float64)
-    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    overlap = inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
+    overlap = box_iou(reference.xyxy, got.xyxy)
     overlap[reference.class_id[:, None] != got.class_id[None, :]] = 0.0
     matched = 0
     while overlap.size and overlap.max() >= iou:
         i, j = np.unravel_index(int(overlap.argmax()), overlap.shape)
         overlap[i, :] = overlap[:, j] = 0.0
         matched += 1
-    return matched, len(a), len(b)
+    return matched, len(reference), len(got)
 
 
 def verify_agreement(ctx: ExportContext, engine, meta: ModelMeta) -> Verification:

@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgekit.detections import box_iou
+
 CLASSES = ("circle", "square", "triangle")
 
 
@@ -47,17 +49,6 @@ def _contrasting_color(rng: np.random.Generator, under: np.ndarray) -> tuple[int
     return tuple(int(c) for c in color)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    if not len(boxes):
-        return np.zeros(0)
-    w = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
-    h = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])
-    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (area + areas - inter)
-
-
 def render(rng: np.random.Generator, height: int, width: int, max_objects: int = 6) -> Sample:
     """Render one image of `height` x `width` with 1..`max_objects` shapes."""
     image = _background(rng, height, width)
@@ -88,7 +79,7 @@ def render(rng: np.random.Generator, height: int, width: int, max_objects: int =
             box = np.clip(box, 0, [width, height, width, height])
             if (box[2] - box[0]) < 6 or (box[3] - box[1]) < 6:
                 continue
-            if len(boxes) and _iou(box, np.array(boxes)).max() > 0.1:
+            if len(boxes) and box_iou(box, np.array(boxes)).max() > 0.1:
                 continue
             under = image[int(cy) % height, int(cx) % width].astype(np.float32)
             color = _contrasting_color(rng, under)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.detections import Detections
+from edgekit.detections import Detections, box_iou
 from edgekit.errors import EdgekitError
 from edgekit.eval.datasets import Dataset
 from edgekit.eval.metrics import MapResult, mean_average_precision
@@ -192,15 +192,6 @@ def labels_per_anchor(detect, multi_label: bool) -> Iterator[None]:
             detect.multi_label = saved
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / (area_a[:, None] + area_b[None] - inter + 1e-9)
-
-
 def confusion_matrix(
     predictions: list[Detections], truths: list[Detections], num_classes: int,
     conf: float = MATRIX_CONF, iou: float = MATRIX_IOU,
@@ -216,7 +207,7 @@ def confusion_matrix(
         p_boxes, p_cls, t_boxes, t_cls = kept.xyxy, kept.class_id, truth.xyxy, truth.class_id
         matched_p, matched_t = set(), set()
         if len(p_boxes) and len(t_boxes):
-            overlaps = _iou(p_boxes, t_boxes)
+            overlaps = box_iou(p_boxes, t_boxes)
             pairs = np.argwhere(overlaps >= iou)
             order = np.argsort(-overlaps[pairs[:, 0], pairs[:, 1]], kind="stable")
             for i, j in pairs[order]:
