@@ -279,9 +279,7 @@ def compare(args, python: str | None, name: str, same: Path, imgsz: int):
             a, b = detections_of(theirs, None), detections_of(ours, None)
             note = f"boxes agree with Ultralytics': {agreement(a, b):.2f} / {agreement(b, a):.2f}"
         for workers in regimes(args.load):
-            with busy_workers(workers):
-                results = in_turns(runners, args.rounds)
-            summary = {label: medians(runs, STAGES) for label, runs in results.items()}
+            summary = measured(runners, args.rounds, workers)
             base_label = next(iter(runners))
             if not isinstance(summary[base_label], dict):
                 raise SystemExit(f"{base_label} failed: {summary[base_label]}")
@@ -290,9 +288,8 @@ def compare(args, python: str | None, name: str, same: Path, imgsz: int):
                 if not isinstance(med, dict):
                     print(f"  {name} {scene}: {label} FAILED: {med}")
                     continue
-                engine = next((r["engine"] for r in results[label] if "engine" in r), "onnxruntime")
-                rows.append((scene, conf, workers, f"{label} ({engine})" if label.startswith("edgekit") else label,
-                             int(med["kept"]), med, base / med["wall"], note if label == "edgekit, same file" else ""))
+                rows.append((scene, conf, workers, shown(label, med), int(med["kept"]), med, base / med["wall"],
+                             note if label == "edgekit, same file" else ""))
                 if python is not None and label == "edgekit, same file":
                     target = TARGET_SAME_FILE if workers == 0 else 1.0
                     checks.append((f"{name} {imgsz} {scene}, {workers} busy: same file vs Ultralytics",
@@ -302,6 +299,25 @@ def compare(args, python: str | None, name: str, same: Path, imgsz: int):
           f"{args.rounds} processes per row, in turns (ms, medians; speedup = {against} / this row's wall)")
     print_rows(rows)
     return checks
+
+
+def measured(runners: dict[str, list[str]], rounds: int, workers: int) -> dict[str, dict | str]:
+    """Each runner's stage medians after `rounds` turns with `workers` busy workers competing, with the engine
+    an edgekit runner reported (``engine``; None for the peer); a string says why a runner failed."""
+    with busy_workers(workers):
+        results = in_turns(runners, rounds)
+    summary: dict[str, dict | str] = {}
+    for label, runs in results.items():
+        med = medians(runs, STAGES)
+        if isinstance(med, dict):
+            med["engine"] = next((r["engine"] for r in runs if "engine" in r), None)
+        summary[label] = med
+    return summary
+
+
+def shown(label: str, med: dict) -> str:
+    """A row's runner, with the engine edgekit's load chose where it reported one."""
+    return f"{label} ({med['engine']})" if med.get("engine") else label
 
 
 def print_rows(rows: list[tuple]) -> None:
@@ -376,9 +392,7 @@ def fixtures_part(args, python: str | None, work: Path) -> list[tuple[str, float
         rows = []
         base_label = next(iter(runners))
         for workers in regimes(args.load):
-            with busy_workers(workers):
-                results = in_turns(runners, args.rounds)
-            summary = {label: medians(runs, STAGES) for label, runs in results.items()}
+            summary = measured(runners, args.rounds, workers)
             if not isinstance(summary[base_label], dict):
                 print(f"  {name}: {base_label} FAILED: {summary[base_label]}")
                 continue
@@ -387,9 +401,7 @@ def fixtures_part(args, python: str | None, work: Path) -> list[tuple[str, float
                 if not isinstance(med, dict):
                     print(f"  {name}: {label} FAILED: {med}")
                     continue
-                engine = next((r["engine"] for r in results[label] if "engine" in r), "onnxruntime")
-                shown = f"{label} ({engine})" if label.startswith("edgekit") else label
-                rows.append(("val0", 0.25, workers, shown, int(med["kept"]), med, base / med["wall"],
+                rows.append(("val0", 0.25, workers, shown(label, med), int(med["kept"]), med, base / med["wall"],
                              f"mAP50-95 {maps[label]:.2f} ({maps[label] - maps[base_label]:+.2f})"))
             int8 = [(base / summary[lb]["wall"], lb) for lb in summary  # within the budget of its format's FP32
                     if lb.endswith(f"--max-drop {args.max_drop:g}") and isinstance(summary[lb], dict)
