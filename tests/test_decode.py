@@ -208,7 +208,7 @@ def reference_candidates(scores, conf, multi_label):
 
 @pytest.mark.parametrize("multi_label", [False, True])
 @pytest.mark.parametrize("class_major", [False, True])
-@pytest.mark.parametrize("classes", [7, 80])  # 80: rows read as machine words (decode.rows_above)
+@pytest.mark.parametrize("classes", [7, 80])
 def test_candidates_equal_the_plain_definition(multi_label, class_major, classes):
     _, scores = synthetic_outputs(2, anchors=3000, classes=classes, objects=30)
     scores = np.round(scores, 1)  # ties between classes of one anchor: argmax takes the lowest class
@@ -221,15 +221,47 @@ def test_candidates_equal_the_plain_definition(multi_label, class_major, classes
     assert len(got) > 50 and 5 not in anchor.tolist()
 
 
-def test_candidates_skip_nan_scores_and_find_rows_in_every_layout():
+@pytest.mark.parametrize("class_major", [False, True])
+def test_candidates_skip_nan_scores(class_major):
     scores = np.full((6, 16), 0.1, np.float32)
     scores[1, [3, 9]] = [0.5, 0.7]
     scores[4, [0, 2, 15]] = [np.nan, 0.6, 0.6]  # NaN is no candidate; of two equal scores the lower class wins
-    anchor, cls, score = decode.candidates(scores, 0.25)
+    given = np.ascontiguousarray(scores.T) if class_major else scores
+    assert decode.best_scores(given, class_major) is None  # the NaN sends candidates to its pairwise path
+    anchor, cls, score = decode.candidates(given, 0.25, class_major=class_major)
     assert anchor.tolist() == [1, 4] and cls.tolist() == [9, 2] and score.tolist() == pytest.approx([0.7, 0.6])
-    for layout in (scores, scores[:, :15], np.asfortranarray(scores), scores.astype(np.float64)):
-        expected = np.flatnonzero((layout > 0.25).any(1))
-        np.testing.assert_array_equal(decode.rows_above(layout, 0.25), expected)
+
+
+def test_best_scores_in_every_layout():
+    _, scores = synthetic_outputs(1, anchors=500, classes=16, objects=10)
+    expected = scores.max(1)
+    for layout in (scores, scores[:, :15], np.asfortranarray(scores), scores.astype(np.float64), scores[:, :1]):
+        np.testing.assert_array_equal(decode.best_scores(layout), layout.max(1))
+    np.testing.assert_array_equal(decode.best_scores(np.ascontiguousarray(scores.T), class_major=True), expected)
+    anchors = np.array([3, 0, 499])
+    np.testing.assert_array_equal(decode.classes_at(scores, anchors), scores[anchors].argmax(1))
+    np.testing.assert_array_equal(decode.classes_at(scores.T, anchors, class_major=True), scores[anchors].argmax(1))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("max_det", [5, 300])
+def test_decode_nms_classes_only_where_nms_reads_them_equal_all_candidates(packed, max_det):
+    """decode_nms looks classes up lazily (single-label, no class filter); the result is NMS over every
+    candidate with its class, including when the first prefix of candidates keeps too few boxes."""
+    boxes, scores = synthetic_outputs(4, anchors=3000, classes=80, objects=60)
+    anchor, cls, score = decode.candidates(scores, 0.25)
+    kept = nms.nms(boxes[anchor], score, 0.45, cls)[:max_det]
+    if packed:
+        xywh = np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], 1)
+        found = decode.decode_nms(np.ascontiguousarray(xywh.T), np.ascontiguousarray(scores.T), 0.25, 0.45,
+                                  max_det, packed=True)
+        np.testing.assert_allclose(found.xyxy, boxes[anchor][kept], atol=1e-6)
+    else:
+        found = decode.decode_nms(boxes, scores, 0.25, 0.45, max_det)
+        np.testing.assert_array_equal(found.xyxy, boxes[anchor][kept])
+    assert len(kept) == min(max_det, len(nms.nms(boxes[anchor], score, 0.45, cls))) and len(kept) > 4
+    np.testing.assert_array_equal(found.class_id, cls[kept])
+    np.testing.assert_array_equal(found.confidence, score[kept])
 
 
 def test_above_equals_numpy_at_float32_thresholds():

@@ -41,6 +41,23 @@ def test_nms_limit_reads_a_prefix_only_when_it_suffices():
     assert nms.nms(boxes, scores, 0.5, cls, limit=0).size == 0
 
 
+@pytest.mark.parametrize("limit", [3, 30, 45])
+def test_nms_limit_decides_later_candidates_against_those_kept(limit):
+    """Clusters of near-duplicates: the best 2 x limit candidates keep few boxes, so later passes decide the
+    next candidates against the boxes kept before them."""
+    rng = np.random.default_rng(11)
+    centers = rng.uniform(0, 1, (50, 2))
+    member = np.repeat(np.arange(50), 20)
+    xy = centers[member] + rng.normal(0, 0.002, (1000, 2))
+    boxes = np.concatenate([xy, xy + 0.05], 1).astype(np.float32)
+    scores = np.round(0.95 - 0.015 * member + rng.uniform(0, 0.03, 1000), 2).astype(np.float32)  # cluster by cluster
+    cls = member % 3
+    full = textbook_keep(boxes, scores, 0.5, cls)
+    assert 45 <= len(full) <= 50  # about one box per cluster: a keep rate of 1 in 20
+    np.testing.assert_array_equal(nms.nms(boxes, scores, 0.5, cls, limit=limit), full[:limit])
+    np.testing.assert_array_equal(nms.nms(boxes, scores, 0.5, lambda i: cls[i], limit=limit), full[:limit])
+
+
 def test_nms_pair_budget_fallback_equals_textbook(monkeypatch):
     boxes, scores, cls = crowded(3, n=300, grid=True)
     expected = textbook_keep(boxes, scores, 0.3, cls)

@@ -8,10 +8,13 @@ loop's; only the schedule is vectorized (see :func:`nms`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 _PAIR_BUDGET = 2_000_000  # overlapping-pair candidates beyond which NMS falls back to rounds over kept boxes
 _PAIRS_PER_BOX = 64  # ... or beyond this many per box (big boxes everywhere): rounds are cheaper there
+_HEAD = 2  # the first candidates read with a limit: this many times the limit
 _ROUNDS_FIRST = 8  # rounds over kept boxes before the pair graph settles the rest ...
 _ROUNDS_PAYING = 8  # ... unless a round drops fewer than 1 in this many undecided boxes (few clusters left)
 
@@ -20,17 +23,20 @@ def nms(
     boxes: np.ndarray,
     scores: np.ndarray,
     iou: float,
-    class_id: np.ndarray | None = None,
+    class_id: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
     limit: int | None = None,
 ) -> np.ndarray:
     """Exact greedy NMS; with `class_id`, boxes only suppress boxes of their own class.
 
+    `class_id` is [N] integers, or a function from box indices [K] to their classes [K]: for a caller whose
+    classes cost a pass over each box's scores (decode), where only the candidates NMS reads need one.
+
     `boxes` [N, 4] x1, y1, x2, y2 (any unit), `scores` [N]; a box goes when a kept box of its class with a
     higher score (or the same score and a lower index) overlaps it with IoU > `iou`. Returns kept indices,
     highest score first (ties keep input order, as OpenCV's stable sort does); with `limit`, only the first
-    `limit` of them, which greedy NMS decides from the best candidates alone: prefixes of 4 x `limit`
-    candidates, then as many as the last prefix's keep rate says (at least double), are tried until one
-    keeps `limit` boxes.
+    `limit` of them, which greedy NMS decides from the best candidates alone: the best 2 x `limit` first,
+    then, while fewer than `limit` are kept, the next ones (as many as the keep rate so far says, at least
+    `limit`) against the boxes kept so far.
 
     The greedy result is computed without a loop over every kept box. A few vectorized rounds keep the best
     box of each class and drop what it overlaps (most of each cluster goes; the rounds stop early once one
@@ -46,16 +52,28 @@ def nms(
     if n == 0 or (limit is not None and limit <= 0):
         return np.zeros(0, np.int64)
     order = priority(np.asarray(scores))
-    boxes, class_id = np.asarray(boxes), None if class_id is None else np.asarray(class_id)
-    size = 4 * limit if limit is not None else n
-    while size < n:  # the best `size` candidates decide the first `limit` kept boxes if they keep that many
-        head = order[:size]
-        kept = _greedy(boxes[head].astype(np.float64), None if class_id is None else class_id[head], iou)
-        if len(kept) >= limit:
-            return head[kept[:limit]]
-        size = max(2 * size, int(1.25 * size * limit / max(len(kept), 1)))  # as many as this keep rate needs
-    kept = _greedy(boxes[order].astype(np.float64), None if class_id is None else class_id[order], iou)
-    return order[kept if limit is None else kept[:limit]]
+    boxes = np.asarray(boxes)
+    if class_id is None:
+        classes_of = None
+    elif callable(class_id):
+        classes_of = class_id
+    else:
+        classes_of = np.asarray(class_id).take
+    if limit is None or limit >= n:
+        kept = _greedy(boxes.take(order, 0).astype(np.float64), None if classes_of is None else classes_of(order), iou)
+        return order[kept if limit is None else kept[:limit]]
+    # The best candidates first; where they keep fewer than `limit`, the next ones are decided against the boxes
+    # kept so far (greedy NMS decides a box from the kept boxes above it alone), as many as the keep rate says.
+    kept_at = order[:0]
+    done, size = 0, min(n, _HEAD * limit)
+    while True:
+        at = np.concatenate([kept_at, order[done:size]])
+        kept = _greedy(boxes.take(at, 0).astype(np.float64), None if classes_of is None else classes_of(at), iou)
+        kept_at, done = at[kept], size
+        if len(kept_at) >= limit or done >= n:
+            return kept_at[:limit]
+        needed = 1.25 * (limit - len(kept_at)) * done / len(kept_at)  # the first candidate is always kept
+        size = min(n, done + max(limit, int(needed)))
 
 
 def priority(scores: np.ndarray) -> np.ndarray:
@@ -116,7 +134,8 @@ def _overlapping_pairs(
 
     Boxes are sorted by their left edge, each group on its own stretch of the axis. IoU > t needs a horizontal
     overlap wider than t times either width (the overlap area is at most that width times the box height), so
-    a box can only pair with boxes that start less than (1 - t) of its width after it: binary search.
+    a box can only pair with boxes that start less than (1 - t) of its width after it: binary search. (Gathers
+    are ``np.take`` on single columns: numpy's fancy indexing of rows costs several times more per call.)
     """
     n = len(xyxy)
     x1, y1, x2, y2 = np.ascontiguousarray(xyxy.T)
@@ -124,30 +143,38 @@ def _overlapping_pairs(
     span = max(float(x1.max()), float(x2.max())) - lo + 1.0
     key = x1 - lo
     if groups is not None:
-        g = np.unique(groups, return_inverse=True)[1].reshape(-1)
-        key = key + g * (2 * span)
-    by_key = np.argsort(key, kind="stable")
-    sorted_key = key[by_key]
-    reach = sorted_key + np.maximum(x2 - x1, 0)[by_key] * (1.0 - min(max(iou, 0.0), 1.0))
-    end = np.searchsorted(sorted_key, reach + 1e-9 * span, side="left")  # strictly before the right edge
-    count = np.maximum(end - np.arange(n) - 1, 0)
+        if groups.dtype.kind in "iu" and 0 <= groups.min() and groups.max() < 2**20:  # class ids: stretches as is
+            stretch = groups
+        else:
+            stretch = np.unique(groups, return_inverse=True)[1].reshape(-1)
+        key += stretch * (2 * span)
+    by_key = np.argsort(key)  # equal keys in any order: the first of them lists the others
+    sorted_key = key.take(by_key)
+    width = x2 - x1
+    np.maximum(width, 0, out=width)
+    reach = width.take(by_key)
+    reach *= 1.0 - min(max(iou, 0.0), 1.0)
+    reach += sorted_key
+    reach += 1e-9 * span
+    end = np.searchsorted(sorted_key, reach, side="left")  # strictly before the right edge
+    count = end - np.arange(1, n + 1)
+    np.maximum(count, 0, out=count)
     total = int(count.sum())
     if total > _PAIR_BUDGET or total > _PAIRS_PER_BOX * n:
         return None
     first = np.repeat(np.arange(n), count)
-    step = np.arange(total) - np.repeat(np.cumsum(count) - count, count) + 1
-    a, b = by_key[first], by_key[first + step]
-    w = np.minimum(x2[a], x2[b])
-    w -= np.maximum(x1[a], x1[b])
-    h = np.minimum(y2[a], y2[b])
-    h -= np.maximum(y1[a], y1[b])
+    step = np.arange(1, total + 1) - np.repeat(np.cumsum(count) - count, count)
+    a, b = by_key.take(first), by_key.take(first + step)
+    w = np.minimum(x2.take(a), x2.take(b))
+    w -= np.maximum(x1.take(a), x1.take(b))
+    h = np.minimum(y2.take(a), y2.take(b))
+    h -= np.maximum(y1.take(a), y1.take(b))
     np.maximum(w, 0, out=w)
     np.maximum(h, 0, out=h)
     inter = w * h
     area = (x2 - x1) * (y2 - y1)
-    hit = (inter > iou * (area[a] + area[b] - inter)) & (inter > 0)
-    if groups is not None:
-        hit &= groups[a] == groups[b]
+    union = area.take(a) + area.take(b) - inter
+    hit = (inter > iou * union) & (inter > 0)  # (pairs never cross groups: their stretches are 2 spans apart)
     a, b = a[hit], b[hit]
     return np.minimum(a, b), np.maximum(a, b)
 
