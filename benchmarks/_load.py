@@ -32,10 +32,12 @@ def add_load_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_child_arguments(parser: argparse.ArgumentParser) -> None:
     """The hidden options a benchmark starts its own measuring processes with: the model file, its engine, and
-    whether the machine counts as shared (EngineSettings.shared)."""
+    whether the machine counts as shared (EngineSettings.shared: --shared, --no-shared, or neither: decided
+    from the machine's load when the engine opens, as edgekit's default does)."""
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--backend", help=argparse.SUPPRESS)
-    parser.add_argument("--shared", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--shared", action="store_const", const=True, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--no-shared", dest="shared", action="store_const", const=False, help=argparse.SUPPRESS)
 
 
 @contextlib.contextmanager

@@ -97,7 +97,7 @@ def main() -> int:
                            "--frames", str(args.frames), "--warmup", str(args.warmup)]
                 if args.threads:
                     command += ["--threads", str(args.threads)]
-                commands[(str(path), backend, shared)] = command + (["--shared"] if shared else [])
+                commands[(str(path), backend, shared)] = command + (["--shared"] if shared else ["--no-shared"])
     for workers in _load.regimes(args.load):
         with _load.busy_workers(workers):
             results = _load.in_turns(commands, args.rounds)

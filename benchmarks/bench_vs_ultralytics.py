@@ -21,8 +21,9 @@ rows of part 3 still print.
    (one-to-many output + NMS). On the bundled photo, each runner times ``--frames`` frames after warm-up in
    a process of its own, and the runners take turns, one process alive at a time, for ``--rounds`` rounds (a
    spinning engine never slows another's frames): Ultralytics' predict on that file; edgekit's Detector on
-   the same file with its defaults (the engine this machine's profile names for ONNX files, idle workers
-   spinning), with ``--shared``, and on ONNX Runtime as Ultralytics runs it. Busy: conf 0.25; quiet: the same
+   the same file with its defaults (the engine this machine's profile names for ONNX files; idle workers
+   spinning unless other processes keep half a core busy as the engine opens, then sleeping), with
+   ``--shared`` and ``--no-shared`` forced, and on ONNX Runtime as Ultralytics runs it. Busy: conf 0.25; quiet: the same
    frame at a conf that keeps about three boxes. Targets: edgekit's default at least 1.1x Ultralytics on the
    machine as it is (run it on a quiet one), and no slower with ``--load N`` busy workers competing.
 3. Trained fixtures (tests/fixtures/families, 320): edgekit's FP32 and ``--max-drop`` INT8 artifacts in each
@@ -186,12 +187,12 @@ def agreement(ref: edgekit.Detections, other: edgekit.Detections) -> float:
 
 
 def edgekit_command(path: Path, conf: float, frames: int, warmup: int, backend: str | None = None,
-                    shared: bool = False, boxes: bool = False, image: Path | None = None) -> list[str]:
+                    shared: bool | None = None, boxes: bool = False, image: Path | None = None) -> list[str]:
     """The command that times edgekit's Detector on `path` in a process of its own (see :func:`child`)."""
     command = [sys.executable, __file__, "--child", str(path), "--conf", str(conf), "--frames", str(frames),
                "--warmup", str(warmup), "--image", str(image or assets.shapes_image())]
-    return command + (["--backend", backend] if backend else []) + (["--shared"] if shared else []) + (
-        ["--boxes"] if boxes else [])
+    switch = {True: ["--shared"], False: ["--no-shared"], None: []}[shared]
+    return command + (["--backend", backend] if backend else []) + switch + (["--boxes"] if boxes else [])
 
 
 def peer_command(python: str, path: Path, conf: float, frames: int, warmup: int, imgsz: int, boxes: bool = False,
@@ -211,7 +212,8 @@ def child(args) -> None:
     image = read_image(args.image)
     for _ in range(args.warmup):
         detector(image, conf=args.conf, iou=IOU)
-    reply = {"wall": [], "pre": [], "infer": [], "post": [], "kept": 0, "engine": detector.engine.backend}
+    engine = detector.engine.backend + (", shared" if detector.engine.settings.shared else "")
+    reply = {"wall": [], "pre": [], "infer": [], "post": [], "kept": 0, "engine": engine}
     for _ in range(args.frames):
         start = time.perf_counter()
         found = detector(image, conf=args.conf, iou=IOU)
@@ -262,11 +264,13 @@ def side_by_side(args, python: str | None, work: Path) -> list[tuple[str, float,
 
 def compare(args, python: str | None, name: str, same: Path, imgsz: int):
     """Time Ultralytics' predict on `same` (with a peer) and edgekit on the same file (its defaults, --shared,
-    and on ONNX Runtime as Ultralytics runs it): one process per runner, in turns, quiet and under --load."""
+    --no-shared, and on ONNX Runtime as Ultralytics runs it): one process per runner, in turns, quiet and
+    under --load."""
     rows, checks = [], []
     for scene, conf in (("busy", 0.25), ("quiet", quiet_conf(same))):
         runners = {"edgekit, same file": edgekit_command(same, conf, args.frames, WARMUP),
                    "edgekit, same file, --shared": edgekit_command(same, conf, args.frames, WARMUP, shared=True),
+                   "edgekit, same file, --no-shared": edgekit_command(same, conf, args.frames, WARMUP, shared=False),
                    "edgekit, same file on ONNX Runtime": edgekit_command(same, conf, args.frames, WARMUP,
                                                                          "onnxruntime")}
         if python is not None:

@@ -21,7 +21,7 @@ from edgekit.converters.options import ConvertOptions
 from edgekit.errors import EdgekitError, first_line
 from edgekit.eval.datasets import load_dataset
 from edgekit.logs import get_logger
-from edgekit.runtimes.settings import EngineSettings
+from edgekit.runtimes.settings import EngineSettings, resolve_shared
 
 log = get_logger("edgekit.convert")
 
@@ -110,12 +110,13 @@ def run_benchmark(
     split: str = "val",
     runs: int = 50,
     threads: int | None = None,
-    shared: bool = False,
+    shared: bool | None = None,
     progress: bool = True,
 ) -> BenchmarkReport:
     """Convert `spec` as `options` say (into a temporary folder unless ``options.out_dir`` is set), then per
     artifact: mAP on `data` (`split`) and the median latency of `runs` timed frames after warm-up, each engine
-    with `threads` and `shared` (:class:`~edgekit.runtimes.settings.EngineSettings`).
+    with `threads` and `shared` (:class:`~edgekit.runtimes.settings.EngineSettings`; None: decided once,
+    from the machine's load as the run starts, so that every row runs the same way).
 
     Raises EdgekitError for unreadable data or a checkpoint that cannot be opened; everything that goes wrong
     with one target becomes that row's error.
@@ -142,6 +143,7 @@ def run_benchmark(
         report = BenchmarkReport(
             str(spec), str(data), size, params, gflops, len(dataset.items), threads
         )
+        settings = resolve_shared(EngineSettings(threads, shared))  # after the conversions: the load of timing
         for fmt, precision in ((f, p) for f in options.formats for p in options.precisions):
             row = BenchmarkRow(fmt, precision)
             result = results.get((fmt, precision))
@@ -153,7 +155,7 @@ def run_benchmark(
             else:
                 row.file, row.size_mb = result.path.name, round(result.size_mb, 2)
                 try:
-                    _measure(row, result.path, dataset, runs, EngineSettings(threads, shared), progress)
+                    _measure(row, result.path, dataset, runs, settings, progress)
                 except EdgekitError as exc:
                     row.error = str(exc)
                 except Exception as exc:  # one artifact's engine failing must not lose the table

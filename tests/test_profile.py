@@ -13,6 +13,7 @@ from edgekit.assets import shapes_model
 from edgekit.cli import main
 from edgekit.runtimes.profile import Latency, default_sweep, profile_model
 from edgekit.runtimes.profile_plot import nice_ticks, render_profile
+from edgekit.runtimes.settings import EngineSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "devices"
 
@@ -20,7 +21,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "devices"
 @pytest.fixture(scope="module")
 def pi5_report():
     return profile_model(shapes_model(), backend="onnxruntime", runs=30, warmup=3, sweep=[1, 2], sweep_runs=5,
-                         telemetry_root=FIXTURES / "rpi5", throttled=lambda: 0xE0008, interval=0.05)
+                         settings=EngineSettings(shared=False), telemetry_root=FIXTURES / "rpi5",
+                         throttled=lambda: 0xE0008, interval=0.05)
 
 
 def test_stages_add_up_to_the_frame_time(pi5_report):

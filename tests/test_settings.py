@@ -2,6 +2,10 @@
 `load`, device profiles and the CLI; OpenVINO runs .onnx files with ONNX Runtime's results."""
 
 import json
+import os
+import subprocess
+import sys
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +19,7 @@ from edgekit.errors import EdgekitError
 from edgekit.images import read_image
 from edgekit.runtimes.engine import open_engine
 from edgekit.runtimes.preprocess import preprocess
-from edgekit.runtimes.settings import EngineSettings, engine_settings
+from edgekit.runtimes.settings import BUSY_SHARED_CORES, EngineSettings, engine_settings, resolve_shared
 
 SPIN = "session.intra_op.allow_spinning"
 
@@ -25,7 +29,7 @@ def spinning(engine) -> str:
 
 
 def test_settings_merge_threads_and_refuse_bad_counts():
-    assert engine_settings() == EngineSettings(None, False, False)
+    assert engine_settings() == EngineSettings(None, None, False)  # shared: decided when an engine opens
     assert engine_settings(EngineSettings(2, True), None) == EngineSettings(2, True)
     assert engine_settings(EngineSettings(2, True), 3) == EngineSettings(3, True)  # an explicit count wins
     for bad in (0, -1, True):
@@ -35,17 +39,47 @@ def test_settings_merge_threads_and_refuse_bad_counts():
 
 def test_onnxruntime_spins_unless_the_machine_is_shared():
     model = assets.shapes_model()
-    assert spinning(open_engine(model)) == "1"
+    assert spinning(open_engine(model, settings=EngineSettings(shared=False))) == "1"
     shared = open_engine(model, settings=EngineSettings(shared=True))
     assert spinning(shared) == "0" and shared.settings.shared
     legacy = open_engine(model, threads=1)  # the threads= callers keep working
-    assert legacy.threads == 1 and legacy.settings == EngineSettings(1)
+    assert legacy.threads == 1 and legacy.settings.threads == 1 and legacy.settings.shared in (False, True)
     assert legacy.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_shared_left_unset_follows_the_machines_load(tmp_path, monkeypatch):
+    from edgekit.runtimes import settings as settings_module
+
+    stat = tmp_path / "proc" / "stat"
+    stat.parent.mkdir()
+    stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 50 0 50 400 0 0 0 0 0 0\n")
+    later = "cpu  200 40 150 810 20 0 0 0 0 0\n"  # 150 busy ticks of 220 (niced and iowait ones are not)
+    monkeypatch.setattr(settings_module.time, "sleep", lambda s: stat.write_text(later))
+    assert settings_module.busy_cores(root=tmp_path) == pytest.approx(150 / 220 * os.cpu_count())
+    monkeypatch.setattr(settings_module.time, "sleep", lambda s: None)
+    assert settings_module.busy_cores(root=tmp_path / "nowhere") is None  # not Linux: no reading, spin
+    assert resolve_shared(EngineSettings(), busy=0.4) == EngineSettings(shared=False)
+    assert resolve_shared(EngineSettings(), busy=BUSY_SHARED_CORES) == EngineSettings(shared=True)
+    assert resolve_shared(EngineSettings(2), busy=None) == EngineSettings(2, False)
+    assert resolve_shared(EngineSettings(shared=False), busy=5.0).shared is False  # a stated choice stays
+
+
+def test_a_busy_machine_opens_engines_shared():
+    """One process keeping a core busy while ONNX Runtime opens: its idle workers sleep, as --shared says."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        engine = open_engine(assets.shapes_model())
+        assert engine.settings.shared is True and spinning(engine) == "0"
+        assert "(shared)" in repr(edgekit.load(assets.shapes_model(), backend="onnxruntime"))
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def test_openvino_unpins_threads_on_a_shared_machine():
     model = assets.shapes_model()
-    alone = open_engine(model, backend="openvino")
+    alone = open_engine(model, backend="openvino", settings=EngineSettings(shared=False))
     shared = open_engine(model, backend="openvino", threads=1, settings=EngineSettings(shared=True))
     assert alone.compiled.get_property("ENABLE_CPU_PINNING") is True
     assert shared.compiled.get_property("ENABLE_CPU_PINNING") is False
@@ -62,7 +96,7 @@ def ncnn_folder(tmp_path):
 
 def test_ncnn_gets_fp16_and_sleeping_workers_from_the_settings(tmp_path):
     folder = ncnn_folder(tmp_path)
-    plain = open_engine(folder)  # kept alive: the Option belongs to its net
+    plain = open_engine(folder, settings=EngineSettings(shared=False))  # kept alive: the Option belongs to its net
     opt = plain.net.opt
     assert not opt.use_fp16_storage and not opt.use_fp16_arithmetic and opt.openmp_blocktime == 20
     tuned = open_engine(folder, settings=EngineSettings(threads=2, shared=True, fp16=True))
@@ -77,7 +111,9 @@ def test_ncnn_gets_fp16_and_sleeping_workers_from_the_settings(tmp_path):
 
 def test_device_profiles_give_settings_and_the_engine_for_onnx_files():
     pi = get_profile("rpi5")
-    assert profile_settings(pi) == EngineSettings(pi.threads.value, pi.shared.value, pi.fp16.value)
+    assert not pi.shared.value  # a Pi's profile leaves `shared` to the load when the engine opens
+    assert profile_settings(pi) == EngineSettings(pi.threads.value, None, pi.fp16.value)
+    assert profile_settings(replace(pi, shared=replace(pi.shared, value=True))).shared is True
     assert profile_settings(pi, EngineSettings(1, shared=True)).threads == 1
     assert profile_settings(pi, EngineSettings(shared=True)).shared
     fp16 = replace(pi, fp16=replace(pi.fp16, value=True))

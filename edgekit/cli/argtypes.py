@@ -67,9 +67,15 @@ def thread_list(text: str) -> list[int]:
 
 
 def add_shared(parser: argparse.ArgumentParser) -> None:
-    """The --shared switch of every verb that opens an engine (EngineSettings.shared)."""
-    parser.add_argument(
-        "--shared", action="store_true",
+    """The --shared / --no-shared switches of every verb that opens an engine (EngineSettings.shared; neither:
+    decided from the machine's load when the engine opens)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--shared", action="store_const", const=True, default=None,
         help="the machine runs other busy processes: idle engine threads sleep instead of spin-waiting "
-             "(default: the detector has the cores to itself, as on a device)",
+             "(default: sleep if other processes keep half a core or more busy when the engine opens, else spin)",
+    )
+    group.add_argument(
+        "--no-shared", dest="shared", action="store_const", const=False,
+        help="the detector has the cores to itself: idle engine threads spin-wait between operators",
     )

@@ -342,7 +342,7 @@ def profile_settings(profile: DeviceProfile, settings: EngineSettings | None = N
     settings = settings or EngineSettings()
     return EngineSettings(
         threads=resolve_threads(profile, settings.threads),
-        shared=settings.shared or bool(profile.shared.value),
+        shared=True if profile.shared.value else settings.shared,
         fp16=settings.fp16 or bool(profile.fp16.value),
     )
 

@@ -21,6 +21,7 @@ class CoreMLEngine(Engine):
     """Runs an .mlpackage with coremltools on macOS; reads its description anywhere."""
 
     backend = "coreml"
+    idle_switch = False  # no spin / sleep setting to pass
 
     def __init__(self, path: str | Path, threads: int | None = None, settings: EngineSettings | None = None):
         super().__init__(path, threads, settings)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import EdgekitError
-from edgekit.runtimes.settings import EngineSettings, engine_settings
+from edgekit.runtimes.settings import EngineSettings, engine_settings, resolve_shared
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,13 @@ class Engine(ABC):
     """A loaded model file that runs named numpy inputs on one backend."""
 
     backend: str = ""
+    idle_switch: bool = True  # whether the engine's idle workers spin or sleep as `settings.shared` says
 
     def __init__(self, path: str | Path, threads: int | None = None, settings: EngineSettings | None = None):
         self.path = Path(path)
         self.settings = engine_settings(settings, threads)
+        if self.settings.shared is None:  # decided now, from the machine's load, where it changes anything
+            self.settings = resolve_shared(self.settings) if self.idle_switch else replace(self.settings, shared=False)
         self.threads = self.settings.threads
 
     _inputs: list[TensorSpec]  # each engine reads its tensors once, when it opens the model
@@ -117,7 +120,8 @@ def open_engine(
     settings: EngineSettings | None = None,
 ) -> Engine:
     """Open a model file with the backend its type (or `backend`) names, with `settings` (threads, shared
-    machine, FP16; an explicit `threads` wins over ``settings.threads``). Raises EdgekitError for a missing
+    machine, FP16; an explicit `threads` wins over ``settings.threads``; an unset ``shared`` is decided from
+    the machine's load now: :func:`~edgekit.runtimes.settings.resolve_shared`). Raises EdgekitError for a missing
     file or an unknown backend, and the engine's own EdgekitError for a file it cannot read."""
     path = Path(path)
     if not path.exists():

@@ -52,6 +52,7 @@ class ExecuTorchEngine(Engine):
     """Runs the ``forward`` method of a .pte file; ``threads`` sizes ExecuTorch's (process-wide) thread pool."""
 
     backend = "executorch"
+    idle_switch = False  # no spin / sleep setting to pass
 
     def __init__(self, path: str | Path, threads: int | None = None, settings: EngineSettings | None = None):
         super().__init__(path, threads, settings)

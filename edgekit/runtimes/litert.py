@@ -40,6 +40,7 @@ class LiteRTEngine(Engine):
     idle workers, so ``settings.shared`` changes nothing here."""
 
     backend = "litert"
+    idle_switch = False  # no spin / sleep setting to pass
 
     def __init__(self, path: str | Path, threads: int | None = None, settings: EngineSettings | None = None):
         super().__init__(path, threads, settings)

@@ -2,18 +2,29 @@
 FP16 arithmetic where the engine and CPU offer it. One value every engine, `load`, the CLI and the device
 profiles pass along.
 
-The default is the device case: the detector has the machine to itself (a Raspberry Pi, a phone, an edge
-box), so idle engine workers spin between operators instead of sleeping and waking late for each one. With
-``shared=True`` they sleep, which is what wins when other busy processes want the same cores.
-docs/benchmarks.md (Engine settings) gives what each engine does with them and the command that measures
-them (benchmarks/bench_engines.py).
+Where the detector has the machine to itself (a Raspberry Pi, a phone, an edge box), idle engine workers
+spin between operators instead of sleeping and waking late for each one. With ``shared=True`` they sleep,
+which is what wins when other busy processes want the same cores. Left unset (``shared=None``, the
+default), the engine is opened with whichever fits the machine at that moment: :func:`busy_cores` measures
+how much CPU the other processes take while the engine is opened (50 ms), and half a core or more makes it
+shared. docs/benchmarks.md (Engine settings) gives what each engine does with them and the command that
+measures them (benchmarks/bench_engines.py).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from edgekit.errors import EdgekitError
+
+logger = logging.getLogger(__name__)
+
+BUSY_SHARED_CORES = 0.5  # other processes' CPU, in cores, at or above which an unset `shared` becomes True
+BUSY_SAMPLE_S = 0.05  # how long busy_cores watches the machine when an engine with `shared` unset is opened
 
 
 @dataclass(frozen=True)
@@ -23,12 +34,13 @@ class EngineSettings:
     `threads`: inference threads (None: the engine's default, one per physical core). `shared`: the machine
     runs other busy processes, so idle workers sleep rather than spin (ONNX Runtime's
     ``session.intra_op.allow_spinning``, NCNN's OpenMP block time, OpenVINO's core pinning; LiteRT has no
-    such switch). `fp16`: NCNN's FP16 storage and arithmetic where the CPU has them (ARMv8.2+); other engines
-    ignore it. Raises EdgekitError for a thread count below 1.
+    such switch); None: decided when the engine is opened, from the machine's load then
+    (:func:`resolve_shared`). `fp16`: NCNN's FP16 storage and arithmetic where the CPU has them (ARMv8.2+);
+    other engines ignore it. Raises EdgekitError for a thread count below 1.
     """
 
     threads: int | None = None
-    shared: bool = False
+    shared: bool | None = None
     fp16: bool = False
 
     def __post_init__(self):
@@ -44,3 +56,42 @@ def engine_settings(settings: EngineSettings | None = None, threads: int | None 
     """`settings` (default: the device case) with an explicit `threads` count applied: the one merge of the
     ``threads=`` argument callers have always passed with the settings that came later."""
     return (settings or EngineSettings()).with_threads(threads)
+
+
+def busy_cores(interval: float = BUSY_SAMPLE_S, root: str | Path = "/") -> float | None:
+    """How many cores' worth of CPU time the machine spent busy during the next `interval` seconds, from
+    /proc/stat, while this thread sleeps: the other processes' load. Idle, I/O wait and niced processes'
+    time (nice > 0: an engine at normal priority takes the cores from them) do not count. None where
+    /proc/stat cannot be read (not Linux, or a sandbox such as Android's)."""
+
+    def sample() -> tuple[int, int] | None:
+        try:
+            fields = (Path(root) / "proc/stat").read_text().split("\n", 1)[0].split()
+            ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+        except (OSError, ValueError, IndexError):
+            return None
+        return sum(ticks) - ticks[1] - ticks[3] - ticks[4], sum(ticks)
+
+    first = sample()
+    if first is None:
+        return None
+    time.sleep(interval)
+    second = sample()
+    if second is None or second[1] <= first[1]:
+        return None
+    cores = os.cpu_count() or 1
+    return (second[0] - first[0]) / (second[1] - first[1]) * cores
+
+
+def resolve_shared(settings: EngineSettings, busy: float | None = None) -> EngineSettings:
+    """`settings` with an unset `shared` decided: True when other processes keep at least
+    BUSY_SHARED_CORES busy (`busy`, default: measured now by :func:`busy_cores`), else False (also where the
+    load cannot be read). Settings that say `shared` already come back as they are."""
+    if settings.shared is not None:
+        return settings
+    busy = busy_cores() if busy is None else busy
+    shared = busy is not None and busy >= BUSY_SHARED_CORES
+    if shared:
+        logger.info("other processes keep %.1f cores busy: idle engine threads sleep (shared; --no-shared to spin)",
+                    busy)
+    return replace(settings, shared=shared)
