@@ -65,12 +65,30 @@ def test_nms_pair_budget_fallback_equals_textbook(monkeypatch):
     np.testing.assert_array_equal(nms.nms(boxes, scores, 0.3, cls), expected)
 
 
-def test_nms_degenerate_boxes_are_never_suppressed():
+@pytest.mark.parametrize("few", [True, False])  # the textbook loop for a few boxes, and the vectorized schedule
+def test_nms_degenerate_boxes_are_never_suppressed(few, monkeypatch):
+    if not few:
+        monkeypatch.setattr(nms, "_FEW", 0)
     boxes = np.array([[0, 0, 10, 10], [5, 5, 5, 5], [8, 0, 2, 10], [0, 0, 10, 10], [3, 3, 3, 9]], np.float32)
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5], np.float32)
     expected = textbook_keep(boxes, scores, 0.5)
     assert expected.tolist() == [0, 1, 2, 4]
     np.testing.assert_array_equal(nms.nms(boxes, scores, 0.5), expected)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 30, nms._FEW, nms._FEW + 1])
+@pytest.mark.parametrize("agnostic", [False, True])
+def test_nms_of_a_few_boxes_equals_textbook(n, agnostic):
+    rng = np.random.default_rng(n)
+    xy = rng.uniform(0, 0.1, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0.05, 0.15, (n, 2))], 1).astype(np.float32)  # overlapping
+    scores = np.round(rng.uniform(0.2, 1, n), 1).astype(np.float32)  # ties
+    cls = rng.integers(0, 2, n)
+    classes = None if agnostic else cls
+    expected = textbook_keep(boxes, scores, 0.4, classes)
+    assert n < 7 or len(expected) < n  # some suppressed
+    np.testing.assert_array_equal(nms.nms(boxes, scores, 0.4, classes), expected)
+    np.testing.assert_array_equal(nms.nms(boxes, scores, 0.4, classes, limit=3), expected[:3])
 
 
 def test_priority_is_the_stable_descending_argsort():

@@ -14,6 +14,7 @@ import numpy as np
 
 _PAIR_BUDGET = 2_000_000  # overlapping-pair candidates beyond which NMS falls back to rounds over kept boxes
 _PAIRS_PER_BOX = 64  # ... or beyond this many per box (big boxes everywhere): rounds are cheaper there
+_FEW = 48  # boxes up to which greedy NMS runs the textbook loop (its cost grows with them, the schedule's less)
 _HEAD = 2  # the first candidates read with a limit: this many times the limit
 _ROUNDS_FIRST = 8  # rounds over kept boxes before the pair graph settles the rest ...
 _ROUNDS_PAYING = 8  # ... unless a round drops fewer than 1 in this many undecided boxes (few clusters left)
@@ -93,7 +94,10 @@ def priority(scores: np.ndarray) -> np.ndarray:
 
 def _greedy(xyxy: np.ndarray, groups: np.ndarray | None, iou: float) -> np.ndarray:
     """Kept positions (ascending) of greedy NMS over boxes already in priority order: a few rounds over kept
-    boxes (cheap while groups are small, and they drop most of each cluster), then the pair graph."""
+    boxes (cheap while groups are small, and they drop most of each cluster), then the pair graph; a few
+    boxes, the textbook loop over their IoU matrix (the vectorized schedule's fixed cost is larger there)."""
+    if len(xyxy) <= _FEW:
+        return _greedy_few(xyxy, groups, iou)
     kept, alive = _greedy_rounds(xyxy, groups, iou, _ROUNDS_FIRST, _ROUNDS_PAYING)
     if alive.size:
         rest = _greedy_graph(xyxy[alive], None if groups is None else groups[alive], iou)
@@ -102,6 +106,24 @@ def _greedy(xyxy: np.ndarray, groups: np.ndarray | None, iou: float) -> np.ndarr
             rest = np.flatnonzero(rest_kept)
         kept[alive[rest]] = True
     return np.flatnonzero(kept)
+
+
+def _greedy_few(xyxy: np.ndarray, groups: np.ndarray | None, iou: float) -> np.ndarray:
+    """Kept positions (ascending) of greedy NMS over a few boxes in priority order, one box at a time over
+    their IoU matrix (IoU as :func:`_overlapping_pairs` compares it)."""
+    x1, y1, x2, y2 = (c[:, None] for c in np.ascontiguousarray(xyxy.T))
+    w = np.minimum(x2, x2.T) - np.maximum(x1, x1.T)
+    h = np.minimum(y2, y2.T) - np.maximum(y1, y1.T)
+    inter = np.maximum(w, 0) * np.maximum(h, 0)
+    area = (x2 - x1) * (y2 - y1)
+    over = (inter > iou * (area + area.T - inter)) & (inter > 0)
+    if groups is not None:
+        over &= groups[:, None] == groups[None, :]
+    keep = np.ones(len(xyxy), bool)
+    for i in range(len(xyxy)):
+        if keep[i]:  # kept: it drops the worse boxes it overlaps
+            keep[i + 1:] &= ~over[i, i + 1:]
+    return np.flatnonzero(keep)
 
 
 def _greedy_graph(xyxy: np.ndarray, groups: np.ndarray | None, iou: float) -> np.ndarray | None:
