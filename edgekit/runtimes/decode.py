@@ -136,7 +136,7 @@ def decode_nms(
 
     With `packed`, the halves of Ultralytics' raw [4+C, A] output instead: `boxes` [4, A] cx, cy, w, h and
     `scores` [C, A] (``packed[:4], packed[4:]``, read without a copy). Single-label without a class filter,
-    the class of a candidate is looked up only where NMS reads it (the best 4 x `max_det` candidates, as a
+    the class of a candidate is looked up only where NMS reads it (the best 2 x `max_det` candidates, as a
     rule), not for every anchor above `conf`."""
     if multi_label or classes is not None or (best := best_scores(scores, packed)) is None:
         anchor, cls, score = candidates(scores, conf, classes, multi_label, class_major=packed)
