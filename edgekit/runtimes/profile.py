@@ -317,7 +317,7 @@ def format_report(report: ProfileReport, top_ops: int = 12) -> str:
     if r.sweep:
         best = min(r.sweep, key=lambda s: s["p50_ms"])
         lines.append(f"fastest    {best['threads']} threads, shared {'on' if best.get('shared') else 'off'} "
-                     f"(--threads {best['threads']}{' --shared' if best.get('shared') else ''})")
+                     f"(--threads {best['threads']} {'--shared' if best.get('shared') else '--no-shared'})")
     summary = r.telemetry_summary
     if summary.get("temp_c") or summary.get("arm_mhz") or summary.get("throttled"):
         parts = []
