@@ -325,10 +325,10 @@ def shown(label: str, med: dict) -> str:
 
 
 def print_rows(rows: list[tuple]) -> None:
-    print(f"{'scene':<6} {'conf':>6} {'load':>4} {'runner':<48} {'kept':>4} {'wall':>7} {'pre':>6} {'infer':>7} "
+    print(f"{'scene':<6} {'conf':>6} {'load':>4} {'runner':<58} {'kept':>4} {'wall':>7} {'pre':>6} {'infer':>7} "
           f"{'post':>6} {'speedup':>7}  note")
     for scene, conf, workers, label, k, med, speedup, note in rows:
-        print(f"{scene:<6} {conf:>6.4f} {workers:>4} {label[:48]:<48} {k:>4} {med['wall']:>7.1f} {med['pre']:>6.2f} "
+        print(f"{scene:<6} {conf:>6.4f} {workers:>4} {label[:58]:<58} {k:>4} {med['wall']:>7.1f} {med['pre']:>6.2f} "
               f"{med['infer']:>7.1f} {med['post']:>6.2f} {speedup:>6.2f}x  {note}")
 
 
