@@ -11,7 +11,7 @@ import pytest
 
 from edgekit.assets import shapes_model
 from edgekit.cli import main
-from edgekit.runtimes.profile import Latency, default_sweep, profile_model
+from edgekit.runtimes.profile import Latency, default_sweep, format_report, profile_model
 from edgekit.runtimes.profile_plot import nice_ticks, render_profile
 from edgekit.runtimes.settings import EngineSettings
 
@@ -115,7 +115,8 @@ def test_no_sweep_times_no_thread_count(capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "warm-up:" in err and "runs:" in err
-    assert "threads:" not in err and "threads, shared:" not in err and not re.search(r"^(threads|fastest) ", out, re.M)
+    assert "threads:" not in err and "threads, shared:" not in err
+    assert not re.search(r"^(threads |fastest    \d+ threads)", out, re.M) and "engine onnxruntime:" in err
 
 
 def test_profile_bad_input(capsys, tmp_path):
@@ -150,3 +151,19 @@ def test_profile_and_camera_modules_run_without_torch_or_onnx(tmp_path):
                    preload=camera_side, modules_file=modules)
     assert done.returncode == 0, done.stderr
     assert "Conv" in done.stdout and imported(modules, ["picamera2"]) == []
+
+
+def test_an_onnx_file_is_timed_on_each_engine_that_opens_it(capsys):
+    r = profile_model(shapes_model(), runs=3, warmup=1, sweep=[], sweep_runs=3, operators=False,
+                      settings=EngineSettings(shared=False))
+    assert [e["backend"] for e in r.engines] == ["onnxruntime", "openvino"]
+    assert r.engines[0]["max_abs_diff"] == 0.0 and 0 < r.engines[1]["max_abs_diff"] < 1e-3  # the same outputs
+    assert all(e["p50_ms"] > 0 and e["detections"] == r.engines[0]["detections"] > 0 for e in r.engines)
+    text = format_report(r)
+    assert re.search(r"^engines    onnxruntime: [\d.]+ ms \(\d+ detections\)   openvino: [\d.]+ ms \(\d+ detections, "
+                     r"outputs within [\de.+-]+ of onnxruntime's\)$", text, re.M)
+    assert re.search(r"^fastest    engine (onnxruntime|openvino) \(--backend \1\)$", text, re.M)
+    forced = profile_model(shapes_model(), backend="openvino", runs=2, warmup=0, sweep=[], operators=False)
+    assert forced.engines == [] and "engines" not in format_report(forced)
+    assert main(["profile", "--runs", "2", "--warmup", "0", "--no-sweep", "--no-ops", "--no-engines"]) == 0
+    assert "engines" not in capsys.readouterr().out

@@ -10,8 +10,9 @@ from edgekit.cli.argtypes import add_shared, positive, thread_list
 
 def run(args: argparse.Namespace) -> int:
     """Profile a model file on this machine: latency percentiles and FPS, the pre / infer / post split, a threads
-    sweep with idle engine threads spinning and sleeping (--shared) side by side, per-operator times, load
-    time, peak memory, and temperature, clock and throttling on a Raspberry Pi."""
+    sweep with idle engine threads spinning and sleeping (--shared) side by side, the file on each engine that
+    opens it, per-operator times, load time, peak memory, and temperature, clock and throttling on a
+    Raspberry Pi."""
     from edgekit.devices.loop import model_and_source
     from edgekit.fileio import check_output_file
     from edgekit.runtimes.profile import format_report, profile_model, save_runs_csv
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         sweep=[] if args.no_sweep else args.sweep,
         operators=not args.no_ops,
+        engines=not args.no_engines,
         progress=None if args.quiet else progress_bars(),
     )
     if args.csv:
@@ -82,6 +84,9 @@ def add_parser(verbs) -> None:
                    help="thread counts to compare, each with --shared off and on (default 1,2,4..cores)")
     p.add_argument("--no-sweep", action="store_true", help="skip the threads sweep")
     p.add_argument("--no-ops", action="store_true", help="skip the per-operator profile")
+    p.add_argument("--no-engines", action="store_true",
+                   help="skip timing the file on every installed engine that opens it (an .onnx file: ONNX Runtime "
+                        "and OpenVINO); done only without --backend")
     p.add_argument("--json", action="store_true", help="print the whole report (every run and sample) as JSON")
     p.add_argument("--csv", metavar="FILE", help="write one row per run (times, temperature, clock) to FILE")
     p.add_argument("--plot", metavar="PNG", help="write latency over time with temperature and clock as a PNG")

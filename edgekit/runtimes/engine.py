@@ -103,6 +103,17 @@ def backend_for(path: str | Path) -> str:
     raise EdgekitError(f"{path}: unknown model type '{suffix or path.name}' (edgekit runs {known})")
 
 
+def backends_opening(path: str | Path) -> list[str]:
+    """Every registered backend whose file types include `path`'s, the one :func:`backend_for` picks first (an
+    .onnx file: ONNX Runtime, then OpenVINO, which reads ONNX as it is); whether each is installed is for
+    :func:`open_engine` to find out. Raises EdgekitError for a file type no engine opens."""
+    native = backend_for(path)
+    path = Path(path)
+    others = [name for name, (_, _, suffixes) in BACKENDS.items()
+              if name != native and path.suffix.lower() in suffixes]
+    return [native, *others]
+
+
 def is_artifact(path: str | Path) -> bool:
     """True for a model file or folder that a runtime engine opens (by its type, as :func:`backend_for`
     decides): the one answer to "is this an artifact or a checkpoint?" for every caller."""

@@ -6,6 +6,7 @@ counters), model load time, peak memory, and the device's temperature, clock and
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -24,6 +25,8 @@ from edgekit.errors import EdgekitError, require
 from edgekit.images import read_image
 from edgekit.runtimes.detector import Detector, load
 from edgekit.runtimes.settings import EngineSettings, engine_settings
+
+logger = logging.getLogger(__name__)
 
 # progress(stage, done, total): called as work advances, so a command line can show bars
 Progress = Callable[[str, int, int], None]
@@ -82,6 +85,7 @@ class ProfileReport:
     stages: dict[str, float]  # mean ms of pre, infer, post, and their sum
     runs: list[dict[str, float]] = field(default_factory=list)
     sweep: list[dict[str, Any]] = field(default_factory=list)  # per thread count x shared off / on
+    engines: list[dict[str, Any]] = field(default_factory=list)  # per engine that opens the file
     operators: list[Operator] = field(default_factory=list)
     operators_note: str = ""
     telemetry: list[dict[str, Any]] = field(default_factory=list)
@@ -219,6 +223,7 @@ def profile_model(
     sweep: Sequence[int] | None = (),
     sweep_runs: int = 20,
     operators: bool = True,
+    engines: bool = True,
     telemetry_root: str | Path = "/",
     throttled: Callable[[], int | None] = vcgencmd_throttled,
     interval: float = 0.25,
@@ -229,7 +234,10 @@ def profile_model(
     `settings` (and `threads`, which wins over its count) are the engine's for the main runs. `sweep` lists
     thread counts to compare (None: `default_sweep()`; empty: no sweep), each with ``shared`` off and on
     (idle engine threads spinning, or sleeping as they should where other busy processes share the machine),
-    so the report shows which setting this device wants. Telemetry is
+    so the report shows which setting this device wants. With `engines`, a file more than one installed engine
+    opens (an .onnx file: ONNX Runtime and OpenVINO) is timed on each the same way, with the largest difference
+    of its raw outputs from the file's own engine's on the image, so the report shows which engine runs it
+    fastest here (`backend` then picks it). Telemetry is
     sampled every `interval` seconds during the timed runs from `telemetry_root` (tests pass copies of a
     Raspberry Pi's files).
     """
@@ -293,7 +301,44 @@ def profile_model(
             report.sweep.append({"threads": t, "shared": shared, "p50_ms": lat.p50, "mean_ms": lat.mean,
                                  "fps": lat.fps, "infer_ms": round(float(np.mean([r["infer_ms"] for r in timed])), 3)})
             del swept
+    if engines and backend is None:
+        report.engines = compare_engines(model, pixels, settings, sweep_runs, min(warmup, 3), progress)
     return report
+
+
+def compare_engines(model: str | Path, image: np.ndarray, settings: EngineSettings, runs: int = 20,
+                    warmup: int = 3, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Time `model` on every installed engine that opens it, one engine alive at a time: per engine its median
+    frame ms (p50_ms), FPS, detections on `image`, and max_abs_diff, the largest absolute difference of its raw
+    outputs from the first (the file's own) engine's on the same input tensor. Empty where only one engine
+    opens the file; an engine that is not installed or refuses the file is left out."""
+    from edgekit.runtimes.engine import backends_opening
+    from edgekit.runtimes.preprocess import preprocess
+
+    names = backends_opening(model)
+    if len(names) < 2:
+        return []
+    rows, reference = [], None
+    for name in names:
+        try:
+            detector = load(model, backend=name, settings=settings)
+        except (EdgekitError, ImportError) as exc:
+            logger.info("profile: %s does not open %s here (%s)", name, Path(model).name, exc)
+            continue
+        tensor, _ = preprocess(image, detector.meta.input, detector.meta.imgsz)
+        raw = detector.engine.run({detector.input.name: tensor})
+        outputs = [np.asarray(raw[n], np.float64) for n in detector.meta.outputs.names]
+        reference = reference or outputs
+        diff = max(float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
+                   for a, b in zip(outputs, reference))
+        for _ in range(warmup):
+            detector(image)
+        timed = _timed_runs(detector, image, runs, f"engine {name}", progress, time.perf_counter())
+        lat = Latency.of([r["frame_ms"] for r in timed])
+        rows.append({"backend": detector.engine.backend, "p50_ms": lat.p50, "fps": lat.fps,
+                     "detections": len(detector(image)), "max_abs_diff": diff})
+        del detector  # one engine alive at a time: spinning workers of one would slow the next
+    return rows if len(rows) > 1 else []
 
 
 def format_report(report: ProfileReport, top_ops: int = 12) -> str:
@@ -318,6 +363,14 @@ def format_report(report: ProfileReport, top_ops: int = 12) -> str:
         best = min(r.sweep, key=lambda s: s["p50_ms"])
         lines.append(f"fastest    {best['threads']} threads, shared {'on' if best.get('shared') else 'off'} "
                      f"(--threads {best['threads']} {'--shared' if best.get('shared') else '--no-shared'})")
+    if r.engines:
+        first = r.engines[0]["backend"]
+        lines.append("engines    " + "   ".join(
+            f"{e['backend']}: {e['p50_ms']:.2f} ms ({e['detections']} detections"
+            + ("" if e["backend"] == first else f", outputs within {e['max_abs_diff']:.1g} of {first}'s") + ")"
+            for e in r.engines))
+        fastest = min(r.engines, key=lambda e: e["p50_ms"])["backend"]
+        lines.append(f"fastest    engine {fastest} (--backend {fastest})")
     summary = r.telemetry_summary
     if summary.get("temp_c") or summary.get("arm_mhz") or summary.get("throttled"):
         parts = []
