@@ -53,9 +53,9 @@ def test_shared_left_unset_follows_the_machines_load(tmp_path, monkeypatch):
     stat = tmp_path / "proc" / "stat"
     stat.parent.mkdir()
     stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 50 0 50 400 0 0 0 0 0 0\n")
-    later = "cpu  200 40 150 810 20 0 0 0 0 0\n"  # 150 busy ticks of 220 (niced and iowait ones are not)
+    later = "cpu  200 40 150 810 20 0 0 10 0 0\n"  # 150 busy ticks of 230 (niced, iowait, steal ones are not)
     monkeypatch.setattr(settings_module.time, "sleep", lambda s: stat.write_text(later))
-    assert settings_module.busy_cores(root=tmp_path) == pytest.approx(150 / 220 * os.cpu_count())
+    assert settings_module.busy_cores(root=tmp_path) == pytest.approx(150 / 230 * os.cpu_count())
     monkeypatch.setattr(settings_module.time, "sleep", lambda s: None)
     assert settings_module.busy_cores(root=tmp_path / "nowhere") is None  # not Linux: no reading, spin
     assert resolve_shared(EngineSettings(), busy=0.4) == EngineSettings(shared=False)

@@ -6,7 +6,7 @@ Where the detector has the machine to itself (a Raspberry Pi, a phone, an edge b
 spin between operators instead of sleeping and waking late for each one. With ``shared=True`` they sleep,
 which is what wins when other busy processes want the same cores. Left unset (``shared=None``, the
 default), the engine is opened with whichever fits the machine at that moment: :func:`busy_cores` measures
-how much CPU the other processes take while the engine is opened (50 ms), and half a core or more makes it
+how much CPU the other processes take while the engine is opened (0.1 s), and half a core or more makes it
 shared. docs/benchmarks.md (Engine settings) gives what each engine does with them and the command that
 measures them (benchmarks/bench_engines.py).
 """
@@ -24,7 +24,8 @@ from edgekit.errors import EdgekitError
 logger = logging.getLogger(__name__)
 
 BUSY_SHARED_CORES = 0.5  # other processes' CPU, in cores, at or above which an unset `shared` becomes True
-BUSY_SAMPLE_S = 0.05  # how long busy_cores watches the machine when an engine with `shared` unset is opened
+BUSY_SAMPLE_S = 0.1  # how long busy_cores watches the machine as an engine with `shared` unset opens (at the
+# kernel's 100 ticks a second, 0.05 s of 2 cores is 10 ticks: one stray tick of kernel time read as 0.2 cores)
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,10 @@ def engine_settings(settings: EngineSettings | None = None, threads: int | None 
 
 def busy_cores(interval: float = BUSY_SAMPLE_S, root: str | Path = "/") -> float | None:
     """How many cores' worth of CPU time the machine spent busy during the next `interval` seconds, from
-    /proc/stat, while this thread sleeps: the other processes' load. Idle, I/O wait and niced processes'
-    time (nice > 0: an engine at normal priority takes the cores from them) do not count. None where
-    /proc/stat cannot be read (not Linux, or a sandbox such as Android's)."""
+    /proc/stat, while this thread sleeps: the other processes' load. Idle and I/O wait time do not count, nor
+    niced processes' (nice > 0: an engine at normal priority takes the cores from them) or time the
+    hypervisor gave to other machines (steal). None where /proc/stat cannot be read (not Linux, or a sandbox
+    such as Android's)."""
 
     def sample() -> tuple[int, int] | None:
         try:
@@ -70,7 +72,8 @@ def busy_cores(interval: float = BUSY_SAMPLE_S, root: str | Path = "/") -> float
             ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
         except (OSError, ValueError, IndexError):
             return None
-        return sum(ticks) - ticks[1] - ticks[3] - ticks[4], sum(ticks)
+        user, _nice, system, _idle, _iowait, irq, softirq, _steal = ticks
+        return user + system + irq + softirq, sum(ticks)
 
     first = sample()
     if first is None:
