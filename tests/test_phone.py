@@ -222,3 +222,30 @@ def test_max_drop_reference_is_measured_as_the_phone_file_is_run(tmp_path):
     letterboxed = detector_points(SourceDetector(source, CAMERA), data)
     assert ctx.reference_points() == pytest.approx(stretched, abs=1e-9)
     assert abs(stretched - letterboxed) > 0.1  # the two fits differ on these frames: the check can tell them apart
+
+
+@pytest.mark.convert
+def test_phone_int8_drop_is_measured_against_the_fp32_phone_file(phone_camera, tmp_path):
+    """A phone file's post-process op keeps no row below the model's conf, in float as in INT8: the INT8 drop
+    (and --max-drop) is measured against the FP32 phone file run the same way, not the checkpoint at val's
+    conf 0.001, which no phone file can reach."""
+    from dataclasses import replace
+
+    from edgekit.converters.accuracy import detector_points, load_accuracy_data
+    from edgekit.converters.families import open_source
+    from edgekit.converters.source_detector import SourceDetector
+
+    val = write_yolo_dataset(tmp_path / "val", 12, seed=5)
+    calib = write_yolo_dataset(tmp_path / "calib", 24, seed=3)
+    result = convert_many(assets.demo_checkpoint(), "tflite", "int8", list(CAMERA), tmp_path / "out", phone=True,
+                          calib=calib, calib_size=24, val_data=val)[0]
+    assert result.ok, result.error
+    float_file = edgekit.load(phone_camera.path)
+    data = load_accuracy_data(val, len(float_file.names), None)
+    float_phone = detector_points(float_file, data)
+    stretch = replace(float_file.meta.input.letterbox, keep_ratio=False)
+    checkpoint = detector_points(SourceDetector(open_source(assets.demo_checkpoint()), CAMERA, letterbox=stretch), data)
+    accuracy = result.accuracy
+    assert accuracy["reference_map50_95"] == pytest.approx(float_phone, abs=1e-3)
+    assert accuracy["drop"] == pytest.approx(float_phone - accuracy["map50_95"], abs=2e-3)
+    assert abs(checkpoint - float_phone) > 0.1  # the two references differ: the test can tell which was used

@@ -261,7 +261,7 @@ def measure_int8(ctx: ExportContext, backend, tmp: Path, meta: ModelMeta) -> dic
     from edgekit.runtimes.detector import Detector
 
     found = dict(meta.accuracy or {})
-    reference = ctx.reference_points()
+    reference = backend.accuracy_reference()
     engine = backend.engine(tmp)
     points = found.get("map50_95")
     if points is None:

@@ -67,6 +67,11 @@ class Backend(ABC):
             return verify_nms(self.ctx, engine, meta)
         return verify_elementwise(self.ctx, engine, meta, precision)
 
+    def accuracy_reference(self) -> float:
+        """mAP50-95 points an INT8 artifact's drop (and --max-drop) is measured against: the FP32 source's on
+        the accuracy data, unless the format runs the model differently in float too (TFLite phone files)."""
+        return self.ctx.reference_points()
+
     def fp32_engine(self) -> tuple[object, ModelMeta] | None:
         """An engine running this backend's FP32 form of the model, and its metadata (for the speed an INT8 file
         gains over it); None when the backend cannot offer one."""
