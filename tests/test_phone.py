@@ -201,8 +201,9 @@ def test_mediapipe_stretches_a_frame_of_another_aspect_as_edgekit_does(phone_cam
 
 
 def test_max_drop_reference_is_measured_as_the_phone_file_is_run(tmp_path):
-    """--max-drop's FP32 reference on a phone conversion: the checkpoint run on the frames stretched as MediaPipe
-    stretches them (the phone file's own preprocessing), not letterboxed."""
+    """The checkpoint's reference points on a phone conversion: run on the frames stretched as MediaPipe
+    stretches them (the phone file's own preprocessing), not letterboxed. (A phone INT8 file's drop is measured
+    against the FP32 phone file instead: test_phone_int8_drop_is_measured_against_the_fp32_phone_file.)"""
     from dataclasses import replace
 
     from edgekit.converters.accuracy import detector_points, load_accuracy_data
