@@ -64,6 +64,29 @@ def test_shared_left_unset_follows_the_machines_load(tmp_path, monkeypatch):
     assert resolve_shared(EngineSettings(shared=False), busy=5.0).shared is False  # a stated choice stays
 
 
+def test_this_process_own_threads_are_not_load():
+    """A thread of this process keeping a core busy (a previous engine's workers spinning down) is not another
+    process's load: the engine still opens spinning."""
+    import threading
+
+    from edgekit.runtimes.settings import busy_cores
+
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        time.sleep(0.1)
+        assert busy_cores(0.3) < BUSY_SHARED_CORES
+    finally:
+        stop.set()
+        worker.join()
+
+
 def test_a_busy_machine_opens_engines_shared():
     """One process keeping a core busy while ONNX Runtime opens: its idle workers sleep, as --shared says."""
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])

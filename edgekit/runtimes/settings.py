@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 BUSY_SHARED_CORES = 0.5  # other processes' CPU, in cores, at or above which an unset `shared` becomes True
 BUSY_SAMPLE_S = 0.1  # how long busy_cores watches the machine as an engine with `shared` unset opens (at the
 # kernel's 100 ticks a second, 0.05 s of 2 cores is 10 ticks: one stray tick of kernel time read as 0.2 cores)
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's unit (USER_HZ)
 
 
 @dataclass(frozen=True)
@@ -60,30 +61,33 @@ def engine_settings(settings: EngineSettings | None = None, threads: int | None 
 
 
 def busy_cores(interval: float = BUSY_SAMPLE_S, root: str | Path = "/") -> float | None:
-    """How many cores' worth of CPU time the machine spent busy during the next `interval` seconds, from
-    /proc/stat, while this thread sleeps: the other processes' load. Idle and I/O wait time do not count, nor
+    """How many cores' worth of CPU time the other processes spent during the next `interval` seconds, from
+    /proc/stat less this process's own time (its threads count as ours, not as load), while this thread
+    sleeps. Idle and I/O wait time do not count, nor
     niced processes' (nice > 0: an engine at normal priority takes the cores from them) or time the
     hypervisor gave to other machines (steal). None where /proc/stat cannot be read (not Linux, or a sandbox
     such as Android's)."""
 
-    def sample() -> tuple[int, int] | None:
+    def sample() -> tuple[float, int, int] | None:
+        own = os.times()  # this process's threads (a previous engine's workers still spinning are not load)
         try:
             fields = (Path(root) / "proc/stat").read_text().split("\n", 1)[0].split()
             ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
         except (OSError, ValueError, IndexError):
             return None
         user, _nice, system, _idle, _iowait, irq, softirq, _steal = ticks
-        return user + system + irq + softirq, sum(ticks)
+        return own.user + own.system, user + system + irq + softirq, sum(ticks)
 
     first = sample()
     if first is None:
         return None
     time.sleep(interval)
     second = sample()
-    if second is None or second[1] <= first[1]:
+    if second is None or second[2] <= first[2]:
         return None
+    own_ticks = (second[0] - first[0]) * _TICKS_PER_S
     cores = os.cpu_count() or 1
-    return (second[0] - first[0]) / (second[1] - first[1]) * cores
+    return max(0.0, (second[1] - first[1] - own_ticks) / (second[2] - first[2]) * cores)
 
 
 def resolve_shared(settings: EngineSettings, busy: float | None = None) -> EngineSettings:
