@@ -43,6 +43,7 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -315,6 +316,8 @@ def measured(runners: dict[str, list[str]], rounds: int, workers: int) -> dict[s
         med = medians(runs, STAGES)
         if isinstance(med, dict):
             med["engine"] = next((r["engine"] for r in runs if "engine" in r), None)
+            med["processes"] = [statistics.median(r["wall"]) if isinstance(r["wall"], list) else r["wall"]
+                                for r in runs if "error" not in r]  # each process's own median: how they spread
         summary[label] = med
     return summary
 
@@ -328,8 +331,9 @@ def print_rows(rows: list[tuple]) -> None:
     print(f"{'scene':<6} {'conf':>6} {'load':>4} {'runner':<58} {'kept':>4} {'wall':>7} {'pre':>6} {'infer':>7} "
           f"{'post':>6} {'speedup':>7}  note")
     for scene, conf, workers, label, k, med, speedup, note in rows:
+        spread = "processes " + " / ".join(f"{w:.1f}" for w in med.get("processes", []))
         print(f"{scene:<6} {conf:>6.4f} {workers:>4} {label[:58]:<58} {k:>4} {med['wall']:>7.1f} {med['pre']:>6.2f} "
-              f"{med['infer']:>7.1f} {med['post']:>6.2f} {speedup:>6.2f}x  {note}")
+              f"{med['infer']:>7.1f} {med['post']:>6.2f} {speedup:>6.2f}x  {spread}{'; ' + note if note else ''}")
 
 
 def fixtures_part(args, python: str | None, work: Path) -> list[tuple[str, float, float, bool]]:
