@@ -271,16 +271,14 @@ def to_source(xyxy: np.ndarray, info: LetterboxInfo, normalized: bool) -> np.nda
     out = np.array(xyxy, dtype=np.float32, copy=True).reshape(-1, 4)
     in_h, in_w = info.input_size
     if normalized:
-        out[:, [0, 2]] *= in_w
-        out[:, [1, 3]] *= in_h
+        out *= np.array([in_w, in_h, in_w, in_h], np.float32)
     left, top = info.pad
     scale_x, scale_y = info.scales
-    out[:, [0, 2]] = (out[:, [0, 2]] - left) / scale_x
-    out[:, [1, 3]] = (out[:, [1, 3]] - top) / scale_y
+    # x and y columns at once, in place: the same float32 operations as column by column, a third of the calls
+    np.subtract(out, np.array([left, top, left, top], np.float32), out=out)
+    np.divide(out, np.array([scale_x, scale_y, scale_x, scale_y], np.float32), out=out)
     h, w = info.source_size
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
-    return out
+    return np.clip(out, 0, np.array([w, h, w, h], np.float32), out=out)
 
 
 def in_source_pixels(
