@@ -365,16 +365,19 @@ def fixtures_part(args, python: str | None, work: Path) -> list[tuple[str, float
         for label, kwargs in (("fp32", {"precisions": "fp32"}),
                               ("int8", {"precisions": "int8", "max_drop": args.max_drop})):
             folder = out / label
-            done = folder / "done.json"
-            if not done.exists():
-                results = convert_many(FIXTURES / fixture, args.formats, kwargs["precisions"], IMGSZ, folder,
+            done = folder / "done.json"  # the artifacts converted so far, by "format precision"
+            made = json.loads(done.read_text()) if done.exists() else {}
+            missing = [f for f in args.formats.split(",") if f"{f} {label}" not in made]
+            if missing:
+                results = convert_many(FIXTURES / fixture, ",".join(missing), kwargs["precisions"], IMGSZ, folder,
                                        calib=str(calib), val_data=str(data_yaml), max_drop=kwargs.get("max_drop"),
                                        **source)
                 for r in results:
                     if not r.ok:
                         print(f"  {name} {r.format} {r.precision} FAILED: {r.error[:200]}")
-                done.write_text(json.dumps({f"{r.format} {label}": str(r.path) for r in results if r.ok}))
-            files.update({k: Path(v) for k, v in json.loads(done.read_text()).items()})
+                made.update({f"{r.format} {label}": str(r.path) for r in results if r.ok})
+                done.write_text(json.dumps(made))
+            files.update({k: Path(v) for k, v in made.items() if k.split()[0] in args.formats.split(",")})
         runners, maps = {}, {}
         peer = None
         if python is not None and name.startswith("yolo26"):
