@@ -65,6 +65,8 @@ CASES = [
     (["convert", "{in}/model.onnx", "--out", "{out}"], "model.onnx is already a model edgekit runs"),
     (["profile", "{in}/missing.onnx"], "model not found"),
     (["profile", "{in}/junk.onnx"], "not a loadable ONNX model"),
+    (["profile", "{in}/scene.png"], "scene.png: unknown model type '.png'"),  # not the demo model profiled instead
+    (["profile", "{in}/model.onxx"], "model not found: {in}/model.onxx"),
     (["profile", "{in}/model.onnx", "--runs", "3", "--plot", "{in}/a_file/p.png"], "{in}/a_file is a file"),
     (["profile", "{in}/model.onnx", "--runs", "3", "--csv", "{in}/a_file/p.csv"], "{in}/a_file is a file"),
     (["profile", "{in}/model.onnx", "--runs", "3", "--csv", "{in}"], "is a folder; give a file name"),

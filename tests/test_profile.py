@@ -9,9 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
+import edgekit
+from edgekit import assets
 from edgekit.assets import shapes_model
 from edgekit.cli import main
-from edgekit.runtimes.profile import Latency, default_sweep, format_report, profile_model
+from edgekit.detections import Detections
+from edgekit.images import read_image
+from edgekit.runtimes.profile import Latency, _detections_diff, default_sweep, format_report, profile_model
 from edgekit.runtimes.profile_plot import nice_ticks, render_profile
 from edgekit.runtimes.settings import EngineSettings
 
@@ -163,7 +167,25 @@ def test_an_onnx_file_is_timed_on_each_engine_that_opens_it(capsys):
     assert re.search(r"^engines    onnxruntime: [\d.]+ ms \(\d+ detections\)   openvino: [\d.]+ ms \(\d+ detections, "
                      r"outputs within [\de.+-]+ of onnxruntime's\)$", text, re.M)
     assert re.search(r"^fastest    engine (onnxruntime|openvino) \(--backend \1\)$", text, re.M)
+    assert r.engines[1]["compared"] == "outputs"  # the runtime decodes them: every raw element compares
     forced = profile_model(shapes_model(), backend="openvino", runs=2, warmup=0, sweep=[], operators=False)
     assert forced.engines == [] and "engines" not in format_report(forced)
     assert main(["profile", "--runs", "2", "--warmup", "0", "--no-sweep", "--no-ops", "--no-engines"]) == 0
     assert "engines" not in capsys.readouterr().out
+
+
+def test_engines_with_rows_chosen_in_the_graph_compare_detections():
+    # The embedded yolo26n picks its top-k rows in the graph: where low scores nearly tie, the engines may list
+    # them in another order (raw rows then differ by whole class ids), while the detections agree.
+    r = profile_model(assets.default_model(), runs=2, warmup=0, sweep=[], sweep_runs=2, operators=False,
+                      settings=EngineSettings(shared=False))
+    assert [e["backend"] for e in r.engines] == ["onnxruntime", "openvino"]
+    assert r.engines[1]["compared"] == "detections" and r.engines[1]["max_abs_diff"] < 1e-2
+    assert re.search(r"openvino: [\d.]+ ms \(\d+ detections, detections within [\de.+-]+ of onnxruntime's\)$",
+                     format_report(r), re.M)
+    found = edgekit.load(assets.default_model())(read_image(assets.sample_image()))
+    assert len(found) > 1 and _detections_diff(found, found) == 0.0
+    other = Detections(found.xyxy, found.confidence, found.class_id + 1)
+    moved = Detections(found.xyxy + 0.5, found.confidence, found.class_id)
+    assert _detections_diff(found, found[:1]) == float("inf") and _detections_diff(found, moved) == 0.5
+    assert _detections_diff(found, other) == float("inf")

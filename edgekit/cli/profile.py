@@ -13,7 +13,7 @@ def run(args: argparse.Namespace) -> int:
     sweep with idle engine threads spinning and sleeping (--shared) side by side, the file on each engine that
     opens it, per-operator times, load time, peak memory, and temperature, clock and throttling on a
     Raspberry Pi."""
-    from edgekit.devices.loop import model_and_source
+    from edgekit import assets
     from edgekit.fileio import check_output_file
     from edgekit.runtimes.profile import format_report, profile_model, save_runs_csv
     from edgekit.runtimes.settings import EngineSettings
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, target in (("--csv", args.csv), ("--plot", args.plot)):
         if target:  # checked before the runs, not after them
             check_output_file(target, flag)
-    model, _ = model_and_source(args.model, None)
+    model = args.model if args.model else assets.default_model()  # a path that is no model is an error, not a source
     report = profile_model(
         model,
         image=args.image,

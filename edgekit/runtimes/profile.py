@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.detections import Detections
 from edgekit.devices.profiles import detect_device
 from edgekit.devices.telemetry import TelemetrySampler, vcgencmd_throttled
 from edgekit.errors import EdgekitError, require
@@ -309,36 +310,57 @@ def profile_model(
 def compare_engines(model: str | Path, image: np.ndarray, settings: EngineSettings, runs: int = 20,
                     warmup: int = 3, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Time `model` on every installed engine that opens it, one engine alive at a time: per engine its median
-    frame ms (p50_ms), FPS, detections on `image`, and max_abs_diff, the largest absolute difference of its raw
-    outputs from the first (the file's own) engine's on the same input tensor. Empty where only one engine
-    opens the file; an engine that is not installed or refuses the file is left out."""
+    frame ms (p50_ms), FPS, detections on `image`, and max_abs_diff, the largest absolute difference from the
+    first (the file's own) engine's on the same input: of the raw outputs where the runtime decodes them
+    (compared: "outputs"), else of the detections' boxes (pixels) and confidences (compared: "detections"), as
+    rows chosen in the graph (top-k, NMS) may come in another order where scores nearly tie (infinite where the
+    classes or counts differ). Empty where only one engine opens the file; an engine that is not installed or
+    refuses the file is left out."""
     from edgekit.runtimes.engine import backends_opening
     from edgekit.runtimes.preprocess import preprocess
 
     names = backends_opening(model)
     if len(names) < 2:
         return []
-    rows, reference = [], None
+    rows, reference, found_first = [], None, None
     for name in names:
         try:
             detector = load(model, backend=name, settings=settings)
         except (EdgekitError, ImportError) as exc:
             logger.info("profile: %s does not open %s here (%s)", name, Path(model).name, exc)
             continue
-        tensor, _ = preprocess(image, detector.meta.input, detector.meta.imgsz)
-        raw = detector.engine.run({detector.input.name: tensor})
-        outputs = [np.asarray(raw[n], np.float64) for n in detector.meta.outputs.names]
-        reference = reference or outputs
-        diff = max(float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
-                   for a, b in zip(outputs, reference))
+        decoded_here = detector.meta.outputs.kind in ("boxes_scores", "packed")
+        found = detector(image)
+        if found_first is None:
+            found_first = found
+        if decoded_here:
+            tensor, _ = preprocess(image, detector.meta.input, detector.meta.imgsz)
+            raw = detector.engine.run({detector.input.name: tensor})
+            outputs = [np.asarray(raw[n], np.float64) for n in detector.meta.outputs.names]
+            reference = reference or outputs
+            diff = max(float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
+                       for a, b in zip(outputs, reference))
+        else:
+            diff = _detections_diff(found, found_first)
         for _ in range(warmup):
             detector(image)
         timed = _timed_runs(detector, image, runs, f"engine {name}", progress, time.perf_counter())
         lat = Latency.of([r["frame_ms"] for r in timed])
         rows.append({"backend": detector.engine.backend, "p50_ms": lat.p50, "fps": lat.fps,
-                     "detections": len(detector(image)), "max_abs_diff": diff})
+                     "detections": len(found), "max_abs_diff": diff,
+                     "compared": "outputs" if decoded_here else "detections"})
         del detector  # one engine alive at a time: spinning workers of one would slow the next
     return rows if len(rows) > 1 else []
+
+
+def _detections_diff(a: Detections, b: Detections) -> float:
+    """The largest absolute difference between two engines' detections of one image, boxes (pixels) and
+    confidences together; infinite where their counts or classes differ."""
+    if len(a) != len(b) or not np.array_equal(a.class_id, b.class_id):
+        return float("inf")
+    if not len(a):
+        return 0.0
+    return max(float(np.abs(a.xyxy - b.xyxy).max()), float(np.abs(a.confidence - b.confidence).max()))
 
 
 def format_report(report: ProfileReport, top_ops: int = 12) -> str:
@@ -367,7 +389,8 @@ def format_report(report: ProfileReport, top_ops: int = 12) -> str:
         first = r.engines[0]["backend"]
         lines.append("engines    " + "   ".join(
             f"{e['backend']}: {e['p50_ms']:.2f} ms ({e['detections']} detections"
-            + ("" if e["backend"] == first else f", outputs within {e['max_abs_diff']:.1g} of {first}'s") + ")"
+            + ("" if e["backend"] == first else
+               f", {e.get('compared', 'outputs')} within {e['max_abs_diff']:.1g} of {first}'s") + ")"
             for e in r.engines))
         fastest = min(r.engines, key=lambda e: e["p50_ms"])["backend"]
         lines.append(f"fastest    engine {fastest} (--backend {fastest})")
