@@ -83,7 +83,8 @@ def run_child(command: Sequence[str], timeout: float = 600) -> dict:
         raise RuntimeError(f"timed out after {timeout:.0f} s") from None
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(command[:4])} ... failed: {(done.stderr or done.stdout).strip()[-400:]}")
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise RuntimeError(said[-1][-300:] if said else f"exited with {done.returncode} and printed nothing")
     return json.loads(lines[-1])
 
 

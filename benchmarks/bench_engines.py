@@ -61,12 +61,12 @@ def engines_for(path: Path, wanted: list[str] | None) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("models", nargs="*", type=Path, help="model files (artifacts) to time")
     parser.add_argument("--backends", help="only these engines, comma-separated (default: every engine that opens "
                                            "the file)")
-    parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=30, help="timed frames per process (default 30)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed frames first (default 5)")
     parser.add_argument("--rounds", type=int, default=4, help="turns per (file, engine, setting)")
     parser.add_argument("--threads", type=int, default=None, help="engine threads (default: the engine's)")
     parser.add_argument("--smoke", action="store_true", help="CI: the bundled shapes model, 3 frames, 1 round")
@@ -83,6 +83,16 @@ def main() -> int:
     if not args.models:
         parser.error("give model files to time (or --smoke)")
     wanted = args.backends.split(",") if args.backends else None
+    from edgekit.errors import EdgekitError
+
+    for path in args.models:  # checked before any process runs
+        if not path.exists():
+            parser.error(f"model not found: {path}")
+        try:
+            if not engines_for(path, wanted):
+                parser.error(f"{path}: none of --backends {args.backends} opens it")
+        except EdgekitError as exc:
+            parser.error(str(exc))
     print(_load.machine_line())
     print(f"{args.frames} frames per process after {args.warmup} warm-up, {args.rounds} rounds in turns; "
           f"threads {args.threads or 'engine default'}; ms: median of the per-process medians")
@@ -98,6 +108,7 @@ def main() -> int:
                 if args.threads:
                     command += ["--threads", str(args.threads)]
                 commands[(str(path), backend, shared)] = command + (["--shared"] if shared else ["--no-shared"])
+    failed: dict[tuple[str, str, bool], str] = {}
     for workers in _load.regimes(args.load):
         with _load.busy_workers(workers):
             results = _load.in_turns(commands, args.rounds)
@@ -108,7 +119,10 @@ def main() -> int:
             for backend in engines_for(path, wanted):
                 spin, sleep = (_load.medians(results[(str(path), backend, shared)], ("wall", "infer", "kept"))
                                for shared in (False, True))
-                cells = [f"{m['wall']:>12.2f} / {m['infer']:<8.2f}" if isinstance(m, dict) else f"{m[:23]:>23}"
+                for shared, m in ((False, spin), (True, sleep)):
+                    if not isinstance(m, dict):
+                        failed[(str(path), backend, shared)] = m
+                cells = [f"{m['wall']:>12.2f} / {m['infer']:<8.2f}" if isinstance(m, dict) else f"{'failed':>23}"
                          for m in (spin, sleep)]
                 timed = [m for m in (spin, sleep) if isinstance(m, dict)]
                 kept = f"{timed[0]['kept']:>4.0f}" if timed else "   -"
@@ -117,7 +131,9 @@ def main() -> int:
                     ratio = max(spin["wall"], sleep["wall"]) / min(spin["wall"], sleep["wall"])
                     faster = f"{'spinning' if spin['wall'] < sleep['wall'] else '--shared'} ({ratio:.2f}x)"
                 print(f"{shown[path][-34:]:<34} {backend:<12} {cells[0]} {cells[1]} {kept}  {faster}")
-    return 0
+    for (path, backend, shared), why in failed.items():
+        print(f"FAILED {path} on {backend}{', --shared' if shared else ''}: {why}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

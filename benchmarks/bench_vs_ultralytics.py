@@ -15,17 +15,18 @@ rows of part 3 still print.
    300 boxes kept, against the previous NMS (one vectorized round per box kept in the busiest class, the
    named baseline) and the same candidate selection followed by ``cv2.dnn.NMSBoxesBatched``; both must keep
    the same boxes. Targets: <= 1 ms median; threshold-only decode of a [1,300,6] output <= 0.3 ms.
-2. Side by side on the same file: the peer builds yolo26n and yolov9t (random weights with BatchNorm
-   statistics and class logits spread so the bundled photo is a busy scene: about 300 boxes kept at conf
-   0.25), saves each checkpoint and exports it with Ultralytics' exporter to ONNX at each ``--imgsz``
-   (one-to-many output + NMS). On the bundled photo, each runner times ``--frames`` frames after warm-up in
-   a process of its own, and the runners take turns, one process alive at a time, for ``--rounds`` rounds (a
-   spinning engine never slows another's frames): Ultralytics' predict on that file; edgekit's Detector on
-   the same file with its defaults (the engine this machine's profile names for ONNX files; idle workers
-   spinning unless other processes keep half a core busy as the engine opens, then sleeping), with
-   ``--shared`` and ``--no-shared`` forced, and on ONNX Runtime as Ultralytics runs it. Busy: conf 0.25; quiet: the same
-   frame at a conf that keeps about three boxes. Targets: edgekit's default at least 1.1x Ultralytics on the
-   machine as it is (run it on a quiet one), and no slower with ``--load N`` busy workers competing.
+2. Side by side on the same file: the peer builds yolo26n and yolov9t (random weights with BatchNorm statistics
+   and class logits spread so the bundled shapes.jpg, a 640x480 picture of coloured shapes, is a busy scene),
+   saves each checkpoint and exports it with Ultralytics' exporter to ONNX at each ``--imgsz`` (one-to-many
+   output + NMS). On that picture, each runner times ``--frames`` frames after warm-up in a process of its own,
+   and the runners take turns, one process alive at a time, for ``--rounds`` rounds (a spinning engine never
+   slows another's frames): Ultralytics' predict on that file; edgekit's Detector on the same file with its
+   defaults (the engine this machine's profile names for ONNX files; idle workers spinning unless other processes
+   keep half a core busy as the engine opens, then sleeping), with ``--shared`` and ``--no-shared`` forced, and
+   with ``--backend onnxruntime`` (the engine Ultralytics' predict runs the file on). Busy scene: conf 0.25
+   (about 300 boxes kept); quiet scene: the same frame at a conf that keeps about three boxes. Targets: edgekit's
+   default at least 1.1x Ultralytics on the machine as it is (run it on a quiet one), and no slower with ``--load
+   N`` busy workers competing.
 3. Trained fixtures (tests/fixtures/families, 320): edgekit's FP32 and ``--max-drop`` INT8 artifacts in each
    of ``--formats`` (calibrated on 300 procedural train scenes, seed 0), and for yolo26n Ultralytics' own
    ONNX export of the same checkpoint run by its predict and by edgekit; every row with its mAP50-95 on the
@@ -167,10 +168,20 @@ def _plain_threshold(rows: np.ndarray, conf: float) -> np.ndarray:
 
 
 def peer_python(arg: str | None) -> str | None:
+    """The interpreter that runs Ultralytics: `arg`, else $EDGEKIT_ULTRALYTICS_PYTHON, else this one where it
+    imports ultralytics, else None. One given is tried first: SystemExit with one line where it cannot import
+    what the peer needs."""
+    arg = arg or os.environ.get("EDGEKIT_ULTRALYTICS_PYTHON")
     if arg:
+        try:
+            done = subprocess.run([arg, "-c", "import ultralytics, torch, cv2"], capture_output=True, text=True,
+                                  timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SystemExit(f"--ultralytics-python {arg}: not an interpreter that runs here ({exc})") from None
+        if done.returncode != 0:
+            said = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SystemExit(f"--ultralytics-python {arg}: cannot import ultralytics, torch and cv2 ({said})")
         return arg
-    if os.environ.get("EDGEKIT_ULTRALYTICS_PYTHON"):
-        return os.environ["EDGEKIT_ULTRALYTICS_PYTHON"]
     return sys.executable if importlib.util.find_spec("ultralytics") else None
 
 
@@ -300,8 +311,8 @@ def compare(args, python: str | None, name: str, same: Path, imgsz: int):
                     checks.append((f"{name} {imgsz} {scene}, {workers} busy: same file vs Ultralytics",
                                    base / med["wall"], target, True))
     against = "Ultralytics' wall" if python is not None else "edgekit default's wall"
-    print(f"\n2. {name} at {imgsz} ({same.name}) on the bundled 640x480 photo, iou {IOU}, {args.frames} frames x "
-          f"{args.rounds} processes per row, in turns (ms, medians; speedup = {against} / this row's wall)")
+    print(f"\n2. {name} at {imgsz} ({same.name}) on the bundled shapes.jpg (640x480), iou {IOU}, {args.frames} "
+          f"frames x {args.rounds} processes per row, in turns (ms, medians; speedup = {against} / this row's wall)")
     print_rows(rows)
     return checks
 
@@ -440,19 +451,24 @@ def raw_output(path: Path) -> np.ndarray:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Parts: 1. decode + NMS against "
+                                     "named baselines; 2. side by side with Ultralytics on the same ONNX (--models, "
+                                     "--imgsz); 3. the trained fixtures, INT8 beside its mAP (--fixtures, "
+                                     "--formats). Tables and commands: docs/benchmarks.md.")
     parser.add_argument("--ultralytics-python", help="an interpreter that imports ultralytics (its own venv)")
-    parser.add_argument("--frames", type=int, default=30, help="timed frames per process")
-    parser.add_argument("--rounds", type=int, default=4, help="processes per runner, taking turns")
-    parser.add_argument("--repeat", type=int, default=300, help="repetitions of each decode timing")
-    parser.add_argument("--models", default="yolo26n,yolov9t", help="peer models of part 2 (empty: none)")
-    parser.add_argument("--imgsz", default="320,640", help="input sizes of part 2, comma-separated")
+    parser.add_argument("--frames", type=int, default=30, help="timed frames per process (default 30)")
+    parser.add_argument("--rounds", type=int, default=4, help="processes per runner, taking turns (default 4)")
+    parser.add_argument("--repeat", type=int, default=300, help="repetitions of each decode timing (default 300)")
+    parser.add_argument("--models", default="yolo26n,yolov9t", help="peer models of part 2, side by side "
+                        "(default yolo26n,yolov9t; empty: none)")
+    parser.add_argument("--imgsz", default="320,640", help="input sizes of part 2, comma-separated (default 320,640)")
     parser.add_argument("--fixtures", default=None, help="trained fixtures of part 3 (default: yolo26n.pt,"
                         "yolov9-t.pt,damoyolo-t.pth; --smoke: none; empty: none)")
     parser.add_argument("--formats", default="onnx,openvino", help="edgekit's formats in part 3 (FP32 and INT8 "
-                        "with --max-drop of each)")
-    parser.add_argument("--max-drop", type=float, default=0.5, help="part 3's accuracy budget (mAP50-95 points)")
-    parser.add_argument("--calib-images", type=int, default=300, help="part 3's calibration scenes")
+                        "with --max-drop of each; default onnx,openvino)")
+    parser.add_argument("--max-drop", type=float, default=0.5, help="part 3's accuracy budget "
+                        "(mAP50-95 points, default 0.5)")
+    parser.add_argument("--calib-images", type=int, default=300, help="part 3's calibration scenes (default 300)")
     parser.add_argument("--work", help="folder kept between runs for the models and artifacts (default: temporary)")
     parser.add_argument("--smoke", action="store_true", help="CI: decode figures with few repeats, then part 2 on "
                         "the bundled shapes model (no peer), 3 frames, 1 round; part 3 only for --fixtures given "
@@ -478,6 +494,12 @@ def main() -> int:
         args.formats, args.calib_images, args.val_images = "onnx", 8, 4
     elif args.fixtures is None:
         args.fixtures = "yolo26n.pt,yolov9-t.pt,damoyolo-t.pth"
+    from bench_accuracy import FIXTURES
+
+    missing = [f for f in args.fixtures.split(",") if f and not (FIXTURES / f).is_file()]
+    if missing:
+        parser.error(f"argument --fixtures: no {', '.join(missing)} in {FIXTURES} (there: "
+                     f"{', '.join(sorted(p.name for p in FIXTURES.glob('*.pt*')))})")
     import onnxruntime
     import openvino
 
@@ -514,7 +536,7 @@ def main() -> int:
         is_ms = label.startswith(("decode", "end-to-end"))
         ok = same and (value <= target if is_ms else value >= target)
         missed += not ok
-        shown = f"{value:.3f} ms <= {target} ms" if is_ms else f"{value:.2f}x >= {target}x"
+        shown = f"{value:.3f} ms <= {target} ms" if is_ms else f"{value:.3f}x >= {target}x"
         print(f"  {label:<62} {shown:<22} {'met' if ok else 'MISSED'}{'' if same else ' (kept boxes differ)'}")
     return 0 if args.smoke else (1 if missed else 0)
 

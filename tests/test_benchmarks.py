@@ -4,6 +4,7 @@ The scripts that need no conversion run in the default tier; those that convert 
 (CI runs them in .ci/run). A new script must be added to one of the lists below: the last test says so.
 """
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,32 @@ def test_runs_take_turns_in_processes_and_a_failure_is_a_row_not_a_crash():
     assert _load.medians(results["ok"], ["wall"]) == {"wall": 2.0}
     assert "no engine" in _load.medians(results["bad"], ["wall"])
     assert _load.regimes(0) == [0] and _load.regimes(2) == [0, 2]
+
+
+def bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+
+
+def test_a_user_mistake_is_one_line_and_a_failed_run_is_not_success(tmp_path):
+    (tmp_path / "junk.onnx").write_bytes(b"\x00garbage")
+    (tmp_path / "notes.txt").write_text("hello")
+    for script, args, code, said in [
+        ("bench_engines.py", [str(tmp_path / "missing.onnx")], 2, "error: model not found: "),
+        ("bench_engines.py", [str(tmp_path / "notes.txt")], 2, "notes.txt: unknown model type '.txt'"),
+        ("bench_vs_ultralytics.py", ["--fixtures", "nosuch.pt", "--models", ""], 2,
+         "argument --fixtures: no nosuch.pt in "),
+        ("bench_vs_ultralytics.py", ["--ultralytics-python", str(tmp_path / "python"), "--fixtures", "",
+                                     "--models", ""], 1, "not an interpreter that runs here"),
+    ] + [
+        ("bench_vs_ultralytics.py", ["--ultralytics-python", sys.executable, "--fixtures", "", "--models", ""], 1,
+         "cannot import ultralytics, torch and cv2"),
+    ] * (importlib.util.find_spec("ultralytics") is None):  # (edgekit's environment never has it)
+        done = bench(script, *args)
+        assert done.returncode == code and said in done.stderr, (script, args, done.stderr[-800:])
+        assert "Traceback" not in done.stderr, done.stderr[-800:]
+    done = bench("bench_engines.py", str(tmp_path / "junk.onnx"), "--rounds", "1", "--frames", "1", "--warmup", "0",
+                 "--backends", "onnxruntime")
+    assert done.returncode == 1 and "failed" in done.stdout  # the table says so, and the exit status
+    assert f"FAILED {tmp_path / 'junk.onnx'} on onnxruntime: " in done.stderr
+    assert "not a loadable ONNX model" in done.stderr  # the child's own message, whole
