@@ -25,6 +25,7 @@ import edgekit
 from edgekit.devices.loop import FpsMeter, VideoOut
 from edgekit.devices.profiles import detect_device
 from edgekit.devices.sources import Source
+from edgekit.interrupts import Interrupts
 
 
 def size(text: str) -> tuple[int, int]:
@@ -59,8 +60,10 @@ def main() -> int:
         meter = FpsMeter()
         with contextlib.ExitStack() as stack:
             recording = stack.enter_context(VideoOut(args.record, 30.0)) if args.record else None
+            interrupts = stack.enter_context(Interrupts())
             try:
                 for frame in source:
+                    interrupts.check()  # a Ctrl-C some library swallowed during the last frame still stops
                     found = detector(frame.image, conf=args.conf)
                     source.camera.show(found)  # drawn on the main stream by the pre-callback
                     meter.tick()

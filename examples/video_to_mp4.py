@@ -19,6 +19,7 @@ import sys
 import edgekit
 from edgekit.devices.loop import FpsMeter, VideoOut, draw_status
 from edgekit.devices.sources import Source
+from edgekit.interrupts import Interrupts
 
 
 def main() -> int:
@@ -38,9 +39,10 @@ def main() -> int:
         source = Source(args.source, loop=args.loop, live=False)  # every frame of a file, in order
         meter = FpsMeter()
         interrupted = False
-        with VideoOut(args.output, lambda: source.fps) as out:
+        with VideoOut(args.output, lambda: source.fps) as out, Interrupts() as interrupts:
             try:
                 for frame in source:
+                    interrupts.check()  # a Ctrl-C some library swallowed during the last frame still stops
                     found = detector(frame.image, conf=args.conf)
                     meter.tick()
                     out.write(draw_status(found.draw(frame.image), f"{meter.fps:.1f} FPS  {len(found)} objects"))

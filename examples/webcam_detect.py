@@ -21,6 +21,7 @@ import sys
 import edgekit
 from edgekit.devices.loop import FpsMeter, draw_status
 from edgekit.devices.sources import Source
+from edgekit.interrupts import Interrupts
 
 
 def main() -> int:
@@ -44,26 +45,28 @@ def main() -> int:
         source = Source(args.source, timeout=args.timeout)
         print(f"{detector!r} on {source.description}", file=sys.stderr)
         meter = FpsMeter()
-        try:
-            for frame in source:
-                found = detector(frame.image, conf=args.conf)
-                meter.tick()
-                counts = ", ".join(f"{n} {name}" for name, n in found.counts().items()) or "nothing"
-                line = f"{meter.fps:.1f} FPS  {counts}"
-                if args.show:
-                    cv2.imshow("edgekit", draw_status(found.draw(frame.image), line))
-                    if cv2.waitKey(1) & 0xFF == ord("q"):
+        with Interrupts() as interrupts:
+            try:
+                for frame in source:
+                    interrupts.check()  # a Ctrl-C some library swallowed during the last frame still stops
+                    found = detector(frame.image, conf=args.conf)
+                    meter.tick()
+                    counts = ", ".join(f"{n} {name}" for name, n in found.counts().items()) or "nothing"
+                    line = f"{meter.fps:.1f} FPS  {counts}"
+                    if args.show:
+                        cv2.imshow("edgekit", draw_status(found.draw(frame.image), line))
+                        if cv2.waitKey(1) & 0xFF == ord("q"):
+                            break
+                    else:
+                        print(f"frame {frame.index}: {counts}  {meter.fps:.1f} FPS "
+                              f"(infer {detector.timings.infer:.1f} ms, {source.dropped} dropped)", flush=True)
+                    if args.frames and meter.frames >= args.frames:
                         break
-                else:
-                    print(f"frame {frame.index}: {counts}  {meter.fps:.1f} FPS (infer {detector.timings.infer:.1f} ms, "
-                          f"{source.dropped} dropped)", flush=True)
-                if args.frames and meter.frames >= args.frames:
-                    break
-        except KeyboardInterrupt:
-            print("stopped", file=sys.stderr)
-        finally:
-            if args.show:
-                cv2.destroyAllWindows()
+            except KeyboardInterrupt:
+                print("stopped", file=sys.stderr)
+            finally:
+                if args.show:
+                    cv2.destroyAllWindows()
     except edgekit.EdgekitError as exc:
         print(f"edgekit: error: {exc}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 it, nothing left by an error or an empty recording) and `predict`'s loop over a real video."""
 
 import io
+import signal
 
 import cv2
 import numpy as np
@@ -74,6 +75,20 @@ class CtrlCAt:
         return self.detector(image)
 
 
+class SwallowedCtrlCAt(CtrlCAt):
+    """A real detector during whose `at`-th call a real SIGINT arrives and is swallowed, as a library's handler
+    or a finalizer the garbage collector runs at that moment would drop its KeyboardInterrupt."""
+
+    def __call__(self, image):
+        self.calls += 1
+        if self.calls == self.at:
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                pass
+        return self.detector(image)
+
+
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     return write_shapes_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=6)
@@ -90,3 +105,10 @@ def test_predict_saves_the_annotated_video_and_ctrl_c_keeps_it(tmp_path, video):
     with pytest.raises(KeyboardInterrupt):  # interrupted before a frame was recorded: nothing is left
         predict(CtrlCAt(1), Source(video), save=tmp_path / "none", out=out, log=log)
     assert not (tmp_path / "none").exists() or list((tmp_path / "none").iterdir()) == []
+
+
+def test_a_ctrl_c_swallowed_during_a_frame_still_ends_the_loop(tmp_path, video):
+    done = predict(SwallowedCtrlCAt(2), Source(video), save=tmp_path / "cut", out=io.StringIO(), log=io.StringIO())
+    assert (done.frames, done.interrupted) == (2, True)  # that frame finished; the loop stopped before the next
+    assert len(frames_of(tmp_path / "cut" / "clip.mp4")[0]) == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C is Python's own again

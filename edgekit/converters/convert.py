@@ -8,9 +8,7 @@ fails leaves nothing behind and does not stop the others.
 
 from __future__ import annotations
 
-import signal
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -38,6 +36,7 @@ from edgekit.converters.source_detector import artifact_meta, reference_detector
 from edgekit.converters.verify import Verification
 from edgekit.errors import EdgekitError, first_line
 from edgekit.fileio import atomic_path, check_output_folder, size_bytes
+from edgekit.interrupts import Interrupts
 from edgekit.logs import get_logger
 from edgekit.meta import ModelMeta
 from edgekit.models.facts import count_params
@@ -61,39 +60,6 @@ class TargetResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-class Interrupts:
-    """Ctrl-C that a backend swallows still stops the conversion.
-
-    litert-torch's converter catches the KeyboardInterrupt a SIGINT raises inside it and finishes the export,
-    so while converting, every SIGINT is also counted, and :meth:`check` raises KeyboardInterrupt at the next
-    step boundary (before an artifact is renamed into place). Works in the main thread only, where Python
-    delivers signals; elsewhere it does nothing.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._previous = None
-
-    def __enter__(self) -> Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum, frame) -> None:
-        self.count += 1
-        raise KeyboardInterrupt
-
-    def check(self) -> None:
-        """Raise KeyboardInterrupt if a SIGINT arrived since the conversion started."""
-        if self.count:
-            raise KeyboardInterrupt
 
 
 def verification_images(renders: int = 2, noise: int = 1) -> list[np.ndarray]:

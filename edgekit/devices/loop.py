@@ -17,6 +17,7 @@ import numpy as np
 
 from edgekit.errors import EdgekitError
 from edgekit.fileio import atomic_path, atomic_write_bytes
+from edgekit.interrupts import Interrupts
 
 if TYPE_CHECKING:
     from edgekit.detections import Detections
@@ -168,9 +169,10 @@ def predict(
     run = PredictRun(saved=save)
     video = save is not None and source.kind not in ("image", "folder")
     recording = VideoOut(save / f"{source.stem}.mp4", lambda: source.fps) if video else contextlib.nullcontext()
-    with recording:
+    with recording, Interrupts() as interrupts:
         try:
             for frame in source:
+                interrupts.check()  # a Ctrl-C some code swallowed during the last frame still ends the loop
                 found = detector(frame.image)
                 t = detector.timings
                 run.frames += 1
