@@ -189,3 +189,4 @@ def test_engines_with_rows_chosen_in_the_graph_compare_detections():
     moved = Detections(found.xyxy + 0.5, found.confidence, found.class_id)
     assert _detections_diff(found, found[:1]) == float("inf") and _detections_diff(found, moved) == 0.5
     assert _detections_diff(found, other) == float("inf")
+    assert _detections_diff(found, found[::-1]) == 0.0  # the same detections listed in another order

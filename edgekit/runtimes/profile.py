@@ -355,12 +355,17 @@ def compare_engines(model: str | Path, image: np.ndarray, settings: EngineSettin
 
 def _detections_diff(a: Detections, b: Detections) -> float:
     """The largest absolute difference between two engines' detections of one image, boxes (pixels) and
-    confidences together; infinite where their counts or classes differ."""
-    if len(a) != len(b) or not np.array_equal(a.class_id, b.class_id):
+    confidences together, each set ordered by class, then left and top edge (not by confidence, which near-ties
+    may reorder); infinite where their counts or classes differ."""
+    if len(a) != len(b):
         return float("inf")
     if not len(a):
         return 0.0
-    return max(float(np.abs(a.xyxy - b.xyxy).max()), float(np.abs(a.confidence - b.confidence).max()))
+    ia, ib = (np.lexsort((d.xyxy[:, 1], d.xyxy[:, 0], d.class_id)) for d in (a, b))
+    if not np.array_equal(a.class_id[ia], b.class_id[ib]):
+        return float("inf")
+    return max(float(np.abs(a.xyxy[ia] - b.xyxy[ib]).max()),
+               float(np.abs(a.confidence[ia] - b.confidence[ib]).max()))
 
 
 def format_report(report: ProfileReport, top_ops: int = 12) -> str:
