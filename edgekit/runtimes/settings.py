@@ -62,21 +62,23 @@ def engine_settings(settings: EngineSettings | None = None, threads: int | None 
 
 def busy_cores(interval: float = BUSY_SAMPLE_S, root: str | Path = "/") -> float | None:
     """How many cores' worth of CPU time the other processes spent during the next `interval` seconds, from
-    /proc/stat less this process's own time (its threads count as ours, not as load), while this thread
-    sleeps. Idle and I/O wait time do not count, nor
-    niced processes' (nice > 0: an engine at normal priority takes the cores from them) or time the
-    hypervisor gave to other machines (steal). None where /proc/stat cannot be read (not Linux, or a sandbox
-    such as Android's)."""
+    /proc/stat less this process's own time (its threads count as ours, not as load: a previous engine's
+    workers still spinning down, but also a second detector running in another thread, so a process that runs
+    several detectors at once should open them with ``shared=True``), while this thread sleeps. Idle and I/O
+    wait time do not count, nor niced processes' (nice > 0: an engine at normal priority takes the cores from
+    them) or time the hypervisor gave to other machines (steal). None where /proc/stat cannot be read (not
+    Linux, or a sandbox such as Android's)."""
+    niced = hasattr(os, "nice") and os.nice(0) > 0  # then /proc/stat books our user time as nice, not user
 
     def sample() -> tuple[float, int, int] | None:
-        own = os.times()  # this process's threads (a previous engine's workers still spinning are not load)
+        own = os.times()
         try:
             fields = (Path(root) / "proc/stat").read_text().split("\n", 1)[0].split()
             ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
         except (OSError, ValueError, IndexError):
             return None
         user, _nice, system, _idle, _iowait, irq, softirq, _steal = ticks
-        return own.user + own.system, user + system + irq + softirq, sum(ticks)
+        return (0.0 if niced else own.user) + own.system, user + system + irq + softirq, sum(ticks)
 
     first = sample()
     if first is None:
