@@ -13,23 +13,26 @@ class Interrupts:
     backend that catches it and finishes its export (litert-torch's converter), or a finalizer the garbage
     collector runs at that moment ("Exception ignored in ..."). While active, each SIGINT is counted as well
     as raised, and :meth:`check` raises KeyboardInterrupt at the next step boundary (after a frame, before an
-    artifact is renamed into place) if one arrived. Works in the main thread only, where Python delivers
-    signals; elsewhere it does nothing.
+    artifact is renamed into place) if one arrived. It only stands in for Python's own Ctrl-C handler, in the
+    main thread, where Python delivers signals: where SIGINT is ignored (a background job of a shell script) or
+    a program installed its own handler, it leaves that alone and does nothing.
     """
 
     def __init__(self) -> None:
         self.count = 0
-        self._previous = None
+        self._installed = False
 
     def __enter__(self) -> Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._installed = False
 
     def _handle(self, signum, frame) -> None:
         self.count += 1

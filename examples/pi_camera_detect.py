@@ -63,7 +63,7 @@ def main() -> int:
             interrupts = stack.enter_context(Interrupts())
             try:
                 for frame in source:
-                    interrupts.check()  # a Ctrl-C some library swallowed during the last frame still stops
+                    interrupts.check()  # a Ctrl-C some library swallowed still stops the loop
                     found = detector(frame.image, conf=args.conf)
                     source.camera.show(found)  # drawn on the main stream by the pre-callback
                     meter.tick()
@@ -72,6 +72,7 @@ def main() -> int:
                     counts = ", ".join(f"{n} {name}" for name, n in found.counts().items()) or "nothing"
                     print(f"frame {frame.index}: {counts}  {meter.fps:.1f} FPS "
                           f"(infer {detector.timings.infer:.1f} ms)", flush=True)
+                    interrupts.check()
                     if args.frames and meter.frames >= args.frames:
                         break
             except KeyboardInterrupt:

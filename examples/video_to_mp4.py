@@ -42,12 +42,13 @@ def main() -> int:
         with VideoOut(args.output, lambda: source.fps) as out, Interrupts() as interrupts:
             try:
                 for frame in source:
-                    interrupts.check()  # a Ctrl-C some library swallowed during the last frame still stops
+                    interrupts.check()  # a Ctrl-C some library swallowed still stops the loop
                     found = detector(frame.image, conf=args.conf)
                     meter.tick()
                     out.write(draw_status(found.draw(frame.image), f"{meter.fps:.1f} FPS  {len(found)} objects"))
                     if meter.frames % 30 == 1:
                         print(f"frame {frame.index}: {len(found)} objects, {meter.fps:.1f} FPS", file=sys.stderr)
+                    interrupts.check()
                     if args.frames and meter.frames >= args.frames:
                         break
             except KeyboardInterrupt:

@@ -48,7 +48,7 @@ def main() -> int:
         with Interrupts() as interrupts:
             try:
                 for frame in source:
-                    interrupts.check()  # a Ctrl-C some library swallowed during the last frame still stops
+                    interrupts.check()  # a Ctrl-C some library swallowed still stops the loop
                     found = detector(frame.image, conf=args.conf)
                     meter.tick()
                     counts = ", ".join(f"{n} {name}" for name, n in found.counts().items()) or "nothing"
@@ -60,6 +60,7 @@ def main() -> int:
                     else:
                         print(f"frame {frame.index}: {counts}  {meter.fps:.1f} FPS "
                               f"(infer {detector.timings.infer:.1f} ms, {source.dropped} dropped)", flush=True)
+                    interrupts.check()
                     if args.frames and meter.frames >= args.frames:
                         break
             except KeyboardInterrupt:

@@ -12,6 +12,7 @@ import edgekit
 from edgekit.assets import shapes_model
 from edgekit.devices.loop import VideoOut, predict
 from edgekit.devices.sources import Source
+from edgekit.interrupts import Interrupts
 
 from videos import write_shapes_video
 
@@ -112,3 +113,24 @@ def test_a_ctrl_c_swallowed_during_a_frame_still_ends_the_loop(tmp_path, video):
     assert (done.frames, done.interrupted) == (2, True)  # that frame finished; the loop stopped before the next
     assert len(frames_of(tmp_path / "cut" / "clip.mp4")[0]) == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C is Python's own again
+    done = predict(SwallowedCtrlCAt(6), Source(video), out=io.StringIO(), log=io.StringIO())  # the last frame
+    assert (done.frames, done.interrupted) == (6, True)
+
+
+def test_interrupts_leave_an_ignored_or_a_programs_own_sigint_alone():
+    def own(signum, frame):
+        pass
+
+    try:
+        for handler in (signal.SIG_IGN, own):
+            signal.signal(signal.SIGINT, handler)
+            with Interrupts() as interrupts:
+                assert signal.getsignal(signal.SIGINT) is handler
+                signal.raise_signal(signal.SIGINT)
+                interrupts.check()  # nothing counted: the SIGINT was not ours to handle
+            assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    with Interrupts():
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # stands in for Python's own
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

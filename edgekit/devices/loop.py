@@ -172,7 +172,7 @@ def predict(
     with recording, Interrupts() as interrupts:
         try:
             for frame in source:
-                interrupts.check()  # a Ctrl-C some code swallowed during the last frame still ends the loop
+                interrupts.check()  # a Ctrl-C some code swallowed while the frame was read still ends the loop
                 found = detector(frame.image)
                 t = detector.timings
                 run.frames += 1
@@ -182,13 +182,13 @@ def predict(
                           flush=True)
                 elif source.kind in ("image", "folder") or run.frames % 30 == 1:
                     print(frame_line(frame, found, t), file=log)
-                if save is None:
-                    continue
-                drawn = found.draw(frame.image)
-                if video:
-                    recording.write(drawn)
-                else:
-                    _save_image(save / frame.name, drawn)
+                if save is not None:
+                    drawn = found.draw(frame.image)
+                    if video:
+                        recording.write(drawn)
+                    else:
+                        _save_image(save / frame.name, drawn)
+                interrupts.check()  # ... or during this one: kept, then the loop ends without waiting for another
         except KeyboardInterrupt:
             if video and not recording.frames:
                 raise
