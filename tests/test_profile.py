@@ -187,6 +187,13 @@ def test_engines_with_rows_chosen_in_the_graph_compare_detections():
     assert len(found) > 1 and _detections_diff(found, found) == 0.0
     other = Detections(found.xyxy, found.confidence, found.class_id + 1)
     moved = Detections(found.xyxy + 0.5, found.confidence, found.class_id)
-    assert _detections_diff(found, found[:1]) == float("inf") and _detections_diff(found, moved) == 0.5
+    assert _detections_diff(found, found[:1]) == float("inf")
+    assert _detections_diff(found, moved) == pytest.approx(0.5, abs=1e-4)
     assert _detections_diff(found, other) == float("inf")
     assert _detections_diff(found, found[::-1]) == 0.0  # the same detections listed in another order
+    twins = Detections(np.array([[10, 10, 50, 50], [10.001, 30, 50, 70]], np.float32),
+                       np.array([0.9, 0.8], np.float32), np.array([1, 1]))
+    jittered = Detections(np.array([[10.002, 10, 50, 50], [10.0, 30, 50, 70]], np.float32),  # left edges swap order
+                          np.array([0.9, 0.8], np.float32), np.array([1, 1]))
+    assert _detections_diff(twins, jittered) == pytest.approx(0.002, abs=1e-4)  # matched by place, not left edge
+    assert _detections_diff(Detections.empty(), Detections.empty()) == 0.0

@@ -355,17 +355,21 @@ def compare_engines(model: str | Path, image: np.ndarray, settings: EngineSettin
 
 def _detections_diff(a: Detections, b: Detections) -> float:
     """The largest absolute difference between two engines' detections of one image, boxes (pixels) and
-    confidences together, each set ordered by class, then left and top edge (not by confidence, which near-ties
-    may reorder); infinite where their counts or classes differ."""
+    confidences together, each of `a`'s detections (best first) matched to the nearest unmatched one of `b` of
+    its class (not by list order, which near-tied scores may change); infinite where their counts differ or a
+    detection has no partner of its class."""
     if len(a) != len(b):
         return float("inf")
-    if not len(a):
-        return 0.0
-    ia, ib = (np.lexsort((d.xyxy[:, 1], d.xyxy[:, 0], d.class_id)) for d in (a, b))
-    if not np.array_equal(a.class_id[ia], b.class_id[ib]):
-        return float("inf")
-    return max(float(np.abs(a.xyxy[ia] - b.xyxy[ib]).max()),
-               float(np.abs(a.confidence[ia] - b.confidence[ib]).max()))
+    far = np.abs(a.xyxy[:, None, :] - b.xyxy[None, :, :]).max(-1).astype(np.float64)  # [N, N] pixels
+    far[a.class_id[:, None] != b.class_id[None, :]] = np.inf
+    worst = 0.0
+    for i in np.argsort(-a.confidence, kind="stable"):
+        j = int(np.argmin(far[i]))
+        if not np.isfinite(far[i, j]):
+            return float("inf")
+        worst = max(worst, float(far[i, j]), abs(float(a.confidence[i]) - float(b.confidence[j])))
+        far[:, j] = np.inf
+    return worst
 
 
 def format_report(report: ProfileReport, top_ops: int = 12) -> str:
