@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -83,8 +84,10 @@ def run_child(command: Sequence[str], timeout: float = 600) -> dict:
         raise RuntimeError(f"timed out after {timeout:.0f} s") from None
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        said = (done.stderr or done.stdout).strip().splitlines()
-        raise RuntimeError(said[-1][-300:] if said else f"exited with {done.returncode} and printed nothing")
+        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        errors = [line for line in said if re.match(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*:", line)]
+        why = (errors or said or [f"exited with {done.returncode} and printed nothing"])[-1]
+        raise RuntimeError(why[:300])
     return json.loads(lines[-1])
 
 

@@ -108,7 +108,7 @@ def main() -> int:
                 if args.threads:
                     command += ["--threads", str(args.threads)]
                 commands[(str(path), backend, shared)] = command + (["--shared"] if shared else ["--no-shared"])
-    failed: dict[tuple[str, str, bool], str] = {}
+    failed: dict[tuple[str, str, bool, int], str] = {}
     for workers in _load.regimes(args.load):
         with _load.busy_workers(workers):
             results = _load.in_turns(commands, args.rounds)
@@ -119,9 +119,10 @@ def main() -> int:
             for backend in engines_for(path, wanted):
                 spin, sleep = (_load.medians(results[(str(path), backend, shared)], ("wall", "infer", "kept"))
                                for shared in (False, True))
-                for shared, m in ((False, spin), (True, sleep)):
-                    if not isinstance(m, dict):
-                        failed[(str(path), backend, shared)] = m
+                for shared in (False, True):
+                    errors = [r["error"] for r in results[(str(path), backend, shared)] if "error" in r]
+                    if errors:  # (also one that failed after good rounds: its row keeps their medians)
+                        failed[(str(path), backend, shared, workers)] = errors[-1]
                 cells = [f"{m['wall']:>12.2f} / {m['infer']:<8.2f}" if isinstance(m, dict) else f"{'failed':>23}"
                          for m in (spin, sleep)]
                 timed = [m for m in (spin, sleep) if isinstance(m, dict)]
@@ -131,8 +132,9 @@ def main() -> int:
                     ratio = max(spin["wall"], sleep["wall"]) / min(spin["wall"], sleep["wall"])
                     faster = f"{'spinning' if spin['wall'] < sleep['wall'] else '--shared'} ({ratio:.2f}x)"
                 print(f"{shown[path][-34:]:<34} {backend:<12} {cells[0]} {cells[1]} {kept}  {faster}")
-    for (path, backend, shared), why in failed.items():
-        print(f"FAILED {path} on {backend}{', --shared' if shared else ''}: {why}", file=sys.stderr)
+    for (path, backend, shared, workers), why in failed.items():
+        print(f"FAILED {path} on {backend}{', --shared' if shared else ''}"
+              f"{f', {workers} busy workers' if workers else ''}: {why}", file=sys.stderr)
     return 1 if failed else 0
 
 
