@@ -171,16 +171,17 @@ def peer_python(arg: str | None) -> str | None:
     """The interpreter that runs Ultralytics: `arg`, else $EDGEKIT_ULTRALYTICS_PYTHON, else this one where it
     imports ultralytics, else None. One given is tried first: SystemExit with one line where it cannot import
     what the peer needs."""
+    given = "--ultralytics-python" if arg else "$EDGEKIT_ULTRALYTICS_PYTHON"
     arg = arg or os.environ.get("EDGEKIT_ULTRALYTICS_PYTHON")
     if arg:
         try:
             done = subprocess.run([arg, "-c", "import ultralytics, torch, cv2"], capture_output=True, text=True,
                                   timeout=300)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SystemExit(f"--ultralytics-python {arg}: not an interpreter that runs here ({exc})") from None
+            raise SystemExit(f"{given} {arg}: not an interpreter that runs here ({exc})") from None
         if done.returncode != 0:
             said = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SystemExit(f"--ultralytics-python {arg}: cannot import ultralytics, torch and cv2 ({said})")
+            raise SystemExit(f"{given} {arg}: cannot import ultralytics, torch and cv2 ({said})")
         return arg
     return sys.executable if importlib.util.find_spec("ultralytics") else None
 

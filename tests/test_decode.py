@@ -141,8 +141,8 @@ def test_to_source_inverts_the_letterbox_and_clips():
     np.testing.assert_allclose(pixels, [[20, 20, 220, 100], [0, 0, 400, 200]])
     normalized = decode.to_source(np.array([[0.05, 50 / 180, 0.55, 0.5]], np.float32), info, normalized=True)
     np.testing.assert_allclose(normalized, [[20, 20, 220, 100]], atol=1e-4)
-    # a stretch (no kept aspect): x and y scaled apart, the input 180 high and 200 wide
-    stretched = LetterboxInfo(scale=0.5, pad=(0, 0), source_size=(360, 400), input_size=(180, 200), scale_y=0.5 / 0.4)
+    # a stretch (no kept aspect): a 400 x 144 source resized to 200 x 180, x by 0.5 and y by 1.25
+    stretched = LetterboxInfo(scale=0.5, pad=(0, 0), source_size=(144, 400), input_size=(180, 200), scale_y=1.25)
     box = decode.to_source(np.array([[10, 50, 110, 90]], np.float32), stretched, normalized=False)
     np.testing.assert_allclose(box, [[20, 40, 220, 72]], rtol=1e-6)
 
