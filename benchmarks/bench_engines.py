@@ -84,12 +84,11 @@ def main() -> int:
         parser.error("give model files to time (or --smoke)")
     wanted = args.backends.split(",") if args.backends else None
     from edgekit.errors import EdgekitError
+    from edgekit.runtimes.engine import existing_model
 
     for path in args.models:  # checked before any process runs
-        if not path.exists():
-            parser.error(f"model not found: {path}")
         try:
-            if not engines_for(path, wanted):
+            if not engines_for(existing_model(path), wanted):
                 parser.error(f"{path}: none of --backends {args.backends} opens it")
         except EdgekitError as exc:
             parser.error(str(exc))

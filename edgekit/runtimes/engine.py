@@ -124,6 +124,14 @@ def is_artifact(path: str | Path) -> bool:
     return True
 
 
+def existing_model(path: str | Path) -> Path:
+    """`path` as a Path; EdgekitError ("model not found: PATH") where nothing is there."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgekitError(f"model not found: {path}")
+    return path
+
+
 def open_engine(
     path: str | Path,
     backend: str | None = None,
@@ -134,9 +142,7 @@ def open_engine(
     machine, FP16; an explicit `threads` wins over ``settings.threads``; an unset ``shared`` is decided from
     the machine's load now: :func:`~edgekit.runtimes.settings.resolve_shared`). Raises EdgekitError for a missing
     file or an unknown backend, and the engine's own EdgekitError for a file it cannot read."""
-    path = Path(path)
-    if not path.exists():
-        raise EdgekitError(f"model not found: {path}")
+    path = existing_model(path)
     name = backend or backend_for(path)
     if name not in BACKENDS:
         raise EdgekitError(f"unknown backend '{name}' (available: {', '.join(BACKENDS)})")
